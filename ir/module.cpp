@@ -1,0 +1,190 @@
+// Module construction and editing.
+#include "ir/module.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace vitc::ir {
+
+std::string Module::uniqueName(std::string hint) {
+  if (hint.empty()) {
+    while (names_.count(std::to_string(nextNumber_)))
+      ++nextNumber_;
+    hint = std::to_string(nextNumber_++);
+  }
+  if (!names_.count(hint))
+    return hint;
+  for (int64_t i = 1;; ++i) {
+    std::string candidate = hint + "." + std::to_string(i);
+    if (!names_.count(candidate))
+      return candidate;
+  }
+}
+
+Op *Module::create(OpKind kind, std::vector<Op *> operands, Attrs attrs, TensorType type,
+                   std::string nameHint, Loc loc, const Op *before) {
+  auto op = std::make_unique<Op>();
+  op->kind = kind;
+  op->operands = std::move(operands);
+  op->attrs = std::move(attrs);
+  op->type = std::move(type);
+  op->loc = std::move(loc);
+  if (op->hasResult()) {
+    op->name = uniqueName(std::move(nameHint));
+    names_.insert(op->name);
+  }
+  Op *raw = op.get();
+  if (before) {
+    ops_.insert(ops_.begin() + static_cast<std::ptrdiff_t>(indexOf(before)), std::move(op));
+  } else {
+    ops_.push_back(std::move(op));
+  }
+  return raw;
+}
+
+void Module::erase(Op *op) {
+  size_t i = indexOf(op);
+  names_.erase(op->name);
+  ops_.erase(ops_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void Module::replaceAllUsesWith(Op *from, Op *to) {
+  for (auto &op : ops_) {
+    if (op.get() == to)
+      continue;
+    for (Op *&operand : op->operands)
+      if (operand == from)
+        operand = to;
+  }
+}
+
+void Module::reorder(const std::vector<Op *> &order) {
+  assert(order.size() == ops_.size() && "reorder must keep every op");
+  std::unordered_map<const Op *, std::unique_ptr<Op>> owned;
+  for (auto &op : ops_)
+    owned[op.get()] = std::move(op);
+  ops_.clear();
+  for (Op *op : order) {
+    auto it = owned.find(op);
+    assert(it != owned.end() && it->second && "reorder names an op twice or a foreign op");
+    ops_.push_back(std::move(it->second));
+  }
+}
+
+std::string Module::rename(Op *op, std::string hint) {
+  names_.erase(op->name);
+  op->name = uniqueName(std::move(hint));
+  names_.insert(op->name);
+  return op->name;
+}
+
+UserMap Module::users() const {
+  UserMap map;
+  for (const auto &op : ops_)
+    for (Op *operand : op->operands) {
+      auto &list = map[operand];
+      if (list.empty() || list.back() != op.get())
+        list.push_back(op.get());
+    }
+  return map;
+}
+
+std::vector<Op *> Module::inputs() const {
+  std::vector<Op *> out;
+  for (const auto &op : ops_)
+    if (op->is(OpKind::Input))
+      out.push_back(op.get());
+  return out;
+}
+
+std::vector<Op *> Module::params() const {
+  std::vector<Op *> out;
+  for (const auto &op : ops_)
+    if (op->is(OpKind::Param))
+      out.push_back(op.get());
+  return out;
+}
+
+Op *Module::output() const {
+  for (auto it = ops_.rbegin(); it != ops_.rend(); ++it)
+    if ((*it)->is(OpKind::Output))
+      return it->get();
+  return nullptr;
+}
+
+Op *Module::findByName(std::string_view name) const {
+  for (const auto &op : ops_)
+    if (op->name == name)
+      return op.get();
+  return nullptr;
+}
+
+size_t Module::indexOf(const Op *op) const {
+  for (size_t i = 0; i < ops_.size(); ++i)
+    if (ops_[i].get() == op)
+      return i;
+  assert(false && "op is not in this module");
+  return ops_.size();
+}
+
+std::unique_ptr<Module> Module::clone() const {
+  auto m = std::make_unique<Module>();
+  m->name = name;
+  m->mesh = mesh;
+  m->attrs = attrs;
+  std::unordered_map<const Op *, Op *> map;
+  for (const auto &op : ops_) {
+    std::vector<Op *> operands;
+    for (Op *o : op->operands)
+      operands.push_back(map.at(o));
+    Op *copy = m->create(op->kind, std::move(operands), op->attrs, op->type, op->name, op->loc);
+    map[op.get()] = copy;
+  }
+  m->nextNumber_ = nextNumber_;
+  return m;
+}
+
+bool equal(const Module &a, const Module &b) {
+  if (a.name != b.name || !(a.mesh == b.mesh) || !(a.attrs == b.attrs) || a.size() != b.size())
+    return false;
+  std::unordered_map<const Op *, size_t> ia, ib;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ia[a.ops()[i].get()] = i;
+    ib[b.ops()[i].get()] = i;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    const Op &x = *a.ops()[i];
+    const Op &y = *b.ops()[i];
+    if (x.kind != y.kind || x.name != y.name || !(x.attrs == y.attrs) ||
+        x.operands.size() != y.operands.size())
+      return false;
+    if (x.hasResult() && !(x.type == y.type))
+      return false;
+    for (size_t j = 0; j < x.operands.size(); ++j)
+      if (ia.at(x.operands[j]) != ib.at(y.operands[j]))
+        return false;
+  }
+  return true;
+}
+
+size_t eraseDeadOps(Module &m) {
+  size_t erased = 0;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    UserMap users = m.users();
+    std::vector<Op *> dead;
+    for (const auto &op : m.ops())
+      if (op->hasResult() && !op->is(OpKind::Input) && !users.count(op.get()))
+        dead.push_back(op.get());
+    // A start op whose done op is dead is dead too; erase from the end so users go first.
+    for (auto it = dead.rbegin(); it != dead.rend(); ++it) {
+      m.erase(*it);
+      ++erased;
+      changed = true;
+    }
+  }
+  return erased;
+}
+
+} // namespace vitc::ir

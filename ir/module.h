@@ -1,0 +1,68 @@
+// The IR module: a mesh, metadata, and one straight-line SSA program of ops.
+//
+// A ViT forward pass has no control flow, so the program is a single block kept in program order:
+// every operand is defined before its user and the last op is `output`. Passes create, erase and
+// reorder ops through this class, which keeps value names unique.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "ir/op.h"
+
+namespace vitc::ir {
+
+using UserMap = std::unordered_map<const Op *, std::vector<Op *>>;
+
+class Module {
+public:
+  std::string name = "module";
+  Mesh mesh = Mesh::single();
+  Attrs attrs; // model metadata: image, patch, tokens, width, ... (informational)
+
+  const std::vector<std::unique_ptr<Op>> &ops() const { return ops_; }
+  size_t size() const { return ops_.size(); }
+
+  // Creates an op at the end, or just before `before` when given. The name is made unique by
+  // appending ".N" if needed; an empty hint gives a numbered name.
+  Op *create(OpKind kind, std::vector<Op *> operands, Attrs attrs, TensorType type,
+             std::string nameHint = "", Loc loc = {}, const Op *before = nullptr);
+  // Removes an op nobody uses.
+  void erase(Op *op);
+  // Points every use of `from` at `to` (not including uses by `to` itself).
+  void replaceAllUsesWith(Op *from, Op *to);
+  // Replaces the program order with `order`, which must hold exactly the module's ops.
+  void reorder(const std::vector<Op *> &order);
+  // Renames an op, keeping names unique; returns the name it got.
+  std::string rename(Op *op, std::string hint);
+
+  // Each op's users, in program order.
+  UserMap users() const;
+  std::vector<Op *> inputs() const;
+  std::vector<Op *> params() const;
+  Op *output() const; // the `output` op, or nullptr while building
+  Op *findByName(std::string_view name) const;
+  // Position of `op` in program order.
+  size_t indexOf(const Op *op) const;
+
+  std::unique_ptr<Module> clone() const;
+
+private:
+  std::string uniqueName(std::string hint);
+
+  std::vector<std::unique_ptr<Op>> ops_;
+  std::unordered_set<std::string> names_;
+  int64_t nextNumber_ = 0;
+};
+
+// Structural equality: same name, mesh, metadata and the same ops in the same order with the same
+// names, operands, attributes and types. Locations are not compared.
+bool equal(const Module &a, const Module &b);
+
+// Removes ops whose results nobody uses (inputs and params included). Returns how many.
+size_t eraseDeadOps(Module &m);
+
+} // namespace vitc::ir

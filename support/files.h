@@ -1,0 +1,69 @@
+// Reading whole files, mapping them, and writing outputs whole or not at all.
+//
+// Every output vitc writes (results, IR dumps, executables, layouts) goes through `AtomicFile`:
+// the bytes go to a temporary name beside the target and are renamed over it only on `commit()`,
+// so an error, an exception or Ctrl-C never leaves a half-written file behind.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "support/error.h"
+
+namespace vitc {
+
+Expected<std::string> readFile(const std::string &path);
+
+// A read-only memory mapping of a whole file.
+class MappedFile {
+public:
+  static Expected<std::shared_ptr<MappedFile>> open(const std::string &path);
+  ~MappedFile();
+  MappedFile(const MappedFile &) = delete;
+  MappedFile &operator=(const MappedFile &) = delete;
+
+  const std::string &path() const { return path_; }
+  const uint8_t *data() const { return data_; }
+  size_t size() const { return size_; }
+
+private:
+  MappedFile() = default;
+  std::string path_;
+  const uint8_t *data_ = nullptr;
+  size_t size_ = 0;
+};
+
+class AtomicFile {
+public:
+  // Creates the temporary file; fails if the target's folder is not writable.
+  static Expected<std::unique_ptr<AtomicFile>> create(const std::string &path);
+  ~AtomicFile(); // removes the temporary file unless committed
+  AtomicFile(const AtomicFile &) = delete;
+  AtomicFile &operator=(const AtomicFile &) = delete;
+
+  Status write(const void *data, size_t size);
+  Status write(std::string_view text) { return write(text.data(), text.size()); }
+  // Flushes, optionally marks the file executable, and renames it over the target.
+  Status commit(bool executable = false);
+  const std::string &tempPath() const { return temp_; }
+
+private:
+  AtomicFile() = default;
+  std::string path_;
+  std::string temp_;
+  int fd_ = -1;
+  int slot_ = -1; // place in the table the signal handler cleans up
+  bool committed_ = false;
+};
+
+// Writes `text` to `path` through an AtomicFile.
+Status writeFileAtomically(const std::string &path, std::string_view text, bool executable = false);
+
+// Removes every uncommitted temporary file and re-raises the signal: installed by the driver for
+// SIGINT and SIGTERM.
+void installTempFileCleanupOnSignals();
+
+} // namespace vitc

@@ -1,0 +1,49 @@
+// A host tensor: a shape and float32 data, owned or borrowed from a mapped file.
+//
+// Tensors share their storage when copied (like a handle); `clone()` makes a deep copy. Storage is
+// 64-byte aligned so that kernels may use aligned vector loads on owned tensors.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vitc {
+
+using Shape = std::vector<int64_t>;
+
+int64_t numElements(const Shape &shape);
+// "[1, 3, 224, 224]"
+std::string shapeString(const Shape &shape);
+
+class Tensor {
+public:
+  Tensor() = default;
+  // A new tensor of the given shape, every element zero.
+  static Tensor zeros(Shape shape);
+  // A tensor over memory someone else owns; `owner` keeps that memory alive.
+  static Tensor borrow(Shape shape, const float *data, std::shared_ptr<const void> owner);
+
+  const Shape &shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t numel() const { return numElements(shape_); }
+  int64_t dim(int64_t i) const { return shape_[static_cast<size_t>(i)]; }
+  bool empty() const { return owner_ == nullptr; }
+
+  const float *data() const { return data_; }
+  // Writable data. Borrowed tensors are read-only: asking for their data to write is a bug.
+  float *mutableData();
+
+  Tensor clone() const;
+  // The same data under another shape with the same element count.
+  Tensor reshaped(Shape shape) const;
+
+private:
+  Shape shape_;
+  float *data_ = nullptr;
+  bool writable_ = false;
+  std::shared_ptr<const void> owner_;
+};
+
+} // namespace vitc
