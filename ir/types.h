@@ -18,6 +18,8 @@
 
 namespace vitc::ir {
 
+using vitc::Shape;
+
 enum class DType : uint8_t { F32, BF16 };
 std::string_view dtypeName(DType t);
 std::optional<DType> parseDType(std::string_view s);

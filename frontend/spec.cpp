@@ -1,0 +1,253 @@
+// Reading and writing vitc spec files (TOML, through toml++).
+#include "frontend/spec.h"
+
+#include <filesystem>
+#include <functional>
+
+#include <toml++/toml.h>
+
+#include "support/files.h"
+
+namespace vitc::frontend {
+namespace {
+
+Loc locOf(const Loc &file, const toml::source_region &r) {
+  return file.at(static_cast<int>(r.begin.line), static_cast<int>(r.begin.column));
+}
+
+std::string_view nodeTypeName(const toml::node &n) {
+  if (n.is_integer())
+    return "an integer";
+  if (n.is_floating_point())
+    return "a number";
+  if (n.is_boolean())
+    return "a boolean";
+  if (n.is_string())
+    return "a string";
+  if (n.is_array())
+    return "an array";
+  if (n.is_table())
+    return "a table";
+  return "a date or time";
+}
+
+// One key of the spec: where it lives and how to store it.
+struct KeyRule {
+  std::string_view table; // "" for the top level
+  std::string_view key;
+  std::function<Status(const toml::node &, const Loc &, ModelConfig &)> apply;
+};
+
+Status needInt(const toml::node &n, const Loc &at, std::string_view key, int64_t &out) {
+  if (!n.is_integer())
+    return makeError(at, "'{}' must be an integer, not {}", key, nodeTypeName(n));
+  out = *n.value<int64_t>();
+  return Status::ok();
+}
+
+Status needBool(const toml::node &n, const Loc &at, std::string_view key, bool &out) {
+  if (!n.is_boolean())
+    return makeError(at, "'{}' must be true or false, not {}", key, nodeTypeName(n));
+  out = *n.value<bool>();
+  return Status::ok();
+}
+
+template <typename Enum>
+Status needChoice(const toml::node &n, const Loc &at, std::string_view key,
+                  std::initializer_list<std::pair<std::string_view, Enum>> choices, Enum &out) {
+  std::string known;
+  for (const auto &[name, value] : choices)
+    known += (known.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+  if (!n.is_string())
+    return makeError(at, "'{}' must be one of {}, not {}", key, known, nodeTypeName(n));
+  std::string s = *n.value<std::string>();
+  for (const auto &[name, value] : choices)
+    if (s == name) {
+      out = value;
+      return Status::ok();
+    }
+  return makeError(at, "bad value \"{}\" for '{}': expected one of {}", s, key, known);
+}
+
+const std::vector<KeyRule> &keyRules() {
+  using N = const toml::node &;
+  using L = const Loc &;
+  using C = ModelConfig &;
+  static const std::vector<KeyRule> rules = {
+      {"", "name",
+       [](N n, L at, C c) -> Status {
+         if (!n.is_string())
+           return makeError(at, "'name' must be a string, not {}", nodeTypeName(n));
+         c.name = *n.value<std::string>();
+         return Status::ok();
+       }},
+      {"image", "size", [](N n, L at, C c) { return needInt(n, at, "size", c.image); }},
+      {"image", "patch", [](N n, L at, C c) { return needInt(n, at, "patch", c.patch); }},
+      {"image", "channels", [](N n, L at, C c) { return needInt(n, at, "channels", c.channels); }},
+      {"encoder", "width", [](N n, L at, C c) { return needInt(n, at, "width", c.width); }},
+      {"encoder", "depth", [](N n, L at, C c) { return needInt(n, at, "depth", c.depth); }},
+      {"encoder", "mlp", [](N n, L at, C c) { return needInt(n, at, "mlp", c.mlp); }},
+      {"encoder", "heads", [](N n, L at, C c) { return needInt(n, at, "heads", c.heads); }},
+      {"encoder", "block",
+       [](N n, L at, C c) {
+         return needChoice<BlockKind>(
+             n, at, "block",
+             {{"sequential", BlockKind::Sequential}, {"parallel", BlockKind::Parallel}}, c.block);
+       }},
+      {"encoder", "qk_norm", [](N n, L at, C c) { return needBool(n, at, "qk_norm", c.qkNorm); }},
+      {"encoder", "gelu",
+       [](N n, L at, C c) {
+         return needChoice<GeluKind>(n, at, "gelu",
+                                     {{"erf", GeluKind::Erf}, {"tanh", GeluKind::Tanh}}, c.gelu);
+       }},
+      {"encoder", "eps",
+       [](N n, L at, C c) -> Status {
+         if (!n.is_number())
+           return makeError(at, "'eps' must be a number, not {}", nodeTypeName(n));
+         c.eps = *n.value<double>();
+         return Status::ok();
+       }},
+      {"bias", "qkv", [](N n, L at, C c) { return needBool(n, at, "qkv", c.biasQkv); }},
+      {"bias", "out", [](N n, L at, C c) { return needBool(n, at, "out", c.biasOut); }},
+      {"bias", "mlp", [](N n, L at, C c) { return needBool(n, at, "mlp", c.biasMlp); }},
+      {"bias", "norm", [](N n, L at, C c) { return needBool(n, at, "norm", c.biasNorm); }},
+      {"head", "pool",
+       [](N n, L at, C c) {
+         return needChoice<PoolKind>(
+             n, at, "pool",
+             {{"token", PoolKind::Token}, {"gap", PoolKind::Gap}, {"map", PoolKind::Map}}, c.pool);
+       }},
+      {"head", "classes", [](N n, L at, C c) { return needInt(n, at, "classes", c.classes); }},
+      {"head", "labels",
+       [](N n, L at, C c) -> Status {
+         const toml::array *a = n.as_array();
+         if (!a)
+           return makeError(at, "'labels' must be an array of strings, not {}", nodeTypeName(n));
+         c.labels.clear();
+         for (const toml::node &e : *a) {
+           if (!e.is_string())
+             return makeError(at, "'labels' must be an array of strings");
+           c.labels.push_back(*e.value<std::string>());
+         }
+         return Status::ok();
+       }},
+  };
+  return rules;
+}
+
+std::string knownKeys(std::string_view table) {
+  std::string out;
+  for (const KeyRule &r : keyRules())
+    if (r.table == table && !r.key.empty())
+      out += (out.empty() ? "" : ", ") + std::string(r.key);
+  return out;
+}
+
+Status applyTable(const toml::table &t, std::string_view tableName, const Loc &file,
+                  ModelConfig &c) {
+  for (auto &&[key, node] : t) {
+    Loc keyAt = locOf(file, key.source());
+    std::string k(key.str());
+    if (tableName.empty() && node.is_table()) {
+      bool knownTable = false;
+      for (const KeyRule &r : keyRules())
+        knownTable |= r.table == k;
+      if (!knownTable)
+        return makeError(keyAt, "unknown table [{}] (known: [image], [encoder], [bias], [head])",
+                         k);
+      VITC_TRY(applyTable(*node.as_table(), k, file, c));
+      continue;
+    }
+    const KeyRule *rule = nullptr;
+    for (const KeyRule &r : keyRules())
+      if (r.table == tableName && r.key == k)
+        rule = &r;
+    if (!rule) {
+      std::string where = tableName.empty() ? "at the top level" : fmt::format("in [{}]", tableName);
+      return makeError(keyAt, "unknown key '{}' {} (known: {})", k, where,
+                       tableName.empty() ? "name, and the tables [image], [encoder], [bias], [head]"
+                                         : knownKeys(tableName));
+    }
+    Loc valueAt = locOf(file, node.source());
+    VITC_TRY(rule->apply(node, valueAt, c));
+    // Field names as ModelConfig::locOf knows them: [image] size is "image", [bias] keys are
+    // qualified because [encoder] has an "mlp" too.
+    std::string field = tableName == "image" && k == "size" ? "image"
+                        : tableName == "bias"               ? "bias." + k
+                                                            : k;
+    c.keyLocs[field] = valueAt;
+  }
+  return Status::ok();
+}
+
+} // namespace
+
+Expected<ModelConfig> parseSpec(std::string_view text, const std::string &path) {
+  ModelConfig c;
+  c.file = Loc::inFile(path);
+  c.name = std::filesystem::path(path).stem().string();
+  toml::table table;
+  try {
+    table = toml::parse(text, path);
+  } catch (const toml::parse_error &e) {
+    std::string message(e.description());
+    if (!message.empty())
+      message[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(message[0])));
+    while (!message.empty() && (message.back() == '.' || message.back() == '\n'))
+      message.pop_back();
+    return Error(locOf(c.file, e.source()), message);
+  }
+  VITC_TRY(applyTable(table, "", c.file, c));
+  bool mlpGiven = c.keyLocs.count("mlp") > 0;
+  for (const char *required : {"width", "depth", "heads"})
+    if (!c.keyLocs.count(required))
+      return makeError(c.file, "missing key '{}' in [encoder]", required);
+  if (!mlpGiven)
+    c.mlp = 4 * c.width;
+  VITC_TRY(validate(c));
+  return c;
+}
+
+Expected<ModelConfig> readSpecFile(const std::string &path) {
+  VITC_ASSIGN(std::string text, readFile(path));
+  return parseSpec(text, path);
+}
+
+std::string writeSpec(const ModelConfig &c) {
+  std::string labels;
+  for (size_t i = 0; i < c.labels.size(); ++i)
+    labels += fmt::format("{}\"{}\"", i ? ", " : "", c.labels[i]);
+  return fmt::format(R"(name = "{}"
+
+[image]
+size = {}
+patch = {}
+channels = {}
+
+[encoder]
+width = {}
+depth = {}
+mlp = {}
+heads = {}
+block = "{}"
+qk_norm = {}
+gelu = "{}"
+eps = {}
+
+[bias]
+qkv = {}
+out = {}
+mlp = {}
+norm = {}
+
+[head]
+pool = "{}"
+classes = {}
+{})",
+                     c.name, c.image, c.patch, c.channels, c.width, c.depth, c.mlp, c.heads,
+                     blockKindName(c.block), c.qkNorm, geluKindName(c.gelu), c.eps, c.biasQkv,
+                     c.biasOut, c.biasMlp, c.biasNorm, poolKindName(c.pool), c.classes,
+                     labels.empty() ? "" : fmt::format("labels = [{}]\n", labels));
+}
+
+} // namespace vitc::frontend

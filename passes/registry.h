@@ -1,0 +1,25 @@
+// The registry of passes by name, and the default pipeline.
+#pragma once
+
+#include "passes/pass.h"
+
+namespace vitc::passes {
+
+struct PassInfo {
+  std::string_view name;
+  std::string_view summary;
+  std::unique_ptr<Pass> (*create)();
+};
+
+// Every pass, sorted by name.
+const std::vector<PassInfo> &passRegistry();
+// The pass called `name`, or an error that lists the known names.
+Expected<const PassInfo *> findPass(std::string_view name);
+
+struct PipelineStep {
+  std::string_view pass;
+  std::string_view reason;
+};
+const std::vector<PipelineStep> &defaultPipeline();
+
+} // namespace vitc::passes
