@@ -48,8 +48,7 @@ Loc locateKey(const Loc &file, std::string_view text, std::string_view key) {
 
 class ConfigReader {
 public:
-  ConfigReader(const json &j, std::string_view text, ModelConfig &c)
-      : j_(j), text_(text), c_(c) {}
+  ConfigReader(const json &j, std::string_view text, ModelConfig &c) : j_(j), text_(text), c_(c) {}
 
   Status integer(const char *key, const char *field, int64_t &out) {
     auto it = j_.find(key);
@@ -168,8 +167,9 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
     else if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
       c.gelu = GeluKind::Tanh;
     else
-      return makeError(at, "unsupported hidden_act \"{}\" (vitc supports \"gelu\" and the tanh "
-                           "approximations \"gelu_new\", \"gelu_pytorch_tanh\", \"gelu_fast\")",
+      return makeError(at,
+                       "unsupported hidden_act \"{}\" (vitc supports \"gelu\" and the tanh "
+                       "approximations \"gelu_new\", \"gelu_pytorch_tanh\", \"gelu_fast\")",
                        act);
   }
 

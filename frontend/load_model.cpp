@@ -57,8 +57,8 @@ Expected<LoadedModel> loadModel(const std::string &path, const LoadOptions &opti
   VITC_ASSIGN(std::string text, readFile(resolved));
   std::string ext = fs::path(resolved).extension().string();
   size_t firstText = text.find_first_not_of(" \t\r\n");
-  bool looksLikeIr = ext == ".ir" || (firstText != std::string::npos &&
-                                      text.compare(firstText, 6, "module") == 0);
+  bool looksLikeIr =
+      ext == ".ir" || (firstText != std::string::npos && text.compare(firstText, 6, "module") == 0);
   if (looksLikeIr) {
     VITC_ASSIGN(std::unique_ptr<ir::Module> module, ir::parseModule(text, resolved));
     Diagnostics diags = ir::verify(*module);
@@ -78,7 +78,8 @@ Expected<LoadedModel> loadModel(const std::string &path, const LoadOptions &opti
   }
   if (ext == ".json") {
     VITC_ASSIGN(ModelConfig c, parseHfConfig(text, resolved));
-    VITC_ASSIGN(LoadedModel m, fromConfig(ModelFormat::HuggingFace, resolved, std::move(c), options));
+    VITC_ASSIGN(LoadedModel m,
+                fromConfig(ModelFormat::HuggingFace, resolved, std::move(c), options));
     std::string weights = (fs::path(resolved).parent_path() / "model.safetensors").string();
     if (fs::exists(weights, ec))
       m.defaultWeights = weights;

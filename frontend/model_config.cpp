@@ -23,8 +23,13 @@ Status validate(const ModelConfig &c) {
     const char *key;
     int64_t value;
   };
-  for (Positive p : {Positive{"image", c.image}, {"patch", c.patch}, {"channels", c.channels},
-                     {"width", c.width}, {"depth", c.depth}, {"mlp", c.mlp}, {"heads", c.heads}})
+  for (Positive p : {Positive{"image", c.image},
+                     {"patch", c.patch},
+                     {"channels", c.channels},
+                     {"width", c.width},
+                     {"depth", c.depth},
+                     {"mlp", c.mlp},
+                     {"heads", c.heads}})
     if (p.value <= 0)
       return makeError(c.locOf(p.key), "{} must be positive, got {}", p.key, p.value);
   // Refuse sizes whose products would overflow: no real model is within orders of magnitude.

@@ -39,7 +39,7 @@ struct ModelConfig {
   bool biasMlp = true;
   bool biasNorm = true;
   PoolKind pool = PoolKind::Token;
-  int64_t classes = 1000; // 0: the model outputs features, no classifier
+  int64_t classes = 1000;          // 0: the model outputs features, no classifier
   std::vector<std::string> labels; // optional, one per class
 
   // Where each key was written ("width", "heads", ...), and the file as a whole.

@@ -163,7 +163,8 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
       if (r.table == tableName && r.key == k)
         rule = &r;
     if (!rule) {
-      std::string where = tableName.empty() ? "at the top level" : fmt::format("in [{}]", tableName);
+      std::string where =
+          tableName.empty() ? "at the top level" : fmt::format("in [{}]", tableName);
       return makeError(keyAt, "unknown key '{}' {} (known: {})", k, where,
                        tableName.empty() ? "name, and the tables [image], [encoder], [bias], [head]"
                                          : knownKeys(tableName));

@@ -14,8 +14,7 @@ using ir::Op;
 class VitBuilder {
 public:
   VitBuilder(const ModelConfig &c, int64_t batch, ir::Module &m)
-      : c_(c), b_(m), batch_(batch), n_(c.tokens()), d_(c.width), h_(c.heads),
-        dh_(c.headDim()) {
+      : c_(c), b_(m), batch_(batch), n_(c.tokens()), d_(c.width), h_(c.heads), dh_(c.headDim()) {
     b_.setLoc(c.file);
   }
 
@@ -32,8 +31,7 @@ public:
     }
     Op *w = param("classifier.weight", {c_.classes, d_}, true, "classifier.w");
     Op *logits = b_.matmul(pooled, w, true, "logits.nobias");
-    logits = b_.add(logits, param("classifier.bias", {c_.classes}, true, "classifier.b"),
-                    "logits");
+    logits = b_.add(logits, param("classifier.bias", {c_.classes}, true, "classifier.b"), "logits");
     b_.output({logits});
   }
 

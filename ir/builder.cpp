@@ -28,8 +28,8 @@ Expected<Op *> Builder::tryCreate(OpKind kind, std::vector<Op *> operands, Attrs
 
 Op *Builder::create(OpKind kind, std::vector<Op *> operands, Attrs attrs, std::string name,
                     TensorType declared) {
-  Expected<Op *> op = tryCreate(kind, std::move(operands), std::move(attrs), std::move(name),
-                                std::move(declared));
+  Expected<Op *> op =
+      tryCreate(kind, std::move(operands), std::move(attrs), std::move(name), std::move(declared));
   if (!op) {
     std::fprintf(stderr, "internal error: built an invalid op: %s\n", op.error().str().c_str());
     std::abort();

@@ -28,8 +28,8 @@ std::string printDot(const Module &m) {
   for (size_t i = 0; i < m.ops().size(); ++i) {
     const Op &op = *m.ops()[i];
     id[&op] = i;
-    std::string label = op.hasResult() ? fmt::format("%{}\\n{}\\n{}", escape(op.name),
-                                                     op.keyword(), escape(typeString(op.type, m.mesh)))
+    std::string label = op.hasResult() ? fmt::format("%{}\\n{}\\n{}", escape(op.name), op.keyword(),
+                                                     escape(typeString(op.type, m.mesh)))
                                        : std::string(op.keyword());
     std::string style;
     if (op.is(OpKind::Param))

@@ -36,7 +36,7 @@ std::vector<AttrSpec> parseSchema(std::string_view schema) {
 std::vector<OpInfo> buildTable() {
   std::vector<OpInfo> table;
 #define VITC_OP(Enum, keyword, minOperands, maxOperands, schema, rule, flags)                      \
-  table.push_back(OpInfo{OpKind::Enum, keyword, minOperands, maxOperands, parseSchema(schema),      \
+  table.push_back(OpInfo{OpKind::Enum, keyword, minOperands, maxOperands, parseSchema(schema),     \
                          &rule, static_cast<uint32_t>(flags)});
 #include "ir/ops.def"
   return table;

@@ -262,9 +262,10 @@ private:
     skip();
     if (!acceptChar(']')) {
       do {
+        Loc dimAt = (skip(), here());
         VITC_ASSIGN(int64_t d, integer("a dimension size"));
         if (d <= 0)
-          return error("dimension sizes must be positive");
+          return Error(dimAt, "dimension sizes must be positive");
         DimSharding ds;
         if (acceptChar('@')) {
           Loc axisAt = here();
@@ -315,10 +316,10 @@ private:
       return Error(kwAt, fmt::format("unknown op '{}'", keyword));
     const OpInfo &info = opInfo(*kind);
     if (info.has(kNoResult) != result.empty())
-      return Error(at, info.has(kNoResult)
-                           ? fmt::format("'{}' defines no value", keyword)
-                           : fmt::format("'{}' defines a value: write '%name = {} ...'", keyword,
-                                         keyword));
+      return Error(
+          at, info.has(kNoResult)
+                  ? fmt::format("'{}' defines no value", keyword)
+                  : fmt::format("'{}' defines a value: write '%name = {} ...'", keyword, keyword));
     std::vector<Op *> operands;
     skip();
     if (!atEnd() && peek() == '%') {

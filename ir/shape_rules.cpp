@@ -355,7 +355,8 @@ Expected<TensorType> inferPatchify(const Op &op, const Mesh &mesh) {
     return fail("image {}x{} is not divisible by patch {}", x.shape[2], x.shape[3], p);
   for (size_t d = 1; d < 4; ++d)
     VITC_TRY(requireDimLocal(x, d, mesh, "patchify rearranges it"));
-  TensorType r = withShape(x, {x.shape[0], (x.shape[2] / p) * (x.shape[3] / p), x.shape[1] * p * p});
+  TensorType r =
+      withShape(x, {x.shape[0], (x.shape[2] / p) * (x.shape[3] / p), x.shape[1] * p * p});
   r.sharding.dims = {x.sharding.dims[0], DimSharding{}, DimSharding{}};
   return r;
 }
@@ -412,8 +413,7 @@ Expected<TensorType> inferCollectivePermute(const Op &op, const Mesh &mesh) {
 
 Expected<TensorType> inferAsyncDone(const Op &op, const Mesh &) {
   const Op *start = op.operand(0);
-  if (!start->info().has(kAsyncStart) ||
-      asyncDoneKind(syncCollectiveKind(start->kind)) != op.kind)
+  if (!start->info().has(kAsyncStart) || asyncDoneKind(syncCollectiveKind(start->kind)) != op.kind)
     return fail("{} must consume a {}_start, not {}", op.keyword(),
                 opInfo(syncCollectiveKind(op.kind)).keyword, start->keyword());
   return start->type;

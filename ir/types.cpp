@@ -74,8 +74,8 @@ Expected<Mesh> parseMesh(std::string_view text, const Loc &loc) {
   while (true) {
     skipSpace();
     size_t start = pos;
-    while (pos < text.size() && (std::isalnum(static_cast<unsigned char>(text[pos])) ||
-                                 text[pos] == '_'))
+    while (pos < text.size() &&
+           (std::isalnum(static_cast<unsigned char>(text[pos])) || text[pos] == '_'))
       ++pos;
     std::string name(text.substr(start, pos - start));
     if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])))

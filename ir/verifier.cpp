@@ -62,8 +62,8 @@ std::optional<std::string> checkType(const TensorType &t, const Mesh &mesh) {
       return fmt::format("dimension {} names mesh axis #{}, which does not exist", d, ds.axis);
     int64_t k = mesh.axisSize(ds.axis);
     if (t.shape[d] % k != 0)
-      return fmt::format("dimension {} of size {} cannot be split {} ways over '{}'", d,
-                         t.shape[d], k, mesh.axes[ds.axis].name);
+      return fmt::format("dimension {} of size {} cannot be split {} ways over '{}'", d, t.shape[d],
+                         k, mesh.axes[ds.axis].name);
     if (ds.rotation < 0 || ds.rotation >= k)
       return fmt::format("dimension {} has rotation {} outside [0, {})", d, ds.rotation, k);
   }
@@ -100,18 +100,18 @@ Diagnostics verify(const Module &m) {
 
     int n = static_cast<int>(op.operands.size());
     if (n < info.minOperands || (info.maxOperands >= 0 && n > info.maxOperands)) {
-      diags.add(opError(op, info.maxOperands == info.minOperands
-                                ? fmt::format("takes {} operand(s), got {}", info.minOperands, n)
-                                : fmt::format("takes at least {} operand(s), got {}",
-                                              info.minOperands, n)));
+      diags.add(opError(
+          op, info.maxOperands == info.minOperands
+                  ? fmt::format("takes {} operand(s), got {}", info.minOperands, n)
+                  : fmt::format("takes at least {} operand(s), got {}", info.minOperands, n)));
       continue;
     }
     bool operandsOk = true;
     for (const Op *operand : op.operands) {
       auto it = position.find(operand);
       if (it == position.end() || it->second >= i || !operand->hasResult()) {
-        diags.add(opError(op, fmt::format("operand '%{}' is not defined before its use",
-                                          operand->name)));
+        diags.add(
+            opError(op, fmt::format("operand '%{}' is not defined before its use", operand->name)));
         operandsOk = false;
       }
     }
@@ -133,9 +133,9 @@ Diagnostics verify(const Module &m) {
       auto it = users.find(&op);
       size_t count = it == users.end() ? 0 : it->second.size();
       if (count != 1 || it->second[0]->kind != asyncDoneKind(syncCollectiveKind(op.kind)))
-        diags.add(opError(op, fmt::format("must be used by exactly one {}",
-                                          opInfo(asyncDoneKind(syncCollectiveKind(op.kind)))
-                                              .keyword)));
+        diags.add(
+            opError(op, fmt::format("must be used by exactly one {}",
+                                    opInfo(asyncDoneKind(syncCollectiveKind(op.kind))).keyword)));
     }
     if (!operandsOk || !attrsValid(op) || !op.hasResult())
       continue;
@@ -150,9 +150,9 @@ Diagnostics verify(const Module &m) {
       continue;
     }
     if (!(*inferred == op.type))
-      diags.add(opError(op, fmt::format("result type is {} but its operands give {}",
-                                        typeString(op.type, m.mesh),
-                                        typeString(*inferred, m.mesh))));
+      diags.add(
+          opError(op, fmt::format("result type is {} but its operands give {}",
+                                  typeString(op.type, m.mesh), typeString(*inferred, m.mesh))));
   }
   if (!sawOutput)
     diags.add(Error("module has no 'output' op"));

@@ -67,7 +67,8 @@ void printBanner(std::ostream &out, std::string_view when, std::string_view pass
 }
 
 Status dump(const std::string &dir, size_t number, std::string_view name, const ir::Module &m) {
-  std::string path = (std::filesystem::path(dir) / fmt::format("{:02d}-{}.ir", number, name)).string();
+  std::string path =
+      (std::filesystem::path(dir) / fmt::format("{:02d}-{}.ir", number, name)).string();
   return writeFileAtomically(path, ir::print(m));
 }
 

@@ -2,7 +2,8 @@
 //
 // --passes=a,b (instead of the default pipeline), --disable-pass=NAME, --stop-after-pass-num=N,
 // --print-before/--print-after=NAME[,NAME], --print-after-all, --print-changed (only passes that
-// changed something), --time-passes, --dump-dir=DIR (numbered files 00-input.ir, 01-<pass>.ir, ...),
+// changed something), --time-passes, --dump-dir=DIR (numbered files 00-input.ir, 01-<pass>.ir,
+// ...),
 // --verify-each (the verifier after every pass, and a check that a pass that reports "unchanged"
 // really left the module unchanged).
 #pragma once
@@ -34,7 +35,8 @@ Expected<std::vector<std::string>> parsePassList(std::string_view list);
 
 class PassManager {
 public:
-  PassManager(PipelineOptions options, std::ostream &out) : options_(std::move(options)), out_(out) {}
+  PassManager(PipelineOptions options, std::ostream &out)
+      : options_(std::move(options)), out_(out) {}
   // Checks the options (unknown pass names are errors) before anything runs.
   Status validate() const;
   Status run(ir::Module &m, PassContext &ctx);

@@ -59,7 +59,7 @@ Expected<std::string> readFile(const std::string &path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return makeError(Loc::inFile(path), "cannot open file: {}", errnoText());
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
     ::close(fd);
     return makeError(Loc::inFile(path), "cannot read file: it is a directory or unreadable");
@@ -87,7 +87,7 @@ Expected<std::shared_ptr<MappedFile>> MappedFile::open(const std::string &path) 
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return makeError(Loc::inFile(path), "cannot open file: {}", errnoText());
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return makeError(Loc::inFile(path), "cannot map file: not a regular file");

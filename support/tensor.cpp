@@ -32,7 +32,8 @@ Tensor Tensor::zeros(Shape shape) {
   t.shape_ = std::move(shape);
   t.data_ = static_cast<float *>(p);
   t.writable_ = true;
-  t.owner_ = std::shared_ptr<const void>(p, [](const void *q) { std::free(const_cast<void *>(q)); });
+  t.owner_ =
+      std::shared_ptr<const void>(p, [](const void *q) { std::free(const_cast<void *>(q)); });
   return t;
 }
 

@@ -18,14 +18,15 @@ int usageError(const std::string &message) {
 void ModelOptions::add(po::options_description &desc) {
   desc.add_options()("model", po::value(&model)->required(),
                      "model: spec (.vit), Hugging Face directory or config.json, or IR (.ir)")(
-      "batch", po::value(&batch)->default_value(1), "images per batch")(
-      "mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4");
+      "batch", po::value(&batch)->default_value(1),
+      "images per batch")("mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4");
 }
 
 void PassFlags::add(po::options_description &desc) {
-  desc.add_options()("passes", po::value(&passes), "comma-separated passes to run instead of "
-                                                   "the default pipeline")(
-      "disable-pass", po::value(&disable), "comma-separated passes to skip")(
+  desc.add_options()("passes", po::value(&passes),
+                     "comma-separated passes to run instead of "
+                     "the default pipeline")("disable-pass", po::value(&disable),
+                                             "comma-separated passes to skip")(
       "print-before", po::value(&printBefore), "print the IR before these passes")(
       "print-after", po::value(&printAfter), "print the IR after these passes")(
       "print-after-all", po::bool_switch(&printAfterAll), "print the IR after every pass")(
@@ -40,8 +41,16 @@ void PassFlags::add(po::options_description &desc) {
 
 namespace {
 
-Expected<std::set<std::string>> passSet(const std::string &list) {
-  VITC_ASSIGN(std::vector<std::string> names, passes::parsePassList(list));
+// The passes named by a flag's value; errors name the flag.
+Expected<std::vector<std::string>> passList(const char *flag, const std::string &list) {
+  Expected<std::vector<std::string>> names = passes::parsePassList(list);
+  if (!names)
+    return Error(Loc::inFile(flag), names.error().message());
+  return names;
+}
+
+Expected<std::set<std::string>> passSet(const char *flag, const std::string &list) {
+  VITC_ASSIGN(std::vector<std::string> names, passList(flag, list));
   return std::set<std::string>(names.begin(), names.end());
 }
 
@@ -49,10 +58,10 @@ Expected<std::set<std::string>> passSet(const std::string &list) {
 
 Expected<passes::PipelineOptions> PassFlags::toOptions() const {
   passes::PipelineOptions o;
-  VITC_ASSIGN(o.passes, passes::parsePassList(passes));
-  VITC_ASSIGN(o.disabled, passSet(disable));
-  VITC_ASSIGN(o.printBefore, passSet(printBefore));
-  VITC_ASSIGN(o.printAfter, passSet(printAfter));
+  VITC_ASSIGN(o.passes, passList("--passes", passes));
+  VITC_ASSIGN(o.disabled, passSet("--disable-pass", disable));
+  VITC_ASSIGN(o.printBefore, passSet("--print-before", printBefore));
+  VITC_ASSIGN(o.printAfter, passSet("--print-after", printAfter));
   o.printAfterAll = printAfterAll;
   o.printChanged = printChanged;
   o.timePasses = timePasses;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages vitc needs that are missing. Safe to run again: it installs
+# nothing when everything is present. Pass --bench to add the peers the benchmarks compare against.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build git pkg-config   # compiler and build
+  llvm-19-dev llvm-19 clang-19 libzstd-dev zlib1g-dev # LLVM 19: the JIT and object-file backend
+  libboost-program-options-dev libfmt-dev             # the command line and formatting
+  nlohmann-json3-dev                                  # config.json, safetensors headers, layouts
+  libtomlplusplus-dev                                 # vitc spec files (TOML)
+  libzip-dev                                          # big_vision .npz checkpoints (zip)
+  libgtest-dev libgmock-dev                           # tests
+  libopenmpi-dev openmpi-bin                          # the MPI runtime
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "installing: ${missing[*]}"
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
