@@ -112,6 +112,11 @@ Op *Builder::patchify(Op *x, int64_t patch, std::string name) {
   return create(OpKind::Patchify, {x}, {{"patch", patch}}, std::move(name));
 }
 
+Op *Builder::fill(Shape shape, double value, std::string name) {
+  return create(OpKind::Fill, {}, {{"value", value}}, std::move(name),
+                TensorType::of(std::move(shape)));
+}
+
 Op *Builder::output(std::vector<Op *> xs) { return create(OpKind::Output, std::move(xs)); }
 
 } // namespace vitc::ir

@@ -43,6 +43,7 @@ public:
   Op *concat(std::vector<Op *> xs, int64_t axis, std::string name = "");
   Op *slice(Op *x, int64_t axis, int64_t start, int64_t size, std::string name = "");
   Op *patchify(Op *x, int64_t patch, std::string name = "");
+  Op *fill(Shape shape, double value, std::string name = "");
   Op *output(std::vector<Op *> xs);
 
 private:

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <set>
 
 namespace vitc::ir {
 
@@ -69,6 +70,36 @@ void Module::reorder(const std::vector<Op *> &order) {
     assert(it != owned.end() && it->second && "reorder names an op twice or a foreign op");
     ops_.push_back(std::move(it->second));
   }
+}
+
+void Module::topologicalSort() {
+  // Kahn's algorithm, always taking the ready op that comes first in the current order.
+  std::unordered_map<const Op *, size_t> position;
+  for (size_t i = 0; i < ops_.size(); ++i)
+    position[ops_[i].get()] = i;
+  std::vector<size_t> pending(ops_.size(), 0);
+  std::vector<std::vector<size_t>> users(ops_.size());
+  for (size_t i = 0; i < ops_.size(); ++i)
+    for (const Op *operand : ops_[i]->operands) {
+      size_t p = position.at(operand);
+      users[p].push_back(i);
+      ++pending[i];
+    }
+  std::set<size_t> ready;
+  for (size_t i = 0; i < ops_.size(); ++i)
+    if (pending[i] == 0)
+      ready.insert(i);
+  std::vector<Op *> order;
+  while (!ready.empty()) {
+    size_t i = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(ops_[i].get());
+    for (size_t u : users[i])
+      if (--pending[u] == 0)
+        ready.insert(u);
+  }
+  assert(order.size() == ops_.size() && "the module has a cycle");
+  reorder(order);
 }
 
 std::string Module::rename(Op *op, std::string hint) {
@@ -185,6 +216,24 @@ size_t eraseDeadOps(Module &m) {
     }
   }
   return erased;
+}
+
+std::unordered_set<const Op *> weightOnlyOps(const Module &m) {
+  std::unordered_set<const Op *> weightOnly;
+  for (const auto &op : m.ops()) {
+    if (op->is(OpKind::Param)) {
+      weightOnly.insert(op.get());
+      continue;
+    }
+    if (!op->hasResult() || op->is(OpKind::Input) || op->info().has(kCollective))
+      continue;
+    bool all = true; // constants (no operands) are weight-only too
+    for (const Op *operand : op->operands)
+      all &= weightOnly.count(operand) > 0;
+    if (all)
+      weightOnly.insert(op.get());
+  }
+  return weightOnly;
 }
 
 } // namespace vitc::ir

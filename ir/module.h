@@ -36,6 +36,9 @@ public:
   void replaceAllUsesWith(Op *from, Op *to);
   // Replaces the program order with `order`, which must hold exactly the module's ops.
   void reorder(const std::vector<Op *> &order);
+  // Puts the ops in an order where every operand comes before its users, keeping the current
+  // order wherever it already is one. Passes may create ops anywhere and then sort.
+  void topologicalSort();
   // Renames an op, keeping names unique; returns the name it got.
   std::string rename(Op *op, std::string hint);
 
@@ -62,7 +65,11 @@ private:
 // names, operands, attributes and types. Locations are not compared.
 bool equal(const Module &a, const Module &b);
 
-// Removes ops whose results nobody uses (inputs and params included). Returns how many.
+// Removes ops whose results nobody uses (params included, inputs not). Returns how many.
 size_t eraseDeadOps(Module &m);
+
+// Ops whose value depends on parameters and constants alone: programs compute them once, when
+// weights load.
+std::unordered_set<const Op *> weightOnlyOps(const Module &m);
 
 } // namespace vitc::ir

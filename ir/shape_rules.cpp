@@ -361,6 +361,73 @@ Expected<TensorType> inferPatchify(const Op &op, const Mesh &mesh) {
   return r;
 }
 
+Expected<TensorType> inferFusedLinear(const Op &op, const Mesh &mesh) {
+  bool hasBias = op.attrs.getBool("bias"), hasResidual = op.attrs.getBool("residual");
+  size_t want = 2 + (hasBias ? 1 : 0) + (hasResidual ? 1 : 0);
+  if (op.operands.size() != want)
+    return fail("fused_linear with bias = {} and residual = {} takes {} operands, got {}", hasBias,
+                hasResidual, want, op.operands.size());
+  // The product is typed as a matmul; a detached copy keeps only the matmul's operands.
+  Op product;
+  product.kind = OpKind::MatMul;
+  product.operands = {op.operands[0], op.operands[1]};
+  if (op.attrs.getBool("transpose_b"))
+    product.attrs.set("transpose_b", true);
+  VITC_ASSIGN(TensorType r, inferMatMul(product, mesh));
+  if (hasBias) {
+    const TensorType &b = op.operand(2)->type;
+    if (b.shape != Shape{r.shape.back()})
+      return fail("fused_linear bias has shape {}, expected [{}]", shapeString(b.shape),
+                  r.shape.back());
+    if (!(b.sharding.dims[0] == r.sharding.dims.back()) || b.sharding.partial)
+      return fail("fused_linear bias is split differently from the output features");
+    VITC_TRY(requireNotPartial(r, mesh, "a product that gets a bias"));
+  }
+  if (op.attrs.getBool("gelu"))
+    VITC_TRY(requireNotPartial(r, mesh, "a product that goes through gelu"));
+  if (hasResidual && !(op.operands.back()->type == r))
+    return fail("fused_linear residual has type {}, expected {}",
+                typeString(op.operands.back()->type, mesh), typeString(r, mesh));
+  return r;
+}
+
+Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
+  const TensorType &q = op.operand(0)->type, &k = op.operand(1)->type, &v = op.operand(2)->type;
+  int64_t heads = op.attrs.getInt("heads");
+  bool qkNorm = op.attrs.getBool("qk_norm"), normBias = op.attrs.getBool("norm_bias");
+  size_t want = 3 + (qkNorm ? (normBias ? 4 : 2) : 0);
+  if (op.operands.size() != want)
+    return fail("attention with qk_norm = {} and norm_bias = {} takes {} operands, got {}", qkNorm,
+                normBias, want, op.operands.size());
+  if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3)
+    return fail("attention takes [B, T, D] queries, keys and values");
+  if (k.shape != v.shape || q.shape[0] != k.shape[0] || q.shape[2] != k.shape[2])
+    return fail("attention queries {}, keys {} and values {} do not match", shapeString(q.shape),
+                shapeString(k.shape), shapeString(v.shape));
+  int64_t d = q.shape[2];
+  if (heads <= 0 || d % heads != 0)
+    return fail("heads ({}) must divide the feature size ({})", heads, d);
+  for (const TensorType *t : {&q, &k, &v})
+    VITC_TRY(requireNotPartial(*t, mesh, "an attention operand"));
+  if (!(q.sharding.dims[0] == k.sharding.dims[0]) || !(k.sharding == v.sharding) ||
+      !(q.sharding.dims[2] == k.sharding.dims[2]))
+    return fail("attention queries, keys and values are split differently");
+  VITC_TRY(requireDimLocal(k, 1, mesh, "every query attends to all keys"));
+  int axis = q.sharding.dimAxis(2);
+  if (axis != kNoAxis && heads % mesh.axisSize(axis) != 0)
+    return fail("heads ({}) cannot be split {} ways over '{}'", heads, mesh.axisSize(axis),
+                axisName(mesh, axis));
+  for (size_t i = 3; i < op.operands.size(); ++i) {
+    const TensorType &p = op.operand(i)->type;
+    if (p.shape != Shape{d / heads} || !p.sharding.isReplicated())
+      return fail("qk_norm parameters must be replicated [{}], got {}", d / heads,
+                  shapeString(p.shape));
+  }
+  if (!op.attrs.has("eps") && qkNorm)
+    return fail("attention with qk_norm needs eps");
+  return q;
+}
+
 Expected<TensorType> inferAllGather(const Op &op, const Mesh &mesh) {
   const TensorType &x = op.operand(0)->type;
   VITC_ASSIGN(int axis, meshAxisOf(op, mesh));

@@ -29,6 +29,12 @@ void checkAttrs(const Op &op, Diagnostics &diags) {
                                         attrKindName(spec.kind), attrKindName(attrKind(*v)))));
   }
   for (const auto &[name, value] : op.attrs.entries()) {
+    // plan-memory places every value it allocates: `offset` is allowed on any op with a result.
+    if (name == "offset" && op.hasResult()) {
+      if (attrKind(value) != AttrKind::Int || std::get<int64_t>(value) < 0)
+        diags.add(opError(op, "attribute 'offset' must be a non-negative int"));
+      continue;
+    }
     bool known = false;
     for (const AttrSpec &spec : info.attrs)
       known |= spec.name == name;

@@ -8,25 +8,6 @@ namespace vitc::passes {
 using ir::Op;
 using ir::OpKind;
 
-std::unordered_set<const Op *> weightOnlyOps(const ir::Module &m) {
-  std::unordered_set<const Op *> weightOnly;
-  for (const auto &op : m.ops()) {
-    if (op->is(OpKind::Param)) {
-      weightOnly.insert(op.get());
-      continue;
-    }
-    if (!op->hasResult() || op->is(OpKind::Input) || op->info().has(ir::kCollective) ||
-        op->operands.empty())
-      continue;
-    bool all = true;
-    for (const Op *operand : op->operands)
-      all &= weightOnly.count(operand) > 0;
-    if (all)
-      weightOnly.insert(op.get());
-  }
-  return weightOnly;
-}
-
 double matmulFlops(const Op &op) {
   const ir::Shape &out = op.shape();
   const ir::Shape &a = op.operand(0)->shape();
@@ -40,7 +21,7 @@ ModuleStats analyze(const ir::Module &m) {
   else if (auto inputs = m.inputs(); !inputs.empty() && inputs[0]->rank() > 0)
     s.batch = inputs[0]->shape()[0];
 
-  std::unordered_set<const Op *> weightOnly = weightOnlyOps(m);
+  std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(m);
   ir::UserMap users = m.users();
   std::unordered_map<const Op *, size_t> lastUse;
   for (size_t i = 0; i < m.ops().size(); ++i)
@@ -81,6 +62,10 @@ ModuleStats analyze(const ir::Module &m) {
     for (const Op *dead : freeAt[i])
       live -= dead->type.localBytes(m.mesh);
   }
+  // After plan-memory, the workspace is what a run really allocates for activations.
+  if (const ir::AttrValue *w = m.attrs.find("workspace_bytes");
+      w && std::holds_alternative<int64_t>(*w))
+    s.activationPeakBytesPerDevice = std::get<int64_t>(*w);
   return s;
 }
 

@@ -26,9 +26,6 @@ struct ModuleStats {
 
 ModuleStats analyze(const ir::Module &m);
 
-// Ops whose value depends on parameters alone (computed once when weights are loaded).
-std::unordered_set<const ir::Op *> weightOnlyOps(const ir::Module &m);
-
 // 2 * M * N * K * batch for a matmul op, from global shapes.
 double matmulFlops(const ir::Op &op);
 

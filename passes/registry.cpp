@@ -2,6 +2,8 @@
 #include "passes/registry.h"
 
 #include "passes/canonicalize.h"
+#include "passes/fuse_parallel_linear.h"
+#include "passes/plan_memory.h"
 
 namespace vitc::passes {
 
@@ -10,6 +12,11 @@ const std::vector<PassInfo> &passRegistry() {
   static const std::vector<PassInfo> registry = {
       {"canonicalize", "fold reshapes, transposes and no-op ops; remove dead and duplicate values",
        createCanonicalize},
+      {"fuse-parallel-linear",
+       "merge sibling projections of one input, and projections summed into one value",
+       createFuseParallelLinear},
+      {"plan-memory", "place every intermediate value in one workspace per device",
+       createPlanMemory},
   };
   return registry;
 }
@@ -18,6 +25,12 @@ const std::vector<PipelineStep> &defaultPipeline() {
   static const std::vector<PipelineStep> pipeline = {
       // Start from a small program: later passes pattern-match less and print less.
       {"canonicalize", "fold reshapes/transposes, remove dead values"},
+      // ViT-22B's parallel block: QKV + MLP-in as one matmul, attention-out + MLP-out as one.
+      {"fuse-parallel-linear", "fewer, larger matmuls; and the shapes the sharding passes split"},
+      // Fusion leaves slices and fills behind: clean up so compiling the output again is a no-op.
+      {"canonicalize", "merge duplicate constants, drop what the rewrites left dead"},
+      // Last: the backend allocates one workspace and every value has its place in it.
+      {"plan-memory", "buffer liveness and reuse; the peak is the activation memory per device"},
   };
   return pipeline;
 }

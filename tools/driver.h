@@ -53,5 +53,7 @@ bool parseArgs(int argc, char **argv, const po::options_description &desc,
 
 int runStats(int argc, char **argv);
 int runCompile(int argc, char **argv);
+int runRun(int argc, char **argv);
+int runInitWeights(int argc, char **argv);
 
 } // namespace vitc::tools

@@ -16,6 +16,10 @@ commands:
            parameters, FLOPs, tokens and per-device memory, computed from the IR
   compile  MODEL [--mesh ...] [--emit=ir|dot] [-o OUT] [pass flags]
            lower the model through the pass pipeline and print or write the result
+  run      MODEL --weights W --input X.npy --output Y.npy [--backend interpreter]
+           run an image batch; prints the top-5 classes when the model has labels
+  init-weights MODEL -o W.safetensors [--seed S]
+           write deterministic random weights for any model
 
 MODEL is a vitc spec (examples/*.vit), a Hugging Face checkpoint directory (config.json) or IR
 text (.ir). 'vitc <command> --help' lists a command's options.
@@ -28,6 +32,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"compile", vitc::tools::runCompile},
+    {"init-weights", vitc::tools::runInitWeights},
+    {"run", vitc::tools::runRun},
     {"stats", vitc::tools::runStats},
 };
 

@@ -1,0 +1,270 @@
+// Op-by-op evaluation of a module on one device.
+#include "backends/interpreter/interpreter.h"
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "backends/interpreter/kernels.h"
+
+namespace vitc::interp {
+namespace {
+
+using ir::Op;
+using ir::OpKind;
+
+// A collective in flight: its request, the buffers it uses and how to finish the result.
+struct Pending {
+  std::unique_ptr<runtime::Request> request;
+  Tensor send;
+  Tensor recv;
+  std::function<Tensor(const Tensor &recv)> finish;
+};
+
+class Interpreter : public runtime::DeviceProgram {
+public:
+  Interpreter(std::shared_ptr<const ir::Module> m, int64_t device)
+      : m_(std::move(m)), device_(device) {}
+
+  Status prepare(std::vector<Tensor> params) {
+    std::vector<Op *> paramOps = m_->params();
+    if (params.size() != paramOps.size())
+      return makeError(Loc{}, "{} parameter tensors for {} parameters", params.size(),
+                       paramOps.size());
+    std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(*m_);
+    std::unordered_map<const Op *, Tensor> values;
+    for (size_t i = 0; i < paramOps.size(); ++i) {
+      Shape local = paramOps[i]->type.localShape(m_->mesh);
+      if (params[i].shape() != local)
+        return makeError(Loc{}, "parameter '{}' has shape {}, expected {}",
+                         paramOps[i]->attrs.getStr("name"), shapeString(params[i].shape()),
+                         shapeString(local));
+      values[paramOps[i]] = std::move(params[i]);
+    }
+    for (const auto &op : m_->ops()) {
+      if (!weightOnly.count(op.get()) || op->is(OpKind::Param))
+        continue;
+      values[op.get()] = compute(*op, values);
+    }
+    // Keep only what the forward pass reads.
+    for (const auto &op : m_->ops())
+      for (const Op *operand : op->operands)
+        if (weightOnly.count(operand) && !weightOnly.count(op.get()))
+          prepared_[operand] = values.at(operand);
+    for (const auto &op : m_->ops())
+      if (!weightOnly.count(op.get()))
+        order_.push_back(op.get());
+    for (size_t i = 0; i < order_.size(); ++i)
+      for (const Op *operand : order_[i]->operands)
+        lastUse_[operand] = i;
+    return Status::ok();
+  }
+
+  Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
+                                    runtime::Communicator &comm) override {
+    std::vector<Op *> inputOps = m_->inputs();
+    if (inputs.size() != inputOps.size())
+      return makeError(Loc{}, "{} inputs given, the program takes {}", inputs.size(),
+                       inputOps.size());
+    std::unordered_map<const Op *, Tensor> values = prepared_;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      Shape local = inputOps[i]->type.localShape(m_->mesh);
+      if (inputs[i].shape() != local)
+        return makeError(Loc{}, "input '{}' has shape {}, expected {}",
+                         inputOps[i]->attrs.getStr("name"), shapeString(inputs[i].shape()),
+                         shapeString(local));
+      values[inputOps[i]] = inputs[i];
+    }
+    std::unordered_map<const Op *, Pending> pending;
+    std::vector<Tensor> outputs;
+    for (size_t i = 0; i < order_.size(); ++i) {
+      const Op &op = *order_[i];
+      if (op.is(OpKind::Input))
+        continue;
+      if (op.is(OpKind::Output)) {
+        for (const Op *o : op.operands)
+          outputs.push_back(values.at(o));
+        break;
+      }
+      if (op.info().has(ir::kCollective)) {
+        VITC_TRY(collective(op, values, pending, comm));
+      } else {
+        values[&op] = compute(op, values);
+      }
+      for (const Op *operand : op.operands)
+        if (lastUse_[operand] == i && !prepared_.count(operand))
+          values.erase(operand);
+    }
+    return outputs;
+  }
+
+private:
+  const Tensor &arg(const std::unordered_map<const Op *, Tensor> &values, const Op &op,
+                    size_t i) const {
+    return values.at(op.operand(i));
+  }
+
+  Tensor compute(const Op &op, const std::unordered_map<const Op *, Tensor> &values) const {
+    auto in = [&](size_t i) -> const Tensor & { return arg(values, op, i); };
+    Shape local = op.type.localShape(m_->mesh);
+    switch (op.kind) {
+    case OpKind::MatMul:
+      return matmul(in(0), in(1), op.attrs.getBool("transpose_b"));
+    case OpKind::Add:
+      return add(in(0), in(1));
+    case OpKind::Mul:
+      return mul(in(0), in(1));
+    case OpKind::Scale:
+      return scale(in(0), static_cast<float>(op.attrs.getFloat("factor")));
+    case OpKind::Gelu:
+      return gelu(in(0), op.attrs.getBool("approximate"));
+    case OpKind::LayerNorm:
+      return layerNorm(in(0), in(1), op.operands.size() > 2 ? in(2) : Tensor(),
+                       static_cast<float>(op.attrs.getFloat("eps")));
+    case OpKind::Softmax:
+      return softmax(in(0));
+    case OpKind::Mean:
+      return mean(in(0), op.attrs.getInt("axis"));
+    case OpKind::Reshape:
+      return in(0).reshaped(local);
+    case OpKind::Transpose:
+      return transpose(in(0), op.attrs.getInts("perm"));
+    case OpKind::Broadcast:
+      return broadcastTo(in(0), local);
+    case OpKind::Concat: {
+      std::vector<const Tensor *> xs;
+      for (size_t i = 0; i < op.operands.size(); ++i)
+        xs.push_back(&in(i));
+      return concat(xs, op.attrs.getInt("axis"));
+    }
+    case OpKind::Slice:
+      return slice(in(0), op.attrs.getInt("axis"), op.attrs.getInt("start"),
+                   op.attrs.getInt("size"));
+    case OpKind::Patchify:
+      return patchify(in(0), op.attrs.getInt("patch"));
+    case OpKind::Fill: {
+      Tensor t = Tensor::zeros(local);
+      std::fill(t.mutableData(), t.mutableData() + t.numel(),
+                static_cast<float>(op.attrs.getFloat("value")));
+      return t;
+    }
+    case OpKind::FusedLinear: {
+      Tensor y = matmul(in(0), in(1), op.attrs.getBool("transpose_b"));
+      size_t next = 2;
+      if (op.attrs.getBool("bias"))
+        y = add(y, in(next++));
+      if (op.attrs.getBool("gelu"))
+        y = gelu(y, op.attrs.getBool("gelu_approximate"));
+      if (op.attrs.getBool("residual"))
+        y = add(y, in(next++));
+      return y;
+    }
+    case OpKind::Attention: {
+      bool qkNorm = op.attrs.getBool("qk_norm"), bias = op.attrs.getBool("norm_bias");
+      Tensor none;
+      const Tensor &qs = qkNorm ? in(3) : none;
+      const Tensor &qb = qkNorm && bias ? in(4) : none;
+      const Tensor &ks = qkNorm ? in(bias ? 5 : 4) : none;
+      const Tensor &kb = qkNorm && bias ? in(6) : none;
+      // A device holds whole heads: as many as its share of the features.
+      int64_t heads = op.attrs.getInt("heads") * in(0).dim(2) / op.operand(0)->shape()[2];
+      return attention(in(0), in(1), in(2), heads, static_cast<float>(op.attrs.getFloat("scale")),
+                       qs, qb, ks, kb,
+                       qkNorm ? static_cast<float>(op.attrs.getFloat("eps")) : 0.0f);
+    }
+    default:
+      assert(false && "compute() called on an op it does not evaluate");
+      return Tensor();
+    }
+  }
+
+  Status collective(const Op &op, std::unordered_map<const Op *, Tensor> &values,
+                    std::unordered_map<const Op *, Pending> &pending, runtime::Communicator &comm) {
+    if (op.info().has(ir::kAsyncDone)) {
+      auto it = pending.find(op.operand(0));
+      assert(it != pending.end() && "done op without a started collective");
+      VITC_TRY(it->second.request->wait());
+      values[&op] = it->second.finish(it->second.recv);
+      pending.erase(it);
+      return Status::ok();
+    }
+    Pending p = start(op, arg(values, op, 0), comm);
+    if (op.info().has(ir::kAsyncStart)) {
+      pending[&op] = std::move(p);
+      return Status::ok();
+    }
+    VITC_TRY(p.request->wait());
+    values[&op] = p.finish(p.recv);
+    return Status::ok();
+  }
+
+  Pending start(const Op &op, const Tensor &x, runtime::Communicator &comm) const {
+    const ir::Mesh &mesh = m_->mesh;
+    int axis = mesh.axisIndex(op.meshAxisName());
+    int64_t k = mesh.axisSize(axis);
+    Shape local = op.type.localShape(mesh);
+    Pending p;
+    switch (ir::syncCollectiveKind(op.kind)) {
+    case OpKind::AllGather: {
+      int64_t dim = op.attrs.getInt("dim");
+      // Device at coordinate c holds block (c + rotation) mod k of the operand.
+      int64_t rotation = op.operand(0)->type.sharding.dims[static_cast<size_t>(dim)].rotation;
+      std::vector<int64_t> order(static_cast<size_t>(k));
+      for (int64_t c = 0; c < k; ++c)
+        order[static_cast<size_t>(c)] = (c + rotation) % k;
+      Shape block = x.shape();
+      p.send = x;
+      p.recv = Tensor::zeros({k * x.numel()});
+      p.request = comm.allGather(axis, p.send.data(), x.numel(), p.recv.mutableData());
+      p.finish = [block, dim, order](const Tensor &recv) {
+        return joinBlocks(recv.data(), block, dim, order);
+      };
+      return p;
+    }
+    case OpKind::ReduceScatter: {
+      int64_t dim = op.attrs.getInt("dim");
+      p.send = splitBlocks(x, dim, k);
+      p.recv = Tensor::zeros(local);
+      p.request = comm.reduceScatter(axis, p.send.data(), p.recv.numel(), p.recv.mutableData());
+      p.finish = [](const Tensor &recv) { return recv; };
+      return p;
+    }
+    case OpKind::AllReduce:
+      p.send = x;
+      p.recv = Tensor::zeros(local);
+      p.request = comm.allReduce(axis, p.send.data(), x.numel(), p.recv.mutableData());
+      p.finish = [](const Tensor &recv) { return recv; };
+      return p;
+    case OpKind::CollectivePermute:
+      p.send = x;
+      p.recv = Tensor::zeros(local);
+      p.request = comm.permute(axis, op.attrs.getInt("shift"), p.send.data(), x.numel(),
+                               p.recv.mutableData());
+      p.finish = [](const Tensor &recv) { return recv; };
+      return p;
+    default:
+      assert(false && "not a collective");
+      return p;
+    }
+  }
+
+  std::shared_ptr<const ir::Module> m_;
+  int64_t device_;
+  std::unordered_map<const Op *, Tensor> prepared_;
+  std::vector<const Op *> order_;
+  std::unordered_map<const Op *, size_t> lastUse_;
+};
+
+} // namespace
+
+Expected<std::unique_ptr<runtime::DeviceProgram>>
+createInterpreter(std::shared_ptr<const ir::Module> module, int64_t device,
+                  std::vector<Tensor> params) {
+  auto program = std::make_unique<Interpreter>(std::move(module), device);
+  VITC_TRY(program->prepare(std::move(params)));
+  return std::unique_ptr<runtime::DeviceProgram>(std::move(program));
+}
+
+runtime::ProgramFactory interpreterFactory() { return createInterpreter; }
+
+} // namespace vitc::interp

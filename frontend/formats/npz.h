@@ -1,0 +1,46 @@
+// Reading and writing NumPy .npz archives: zip files of .npy members.
+//
+// numpy's `savez` stores each array `name` as the member `name.npy` (uncompressed) and
+// `savez_compressed` deflates it. `NpzFile` maps the archive, lists its `.npy` members (other
+// members and folders are ignored; a name that appears twice is an error) and reads members with
+// libzip on demand. Before reading, a member's stated size is checked against a 64 GiB cap and
+// against what its compressed bytes could produce, and the CRC is verified after. An NpzFile is
+// cheap to copy (copies share the archive) and safe to load from on several threads.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "support/error.h"
+#include "support/tensor.h"
+
+namespace vitc::formats {
+
+class NpzFile {
+public:
+  static Expected<NpzFile> open(const std::string &path);
+
+  const std::string &path() const { return path_; }
+  // Member names without the `.npy` suffix, sorted.
+  const std::vector<std::string> &names() const { return names_; }
+  bool contains(std::string_view name) const;
+  // The array `name` (the member `name.npy`), converted as `parseNpy` does.
+  Expected<Tensor> load(std::string_view name) const;
+
+private:
+  struct Archive; // the libzip handle and the mapping it reads
+  std::string path_;
+  std::shared_ptr<Archive> archive_;
+  std::vector<std::string> names_;
+  std::vector<uint64_t> indices_; // libzip's index of each member of names_
+};
+
+// Writes each tensor as the uncompressed member `name.npy` (`<f4`, C order) in the order given;
+// the file appears whole or not at all. Names must be distinct and non-empty.
+Status writeNpz(const std::string &path,
+                const std::vector<std::pair<std::string, Tensor>> &tensors);
+
+} // namespace vitc::formats

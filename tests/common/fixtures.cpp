@@ -1,0 +1,67 @@
+// Fixture loading and running for tests.
+#include "tests/common/fixtures.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "frontend/formats/npy.h"
+#include "frontend/load_model.h"
+#include "frontend/weights.h"
+#include "runtime/runner.h"
+
+namespace vitc::test {
+namespace fs = std::filesystem;
+
+std::vector<std::string> fixtureNames() {
+  std::vector<std::string> names;
+  for (const auto &e : fs::directory_iterator(std::string(VITC_TEST_DATA) + "/fixtures"))
+    if (e.is_directory() && fs::exists(e.path() / "logits.npy"))
+      names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+double maxAbsDiff(const Tensor &a, const Tensor &b) {
+  if (a.shape() != b.shape())
+    return INFINITY;
+  double d = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    d = std::max(d, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
+  return d;
+}
+
+Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramFactory &factory,
+                                const passes::PipelineOptions &pipeline, const std::string &mesh) {
+  fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / name;
+  VITC_ASSIGN(Tensor input, formats::readNpy((dir / "input.npy").string()));
+  FixtureRun r;
+  VITC_ASSIGN(r.expected, formats::readNpy((dir / "logits.npy").string()));
+  bool spec = fs::exists(dir / "model.vit");
+  std::string model = spec ? (dir / "model.vit").string() : dir.string();
+  std::string weights = fs::exists(dir / "model.npz") ? (dir / "model.npz").string()
+                                                      : (dir / "model.safetensors").string();
+  VITC_ASSIGN(frontend::LoadedModel loaded, frontend::loadModel(model, {input.dim(0)}));
+  if (!mesh.empty()) {
+    VITC_ASSIGN(loaded.module->mesh, ir::parseMesh(mesh, Loc::inFile("mesh")));
+  }
+  std::ostringstream sink;
+  passes::PassManager pm(pipeline, sink);
+  passes::PassContext ctx;
+  VITC_TRY(pm.run(*loaded.module, ctx));
+  std::shared_ptr<const ir::Module> module = std::move(loaded.module);
+  VITC_ASSIGN(auto source, frontend::openWeights(weights));
+  std::vector<Tensor> params;
+  for (const ir::Op *p : module->params()) {
+    VITC_ASSIGN(Tensor t, source->load(*module, *p));
+    params.push_back(std::move(t));
+  }
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(module, factory, params));
+  VITC_ASSIGN(std::vector<Tensor> outs, runner->run({input}));
+  r.logits = outs.at(0);
+  r.maxAbsDiff = maxAbsDiff(r.logits, r.expected);
+  return r;
+}
+
+} // namespace vitc::test

@@ -1,0 +1,30 @@
+// The PyTorch fixtures of tests/fixtures: loading one and running it through a vitc pipeline.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "passes/pass_manager.h"
+#include "runtime/program.h"
+#include "support/tensor.h"
+
+namespace vitc::test {
+
+// Every fixture directory under tests/fixtures.
+std::vector<std::string> fixtureNames();
+
+struct FixtureRun {
+  Tensor logits;   // what vitc computed
+  Tensor expected; // what the independent implementation computed
+  double maxAbsDiff = 0;
+};
+
+// Loads the fixture's model (spec or Hugging Face directory) for its input batch, runs `pipeline`
+// on a `mesh` ("" for one device), loads its weights and runs it with `factory`.
+Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramFactory &factory,
+                                const passes::PipelineOptions &pipeline = {},
+                                const std::string &mesh = "");
+
+double maxAbsDiff(const Tensor &a, const Tensor &b);
+
+} // namespace vitc::test

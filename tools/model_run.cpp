@@ -1,0 +1,49 @@
+// Shared steps of `vitc run` and `vitc init-weights`.
+#include "tools/model_run.h"
+
+#include <unistd.h>
+
+namespace vitc::tools {
+
+Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
+                                  const frontend::LoadedModel &model) {
+  std::vector<ir::Op *> inputs = model.module->inputs();
+  if (inputs.size() != 1)
+    return makeError(Loc::inFile(path), "the model takes {} inputs; vitc run feeds one image batch",
+                     inputs.size());
+  const Shape &want = inputs[0]->shape();
+  const Shape &got = images.shape();
+  bool ok = got.size() == want.size() && got.size() == 4;
+  for (size_t d = 1; ok && d < 4; ++d)
+    ok = got[d] == want[d];
+  if (!ok)
+    return makeError(Loc::inFile(path),
+                     "input has shape {}; the model takes images [B, {}, {}, {}] (NCHW float32)",
+                     shapeString(got), want.size() > 1 ? want[1] : 0, want.size() > 2 ? want[2] : 0,
+                     want.size() > 3 ? want[3] : 0);
+  if (got[0] <= 0)
+    return makeError(Loc::inFile(path), "input holds no images");
+  return got[0];
+}
+
+Expected<std::vector<Tensor>> loadParams(const ir::Module &m, frontend::WeightSource &source) {
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m.params()) {
+    VITC_ASSIGN(Tensor t, source.load(m, *p));
+    params.push_back(std::move(t));
+  }
+  return params;
+}
+
+Status checkMemory(int64_t bytes, const std::string &what) {
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || pageSize <= 0)
+    return Status::ok();
+  double have = static_cast<double>(pages) * static_cast<double>(pageSize);
+  if (static_cast<double>(bytes) > 0.9 * have)
+    return makeError(Loc{}, "{} needs {:.1f} GiB but this machine has {:.1f} GiB of memory", what,
+                     static_cast<double>(bytes) / (1 << 30), have / (1 << 30));
+  return Status::ok();
+}
+
+} // namespace vitc::tools
