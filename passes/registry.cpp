@@ -2,6 +2,7 @@
 #include "passes/registry.h"
 
 #include "passes/canonicalize.h"
+#include "passes/fuse_elementwise.h"
 #include "passes/fuse_parallel_linear.h"
 #include "passes/plan_memory.h"
 
@@ -12,6 +13,9 @@ const std::vector<PassInfo> &passRegistry() {
   static const std::vector<PassInfo> registry = {
       {"canonicalize", "fold reshapes, transposes and no-op ops; remove dead and duplicate values",
        createCanonicalize},
+      {"fuse-elementwise",
+       "fold bias, GELU and residual adds into matmuls; attention into one kernel",
+       createFuseElementwise},
       {"fuse-parallel-linear",
        "merge sibling projections of one input, and projections summed into one value",
        createFuseParallelLinear},
@@ -29,6 +33,9 @@ const std::vector<PipelineStep> &defaultPipeline() {
       {"fuse-parallel-linear", "fewer, larger matmuls; and the shapes the sharding passes split"},
       // Fusion leaves slices and fills behind: clean up so compiling the output again is a no-op.
       {"canonicalize", "merge duplicate constants, drop what the rewrites left dead"},
+      // Kernels the backends run fast: epilogues in matmuls, attention without a score matrix.
+      {"fuse-elementwise",
+       "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"},
       // Last: the backend allocates one workspace and every value has its place in it.
       {"plan-memory", "buffer liveness and reuse; the peak is the activation memory per device"},
   };

@@ -72,6 +72,24 @@ int runRun(int argc, char **argv) {
   if (Expected<int64_t> batch = checkImageBatch(*images, input, *loaded); !batch)
     return report(batch.error());
 
+  if (weights.empty())
+    weights = loaded->defaultWeights;
+  if (weights.empty())
+    return report(makeError(Loc::inFile(model.model),
+                            "no weights: pass --weights FILE or --weights random[:SEED]"));
+  passes::ModuleStats stats = passes::analyze(*loaded->module);
+  if (Status s = checkMemory(stats.params * 4 * 2 + stats.activationPeakBytesPerDevice *
+                                                        loaded->module->mesh.numDevices(),
+                             "this run");
+      !s)
+    return report(s.error());
+  Expected<std::unique_ptr<frontend::WeightSource>> source = frontend::openWeights(weights);
+  if (!source)
+    return report(source.error());
+  Expected<std::map<std::string, Tensor>> params = loadParams(*loaded->module, **source);
+  if (!params)
+    return report(params.error());
+
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
     return report(pipeline.error());
@@ -82,26 +100,8 @@ int runRun(int argc, char **argv) {
     return report(s.error());
   std::shared_ptr<const ir::Module> module = std::move(loaded->module);
 
-  if (weights.empty())
-    weights = loaded->defaultWeights;
-  if (weights.empty())
-    return report(makeError(Loc::inFile(model.model),
-                            "no weights: pass --weights FILE or --weights random[:SEED]"));
-  passes::ModuleStats stats = passes::analyze(*module);
-  if (Status s = checkMemory(stats.params * 4 * 2 +
-                                 stats.activationPeakBytesPerDevice * module->mesh.numDevices(),
-                             "this run");
-      !s)
-    return report(s.error());
-  Expected<std::unique_ptr<frontend::WeightSource>> source = frontend::openWeights(weights);
-  if (!source)
-    return report(source.error());
-  Expected<std::vector<Tensor>> params = loadParams(*module, **source);
-  if (!params)
-    return report(params.error());
-
-  Expected<std::unique_ptr<runtime::MeshRunner>> runner =
-      runtime::MeshRunner::create(module, interp::interpreterFactory(), *params);
+  Expected<std::unique_ptr<runtime::MeshRunner>> runner = runtime::MeshRunner::create(
+      module, interp::interpreterFactory(), paramsInOrder(*module, *params));
   if (!runner)
     return report(runner.error());
   Expected<std::vector<Tensor>> outs = (*runner)->run({*images});

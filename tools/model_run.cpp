@@ -26,12 +26,21 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
   return got[0];
 }
 
-Expected<std::vector<Tensor>> loadParams(const ir::Module &m, frontend::WeightSource &source) {
-  std::vector<Tensor> params;
+Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
+                                                   frontend::WeightSource &source) {
+  std::map<std::string, Tensor> params;
   for (const ir::Op *p : m.params()) {
     VITC_ASSIGN(Tensor t, source.load(m, *p));
-    params.push_back(std::move(t));
+    params[p->attrs.getStr("name")] = std::move(t);
   }
+  return params;
+}
+
+std::vector<Tensor> paramsInOrder(const ir::Module &m,
+                                  const std::map<std::string, Tensor> &byName) {
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m.params())
+    params.push_back(byName.at(p->attrs.getStr("name")));
   return params;
 }
 

@@ -1,6 +1,8 @@
 // Preparing a model to run: compiled module, weights for every parameter, a backend.
 #pragma once
 
+#include <map>
+
 #include "frontend/weights.h"
 #include "runtime/runner.h"
 #include "tools/driver.h"
@@ -11,8 +13,13 @@ namespace vitc::tools {
 Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
                                   const frontend::LoadedModel &model);
 
-// Loads the global value of every parameter of `m` from `source`.
-Expected<std::vector<Tensor>> loadParams(const ir::Module &m, frontend::WeightSource &source);
+// The global value of every parameter of `m`, by weight name, from `source`. Load them from the
+// module as the frontend built it: random weights take their scale from how the program uses each
+// parameter, which fusion passes change.
+Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
+                                                   frontend::WeightSource &source);
+// The values for `m`'s parameters, in order.
+std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
 
 // Refuses work that needs more memory than the machine has, before allocating it.
 Status checkMemory(int64_t bytes, const std::string &what);
