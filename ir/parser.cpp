@@ -282,16 +282,19 @@ private:
       } while (acceptChar(','));
       VITC_TRY(expectChar(']'));
     }
-    if (peekWord("partial")) {
-      VITC_TRY(expectWord("partial"));
+    for (const char *what : {"partial", "manual"}) {
+      if (!peekWord(what))
+        continue;
+      VITC_TRY(expectWord(what));
       VITC_TRY(expectChar('('));
+      uint32_t &bits = what[0] == 'p' ? t.sharding.partial : t.sharding.manual;
       do {
         Loc axisAt = (skip(), here());
         VITC_ASSIGN(std::string axis, axisIdent());
         int a = mesh.axisIndex(axis);
         if (a < 0)
           return Error(axisAt, fmt::format("unknown mesh axis '{}'", axis));
-        t.sharding.partial |= 1u << a;
+        bits |= 1u << a;
       } while (acceptChar(','));
       VITC_TRY(expectChar(')'));
     }

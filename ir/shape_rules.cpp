@@ -100,9 +100,12 @@ Expected<TensorType> inferMatMul(const Op &op, const Mesh &mesh) {
                 kb.axis == kNoAxis ? "nothing" : axisName(mesh, kb.axis));
   if (a.sharding.partial & b.sharding.partial)
     return fail("both matmul operands are partial sums over the same axis");
+  // Over a manual axis each device's product is its own business: no sum is owed.
+  r.sharding.manual = a.sharding.manual | b.sharding.manual;
   r.sharding.partial = a.sharding.partial | b.sharding.partial;
   if (ka.axis != kNoAxis)
     r.sharding.partial |= 1u << ka.axis;
+  r.sharding.partial &= ~r.sharding.manual;
   if (r.sharding.partialOverlapsDims())
     return fail("matmul result would be both split and owed a sum over one mesh axis");
   return r;
@@ -147,6 +150,7 @@ Expected<TensorType> inferBroadcastBinary(const Op &op, const Mesh &mesh) {
     if (chosen)
       r.sharding.dims[out] = *chosen;
   }
+  r.sharding.manual = a.sharding.manual | b.sharding.manual;
   if (op.is(OpKind::Add)) {
     if (a.sharding.partial != b.sharding.partial)
       return fail("adding a partial sum to a value that is not partial over the same axes");
@@ -426,6 +430,81 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
   if (!op.attrs.has("eps") && qkNorm)
     return fail("attention with qk_norm needs eps");
   return q;
+}
+
+Expected<TensorType> inferReshard(const Op &op, const Mesh &) {
+  const TensorType &x = op.operand(0)->type;
+  if (op.type.shape != x.shape || op.type.dtype != x.dtype)
+    return fail("reshard changes only the sharding: {} cannot become {}", shapeString(x.shape),
+                shapeString(op.type.shape));
+  TensorType r = op.type;
+  r.sharding.dims.resize(r.shape.size());
+  return r;
+}
+
+Expected<TensorType> inferAllSlice(const Op &op, const Mesh &mesh) {
+  const TensorType &x = op.operand(0)->type;
+  VITC_ASSIGN(int axis, meshAxisOf(op, mesh));
+  VITC_ASSIGN(size_t dim, dimAttr(op, "dim", x.rank()));
+  VITC_TRY(requireDimLocal(x, dim, mesh, "all_slice splits it"));
+  if (x.sharding.isPartial(axis))
+    return fail("all_slice over '{}' of a partial sum over it", axisName(mesh, axis));
+  int64_t k = mesh.axisSize(axis);
+  if (x.shape[dim] % k != 0)
+    return fail("all_slice: dimension {} ({}) is not divisible by '{}' ({})", dim, x.shape[dim],
+                axisName(mesh, axis), k);
+  int64_t rotation = op.attrs.has("rotation") ? op.attrs.getInt("rotation") : 0;
+  TensorType r = x;
+  r.sharding.dims[dim] = DimSharding{axis, ((rotation % k) + k) % k};
+  return r;
+}
+
+Expected<TensorType> inferRingConcat(const Op &op, const Mesh &mesh) {
+  const TensorType &first = op.operand(0)->type;
+  VITC_ASSIGN(int axis, meshAxisOf(op, mesh));
+  VITC_ASSIGN(size_t dim, dimAttr(op, "dim", first.rank()));
+  int64_t k = mesh.axisSize(axis);
+  if (static_cast<int64_t>(op.operands.size()) != k)
+    return fail("ring_concat over '{}' takes {} operands, one per step, got {}",
+                axisName(mesh, axis), k, op.operands.size());
+  for (size_t s = 0; s < op.operands.size(); ++s) {
+    const TensorType &t = op.operand(s)->type;
+    TensorType expect = first;
+    expect.sharding.dims[dim] = DimSharding{axis, static_cast<int64_t>(s)};
+    if (!(t == expect))
+      return fail("ring_concat operand {} has type {}, expected {}", s, typeString(t, mesh),
+                  typeString(expect, mesh));
+  }
+  TensorType r = first;
+  r.sharding.dims[dim] = DimSharding{};
+  return r;
+}
+
+Expected<TensorType> inferToManual(const Op &op, const Mesh &mesh) {
+  VITC_ASSIGN(int axis, meshAxisOf(op, mesh));
+  TensorType r = op.operand(0)->type;
+  r.sharding.partial &= ~(1u << axis);
+  r.sharding.manual |= 1u << axis;
+  return r;
+}
+
+Expected<TensorType> inferFromManual(const Op &op, const Mesh &mesh) {
+  const TensorType &x = op.operand(0)->type;
+  VITC_ASSIGN(int axis, meshAxisOf(op, mesh));
+  if (!x.sharding.isManual(axis))
+    return fail("from_manual over '{}' of a value that is not manual over it",
+                axisName(mesh, axis));
+  TensorType r = op.type;
+  r.sharding.dims.resize(r.shape.size());
+  if (r.shape != x.shape || r.dtype != x.dtype)
+    return fail("from_manual keeps the shape: {} cannot become {}", shapeString(x.shape),
+                shapeString(r.shape));
+  if (r.localShape(mesh) != x.localShape(mesh))
+    return fail("from_manual must keep what each device holds ({} per device, not {})",
+                shapeString(x.localShape(mesh)), shapeString(r.localShape(mesh)));
+  if (r.sharding.isManual(axis))
+    return fail("from_manual's result is still manual over '{}'", axisName(mesh, axis));
+  return r;
 }
 
 Expected<TensorType> inferAllGather(const Op &op, const Mesh &mesh) {

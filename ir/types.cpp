@@ -106,7 +106,7 @@ Expected<Mesh> parseMesh(std::string_view text, const Loc &loc) {
 }
 
 bool Sharding::isReplicated() const {
-  if (partial != 0)
+  if (partial != 0 || manual != 0)
     return false;
   for (const DimSharding &d : dims)
     if (d.axis != kNoAxis)
@@ -169,11 +169,13 @@ std::string typeString(const TensorType &t, const Mesh &mesh) {
       out += fmt::format("{:+d}", rot);
   }
   out += ']';
-  if (t.sharding.partial) {
-    out += " partial(";
+  auto axisList = [&](const char *what, uint32_t bits) {
+    if (!bits)
+      return;
+    out += fmt::format(" {}(", what);
     bool first = true;
     for (size_t a = 0; a < 32; ++a) {
-      if (!t.sharding.isPartial(static_cast<int>(a)))
+      if (!((bits >> a) & 1u))
         continue;
       if (!first)
         out += ',';
@@ -181,7 +183,9 @@ std::string typeString(const TensorType &t, const Mesh &mesh) {
       out += a < mesh.axes.size() ? mesh.axes[a].name : fmt::format("axis{}", a);
     }
     out += ')';
-  }
+  };
+  axisList("partial", t.sharding.partial);
+  axisList("manual", t.sharding.manual);
   return out;
 }
 

@@ -6,6 +6,9 @@
 // A sharded dimension may also be "rotated": device i along the axis then holds block
 // (i + rotation) mod k instead of block i. Rotations appear only inside collective-matmul rings,
 // where each step works on the block a `collective_permute` just brought in.
+// A value may be "manual" over an axis (as in shard_map): the devices along that axis hold values
+// with no global meaning, such as the running sums a reduce-scatter ring passes around. Shapes and
+// `@axis` still say what one device holds; `from_manual` declares what the values mean again.
 #pragma once
 
 #include <cstdint>
@@ -63,11 +66,13 @@ struct DimSharding {
 struct Sharding {
   std::vector<DimSharding> dims; // one per tensor dimension; empty means fully replicated
   uint32_t partial = 0;          // bit a set: the value is a partial sum still owed over axis a
+  uint32_t manual = 0;           // bit a set: per-device values with no global meaning along a
 
   static Sharding replicated(size_t rank) { return Sharding{std::vector<DimSharding>(rank), 0}; }
   bool isReplicated() const;
   int dimAxis(size_t d) const { return d < dims.size() ? dims[d].axis : kNoAxis; }
   bool isPartial(int axis) const { return (partial >> axis) & 1u; }
+  bool isManual(int axis) const { return (manual >> axis) & 1u; }
   // True if a mesh axis both splits a dimension and is owed a sum: such a value means nothing.
   // (Two dimensions split over one axis are allowed: device c then holds block c of each, the
   // "diagonal" blocks a ring step of collective matmul computes.)

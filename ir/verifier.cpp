@@ -73,10 +73,12 @@ std::optional<std::string> checkType(const TensorType &t, const Mesh &mesh) {
     if (ds.rotation < 0 || ds.rotation >= k)
       return fmt::format("dimension {} has rotation {} outside [0, {})", d, ds.rotation, k);
   }
-  if (t.sharding.partial >> mesh.axes.size())
-    return std::string("partial names a mesh axis that does not exist");
+  if ((t.sharding.partial | t.sharding.manual) >> mesh.axes.size())
+    return std::string("partial or manual names a mesh axis that does not exist");
   if (t.sharding.partialOverlapsDims())
     return std::string("a mesh axis both splits a dimension and is owed a sum");
+  if (t.sharding.partial & t.sharding.manual)
+    return std::string("a value cannot be both partial and manual over one axis");
   return std::nullopt;
 }
 

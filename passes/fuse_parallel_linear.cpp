@@ -108,6 +108,54 @@ void eraseTerm(ir::Module &m, const Term &t) {
   m.erase(t.matmul);
 }
 
+// Concatenation along `axis` in k interleaved groups: with k > 1 each of the k blocks of the
+// result holds the k-th block of every operand, so that when the result is split k ways over the
+// model axis every device gets its share of each operand (Megatron's fused QKV layout). With
+// k = 1 this is a plain concat.
+Op *interleavedConcat(ir::Builder &b, const std::vector<Op *> &xs, int64_t axis, int64_t k,
+                      const std::string &name) {
+  if (k == 1)
+    return b.concat(xs, axis, name);
+  std::vector<Op *> split;
+  for (Op *x : xs) {
+    Shape s = x->shape();
+    s[static_cast<size_t>(axis)] /= k;
+    s.insert(s.begin() + axis, k);
+    split.push_back(b.reshape(x, s, x->name + ".groups"));
+  }
+  Op *joined = b.concat(split, axis + 1, name + ".groups");
+  Shape s = joined->shape();
+  s[static_cast<size_t>(axis)] *= s[static_cast<size_t>(axis) + 1];
+  s.erase(s.begin() + axis + 1);
+  return b.reshape(joined, s, name);
+}
+
+// The part [offset, offset + size) of one operand of an interleavedConcat along `axis`.
+Op *interleavedSlice(ir::Builder &b, Op *y, int64_t axis, int64_t k, int64_t offset, int64_t size,
+                     const std::string &name) {
+  if (k == 1)
+    return b.slice(y, axis, offset, size, name);
+  Shape s = y->shape();
+  s[static_cast<size_t>(axis)] /= k;
+  s.insert(s.begin() + axis, k);
+  Op *groups = b.reshape(y, s, name + ".groups");
+  Op *part = b.slice(groups, axis + 1, offset / k, size / k, name + ".group_slice");
+  Shape out = y->shape();
+  out[static_cast<size_t>(axis)] = size;
+  return b.reshape(part, out, name);
+}
+
+// How many ways the model axis splits, if every size divides by it; otherwise 1.
+int64_t interleaving(const ir::Module &m, const PassContext &ctx,
+                     const std::vector<int64_t> &sizes) {
+  int axis = m.mesh.axisIndex(ctx.options.get("model-axis", "model"));
+  int64_t k = axis < 0 ? 1 : m.mesh.axisSize(axis);
+  for (int64_t n : sizes)
+    if (n % k != 0)
+      return 1;
+  return k;
+}
+
 // Sibling projections of one activation -> one matmul and slices of its result.
 bool mergeSiblings(ir::Module &m, PassContext &ctx) {
   Context c(m);
@@ -129,41 +177,29 @@ bool mergeSiblings(ir::Module &m, PassContext &ctx) {
       b.setLoc(terms[0].matmul->loc);
       std::string prefix = commonPrefix(terms) + "fused";
       std::vector<Op *> weights, biases;
+      std::vector<int64_t> sizes;
       bool anyBias = false;
       for (const Term &t : terms) {
         weights.push_back(t.weight());
+        sizes.push_back(t.outFeatures());
         anyBias |= t.bias != nullptr;
       }
-      Expected<Op *> w = b.tryCreate(OpKind::Concat, weights,
-                                     {{"axis", int64_t{transposeB ? 0 : 1}}}, prefix + ".w");
-      if (!w)
-        continue;
-      Op *y = b.matmul(x, *w, transposeB, prefix + (anyBias ? ".mm" : ""));
+      int64_t k = interleaving(m, ctx, sizes);
+      int64_t outAxis = transposeB ? 0 : 1;
+      Op *w = interleavedConcat(b, weights, outAxis, k, prefix + ".w");
+      Op *y = b.matmul(x, w, transposeB, prefix + (anyBias ? ".mm" : ""));
       if (anyBias) {
-        // Projections without a bias get zeros; neighbours share one fill.
-        int64_t zeros = 0;
-        auto flushZeros = [&] {
-          if (zeros > 0)
-            biases.push_back(b.fill({zeros}, 0.0, prefix + ".zero_bias"));
-          zeros = 0;
-        };
-        for (const Term &t : terms) {
-          if (t.bias) {
-            flushZeros();
-            biases.push_back(t.bias);
-          } else {
-            zeros += t.outFeatures();
-          }
-        }
-        flushZeros();
-        y = b.add(y, b.concat(biases, 0, prefix + ".b"), prefix);
+        for (const Term &t : terms)
+          biases.push_back(t.bias ? t.bias
+                                  : b.fill({t.outFeatures()}, 0.0, t.value->name + ".zero_bias"));
+        y = b.add(y, interleavedConcat(b, biases, 0, k, prefix + ".b"), prefix);
       }
       // All slices first: the insertion point is one of the ops replaced below.
       int64_t offset = 0;
       std::vector<Op *> slices;
       for (const Term &t : terms) {
-        slices.push_back(
-            b.slice(y, y->rank() - 1, offset, t.outFeatures(), t.value->name + ".slice"));
+        slices.push_back(interleavedSlice(b, y, y->rank() - 1, k, offset, t.outFeatures(),
+                                          t.value->name + ".slice"));
         offset += t.outFeatures();
       }
       for (size_t i = 0; i < terms.size(); ++i) {
@@ -237,18 +273,18 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
     std::string prefix = commonPrefix(group) + "fused_sum";
     bool transposeB = group[0].transposeB();
     std::vector<Op *> inputs, weights, biases;
+    std::vector<int64_t> sizes;
     for (const Term &t : group) {
       inputs.push_back(t.input());
       weights.push_back(t.weight());
+      sizes.push_back(t.input()->shape().back());
       if (t.bias)
         biases.push_back(t.bias);
     }
-    Expected<Op *> in = b.tryCreate(
-        OpKind::Concat, inputs, {{"axis", int64_t{group[0].input()->rank() - 1}}}, prefix + ".in");
-    if (!in)
-      continue;
-    Op *w = b.concat(weights, transposeB ? 1 : 0, prefix + ".w");
-    Op *y = b.matmul(*in, w, transposeB, prefix + (biases.empty() ? "" : ".mm"));
+    int64_t k = interleaving(m, ctx, sizes);
+    Op *in = interleavedConcat(b, inputs, group[0].input()->rank() - 1, k, prefix + ".in");
+    Op *w = interleavedConcat(b, weights, transposeB ? 1 : 0, k, prefix + ".w");
+    Op *y = b.matmul(in, w, transposeB, prefix + (biases.empty() ? "" : ".mm"));
     if (!biases.empty()) {
       Op *bias = biases[0];
       for (size_t i = 1; i < biases.size(); ++i)
@@ -271,7 +307,7 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
     ir::eraseDeadOps(m);
     m.rename(sum, name);
     ctx.remark(fmt::format("fuse-parallel-linear: {} projections summed into %{} -> %{} ({} x {})",
-                           group.size(), name, y->name, (*in)->shape().back(), y->shape().back()));
+                           group.size(), name, y->name, in->shape().back(), y->shape().back()));
     m.topologicalSort();
     return true;
   }

@@ -88,6 +88,9 @@ public:
       }
       if (op.info().has(ir::kCollective)) {
         VITC_TRY(collective(op, values, pending, comm));
+      } else if (op.is(OpKind::AllSlice) || op.is(OpKind::RingConcat)) {
+        values[&op] =
+            placeBlocks(op, values, comm.coordinate(m_->mesh.axisIndex(op.meshAxisName())));
       } else {
         values[&op] = compute(op, values);
       }
@@ -142,6 +145,17 @@ private:
                    op.attrs.getInt("size"));
     case OpKind::Patchify:
       return patchify(in(0), op.attrs.getInt("patch"));
+    case OpKind::Reshard:
+      assert(false && "reshard must be lowered by insert-collectives before running");
+      return Tensor();
+    case OpKind::ToManual:
+    case OpKind::FromManual:
+      return in(0); // only the meaning changes, not what a device holds
+    case OpKind::AllSlice:
+    case OpKind::RingConcat:
+      // Weight-only (computed at load): the device's coordinate comes from its id.
+      return placeBlocks(op, values,
+                         m_->mesh.coordinate(device_, m_->mesh.axisIndex(op.meshAxisName())));
     case OpKind::Fill: {
       Tensor t = Tensor::zeros(local);
       std::fill(t.mutableData(), t.mutableData() + t.numel(),
@@ -176,6 +190,30 @@ private:
       assert(false && "compute() called on an op it does not evaluate");
       return Tensor();
     }
+  }
+
+  // all_slice and ring_concat: the blocks of one dimension, placed by the device's coordinate.
+  Tensor placeBlocks(const Op &op, const std::unordered_map<const Op *, Tensor> &values,
+                     int64_t coord) const {
+    int64_t k = m_->mesh.axisSize(m_->mesh.axisIndex(op.meshAxisName()));
+    int64_t dim = op.attrs.getInt("dim");
+    if (op.is(OpKind::AllSlice)) {
+      const Tensor &x = arg(values, op, 0);
+      int64_t rotation = op.attrs.has("rotation") ? op.attrs.getInt("rotation") : 0;
+      int64_t block = ((coord + rotation) % k + k) % k;
+      int64_t size = x.dim(dim) / k;
+      return slice(x, dim, block * size, size);
+    }
+    // Operand s holds block (coord + s) mod k.
+    Shape blockShape = arg(values, op, 0).shape();
+    Tensor flat = Tensor::zeros({k * numElements(blockShape)});
+    std::vector<int64_t> order(static_cast<size_t>(k));
+    for (int64_t s = 0; s < k; ++s) {
+      const Tensor &b = arg(values, op, static_cast<size_t>(s));
+      std::copy(b.data(), b.data() + b.numel(), flat.mutableData() + s * b.numel());
+      order[static_cast<size_t>(s)] = (coord + s) % k;
+    }
+    return joinBlocks(flat.data(), blockShape, dim, order);
   }
 
   Status collective(const Op &op, std::unordered_map<const Op *, Tensor> &values,
