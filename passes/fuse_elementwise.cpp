@@ -37,8 +37,10 @@ public:
     Op *r = op->operand(0);
     if (!r->is(OpKind::Reshape) || soleUser(r) != op || r->rank() != 4)
       return nullptr;
+    // The source is [B, T, D], or [B, T, groups, D/groups] when the fused projection it was
+    // sliced from is interleaved for the model axis (canonicalize folds the reshapes between).
     Op *src = r->operand(0);
-    if (src->rank() != 3 || src->shape()[0] != r->shape()[0] || src->shape()[1] != r->shape()[1])
+    if (src->rank() < 3 || src->shape()[0] != r->shape()[0] || src->shape()[1] != r->shape()[1])
       return nullptr;
     return src;
   }
@@ -108,7 +110,9 @@ public:
 
   // Rewrites the attention ending at `merged` (the head-merging reshape); returns whether it did.
   bool fuseAttention(Op *merged) {
-    if (!merged->is(OpKind::Reshape) || merged->rank() != 3)
+    // The head merge: [B, T, H, dh] back to [B, T, D] (or straight to the [B, T, groups,
+    // D/groups] an interleaved fused projection reads, when canonicalize folded the two).
+    if (!merged->is(OpKind::Reshape) || merged->rank() < 3)
       return false;
     Op *bthd = merged->operand(0);
     if (!isPerm0213(bthd) || soleUser(bthd) != merged)
@@ -146,9 +150,27 @@ public:
     if (!q || !k || !v || soleUser(vh) != context)
       return false;
     int64_t heads = qh->shape()[1];
-    if (merged->shape() != q->shape() || kh->shape()[1] != heads || vh->shape()[1] != heads)
+    if (merged->shape()[0] != q->shape()[0] || merged->shape()[1] != q->shape()[1] ||
+        numElements(merged->shape()) != numElements(q->shape()) || kh->shape()[1] != heads ||
+        vh->shape()[1] != heads)
       return false;
-    std::vector<Op *> operands{q, k, v};
+    ir::Builder b(m_);
+    b.setInsertionPoint(merged);
+    b.setLoc(merged->loc);
+    std::vector<Op *> operands;
+    for (Op *x : {q, k, v}) {
+      if (x->rank() == 3) {
+        operands.push_back(x);
+        continue;
+      }
+      Expected<Op *> flat = b.tryCreate(
+          OpKind::Reshape, {x}, {}, x->name + ".tokens",
+          ir::TensorType::of({x->shape()[0], x->shape()[1],
+                              numElements(x->shape()) / (x->shape()[0] * x->shape()[1])}));
+      if (!flat)
+        return false;
+      operands.push_back(*flat);
+    }
     ir::Attrs attrs{{"heads", heads}, {"scale", scale}};
     if (qNorm) {
       attrs.set("qk_norm", true);
@@ -160,13 +182,12 @@ public:
         for (size_t i = 1; i < norm->operands.size(); ++i)
           operands.push_back(norm->operand(i));
     }
-    ir::Builder b(m_);
-    b.setInsertionPoint(merged);
-    b.setLoc(merged->loc);
     Expected<Op *> fused = b.tryCreate(OpKind::Attention, operands, attrs, merged->name + ".fused");
+    if (fused && merged->rank() != 3)
+      fused = b.tryCreate(OpKind::Reshape, {*fused}, {}, merged->name + ".split",
+                          ir::TensorType::of(merged->shape()));
     if (!fused || !((*fused)->type == merged->type)) {
-      if (fused)
-        m_.erase(*fused);
+      ir::eraseDeadOps(m_); // whatever was created on the way
       return false;
     }
     replace(merged, *fused);

@@ -4,7 +4,9 @@
 #include "passes/canonicalize.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_parallel_linear.h"
+#include "passes/insert_collectives.h"
 #include "passes/plan_memory.h"
+#include "passes/propagate_sharding.h"
 
 namespace vitc::passes {
 
@@ -19,6 +21,10 @@ const std::vector<PassInfo> &passRegistry() {
       {"fuse-parallel-linear",
        "merge sibling projections of one input, and projections summed into one value",
        createFuseParallelLinear},
+      {"propagate-sharding", "give every value a sharding from the layout; mark reshards",
+       createPropagateSharding},
+      {"insert-collectives", "turn reshards into all-gathers, reduce-scatters, all-reduces",
+       createInsertCollectives},
       {"plan-memory", "place every intermediate value in one workspace per device",
        createPlanMemory},
   };
@@ -33,6 +39,10 @@ const std::vector<PipelineStep> &defaultPipeline() {
       {"fuse-parallel-linear", "fewer, larger matmuls; and the shapes the sharding passes split"},
       // Fusion leaves slices and fills behind: clean up so compiling the output again is a no-op.
       {"canonicalize", "merge duplicate constants, drop what the rewrites left dead"},
+      // The layout: every value gets a sharding; reshards mark where data must move.
+      {"propagate-sharding", "split the model over the mesh, following the layout"},
+      // After it every op is local: communication is explicit collectives.
+      {"insert-collectives", "where a consumer needs another sharding, move the data"},
       // Kernels the backends run fast: epilogues in matmuls, attention without a score matrix.
       {"fuse-elementwise",
        "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"},
