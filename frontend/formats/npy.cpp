@@ -81,8 +81,8 @@ private:
     if (text_.substr(pos_, word.size()) != word)
       return false;
     size_t after = pos_ + word.size();
-    if (after < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[after])) ||
-                                 text_[after] == '_'))
+    if (after < text_.size() &&
+        (std::isalnum(static_cast<unsigned char>(text_[after])) || text_[after] == '_'))
       return false;
     pos_ = after;
     return true;
@@ -306,8 +306,7 @@ struct NpyHeader {
 };
 
 Expected<NpyHeader> parseHeader(const uint8_t *data, size_t size, const Loc &loc) {
-  if (size < kMagic.size() + 2 ||
-      std::memcmp(data, kMagic.data(), kMagic.size()) != 0)
+  if (size < kMagic.size() + 2 || std::memcmp(data, kMagic.data(), kMagic.size()) != 0)
     return makeError(loc, "not a .npy file: it does not start with the magic \\x93NUMPY");
   int major = data[6], minor = data[7];
   size_t lengthBytes;
@@ -341,8 +340,8 @@ Expected<NpyHeader> parseHeader(const uint8_t *data, size_t size, const Loc &loc
   const PyValue *descr = field(*dict, "descr");
   const PyValue *fortran = field(*dict, "fortran_order");
   const PyValue *shape = field(*dict, "shape");
-  for (auto [value, key] : {std::pair{descr, "descr"}, std::pair{fortran, "fortran_order"},
-                            std::pair{shape, "shape"}})
+  for (auto [value, key] :
+       {std::pair{descr, "descr"}, std::pair{fortran, "fortran_order"}, std::pair{shape, "shape"}})
     if (!value)
       return makeError(loc, "malformed .npy header: it has no '{}'", key);
 
@@ -419,8 +418,8 @@ Expected<Tensor> decodeNpy(const uint8_t *data, size_t size, const std::string &
   // From here on the allocation is bounded by the bytes actually present.
   const uint8_t *bytes = data + h.dataStart;
   bool cOrder = !h.fortranOrder || h.shape.size() <= 1;
-  bool plainFloat = h.dtype.type.kind == ElementKind::Float && h.dtype.itemsize == 4 &&
-                    !h.dtype.type.bigEndian;
+  bool plainFloat =
+      h.dtype.type.kind == ElementKind::Float && h.dtype.itemsize == 4 && !h.dtype.type.bigEndian;
   if (owner && cOrder && plainFloat && reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0)
     return Tensor::borrow(h.shape, reinterpret_cast<const float *>(bytes), std::move(owner));
   Tensor t = Tensor::zeros(h.shape);
@@ -455,8 +454,8 @@ std::string npyHeader(const Shape &shape) {
     dims.resize(dims.size() - 2);
   else if (shape.size() == 1)
     dims.pop_back(); // "(3,)"
-  std::string dict = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
-                                 dims);
+  std::string dict =
+      fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", dims);
   // As numpy does: pad with spaces and end with a newline so that the data starts at a multiple
   // of 64 bytes; version 2.0 only when the header outgrows the 2-byte length of version 1.0.
   auto pad = [&dict](size_t prefix) {

@@ -26,7 +26,9 @@ constexpr uint64_t kMinZipBytes = 22; // an end-of-central-directory record alon
 // first word is an acronym ("CRC error").
 std::string lowerFirst(const char *message) {
   std::string s = message ? message : "unknown libzip error";
-  auto upper = [&s](size_t i) { return i < s.size() && std::isupper(static_cast<unsigned char>(s[i])); };
+  auto upper = [&s](size_t i) {
+    return i < s.size() && std::isupper(static_cast<unsigned char>(s[i]));
+  };
   if (upper(0) && !upper(1))
     s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
   return s;
@@ -132,8 +134,8 @@ Expected<Tensor> NpzFile::load(std::string_view name) const {
                      member, st.comp_method);
   uint64_t fileSize = archive_->file->size();
   if (st.comp_size > fileSize)
-    return makeError(loc, "member '{}' claims {} compressed bytes, more than the file's {}",
-                     member, st.comp_size, fileSize);
+    return makeError(loc, "member '{}' claims {} compressed bytes, more than the file's {}", member,
+                     st.comp_size, fileSize);
   uint64_t plausible =
       st.comp_method == ZIP_CM_STORE ? st.comp_size : st.comp_size * kMaxDeflateRatio + 1024;
   if (st.size > kMaxMemberBytes || st.size > plausible)

@@ -267,8 +267,9 @@ Expected<SafetensorsFile> SafetensorsFile::open(const std::string &path) {
 }
 
 const SafetensorsEntry *SafetensorsFile::find(std::string_view name) const {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
-                             [](const SafetensorsEntry &e, std::string_view n) { return e.name < n; });
+  auto it =
+      std::lower_bound(entries_.begin(), entries_.end(), name,
+                       [](const SafetensorsEntry &e, std::string_view n) { return e.name < n; });
   if (it == entries_.end() || it->name != name)
     return nullptr;
   return &*it;
@@ -312,7 +313,8 @@ Status writeSafetensors(const std::string &path,
     if (t.empty())
       return makeError(loc, "tensor '{}' has no data", name);
     uint64_t bytes = static_cast<uint64_t>(t.numel()) * sizeof(float);
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", "F32"}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text;

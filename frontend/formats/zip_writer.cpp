@@ -39,7 +39,8 @@ void put64(std::string &out, uint64_t v) {
 uint32_t clamp32(uint64_t v, bool marker) { return marker ? kMax32 : static_cast<uint32_t>(v); }
 
 bool isAscii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 uint32_t crcOf(const std::vector<std::string_view> &parts) {
