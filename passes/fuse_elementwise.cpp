@@ -70,7 +70,9 @@ public:
     }
     if (Op *u = soleUser(last); u && u->is(OpKind::Add) && u->type == last->type) {
       Op *other = u->operand(0) == last ? u->operand(1) : u->operand(0);
-      if (other != last && other->type == last->type) {
+      // A residual that arrives by an asynchronous collective stays a separate add: folding it
+      // would make the matmul wait for the communication it is meant to hide.
+      if (other != last && other->type == last->type && !other->info().has(ir::kAsyncDone)) {
         residual = other;
         last = u;
         ++folded;

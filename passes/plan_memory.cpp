@@ -81,7 +81,8 @@ public:
     std::unordered_map<const Op *, size_t> lastUse;
     for (size_t i = 0; i < m.ops().size(); ++i) {
       const Op *op = m.ops()[i].get();
-      if (op->is(OpKind::Reshape))
+      // A reshape is a view of its operand; a done op's value is what its start received.
+      if (op->is(OpKind::Reshape) || op->info().has(ir::kAsyncDone))
         root[op] = rootOf(op->operand(0));
       for (const Op *operand : op->operands)
         lastUse[rootOf(operand)] = i;

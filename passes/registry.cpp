@@ -2,11 +2,13 @@
 #include "passes/registry.h"
 
 #include "passes/canonicalize.h"
+#include "passes/collective_matmul.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_parallel_linear.h"
 #include "passes/insert_collectives.h"
 #include "passes/plan_memory.h"
 #include "passes/propagate_sharding.h"
+#include "passes/schedule_overlap.h"
 
 namespace vitc::passes {
 
@@ -15,18 +17,22 @@ const std::vector<PassInfo> &passRegistry() {
   static const std::vector<PassInfo> registry = {
       {"canonicalize", "fold reshapes, transposes and no-op ops; remove dead and duplicate values",
        createCanonicalize},
+      {"collective-matmul", "decompose all-gather+matmul and matmul+reduce-scatter into rings",
+       createCollectiveMatmul},
       {"fuse-elementwise",
        "fold bias, GELU and residual adds into matmuls; attention into one kernel",
        createFuseElementwise},
       {"fuse-parallel-linear",
        "merge sibling projections of one input, and projections summed into one value",
        createFuseParallelLinear},
-      {"propagate-sharding", "give every value a sharding from the layout; mark reshards",
-       createPropagateSharding},
       {"insert-collectives", "turn reshards into all-gathers, reduce-scatters, all-reduces",
        createInsertCollectives},
       {"plan-memory", "place every intermediate value in one workspace per device",
        createPlanMemory},
+      {"propagate-sharding", "give every value a sharding from the layout; mark reshards",
+       createPropagateSharding},
+      {"schedule-overlap", "asynchronous collectives, started early and finished late",
+       createScheduleOverlap},
   };
   return registry;
 }
@@ -43,6 +49,10 @@ const std::vector<PipelineStep> &defaultPipeline() {
       {"propagate-sharding", "split the model over the mesh, following the layout"},
       // After it every op is local: communication is explicit collectives.
       {"insert-collectives", "where a consumer needs another sharding, move the data"},
+      // ViT-22B's asynchronous parallel linear: communication in chunks next to the matmul.
+      {"collective-matmul", "rings of collective_permute that can overlap with the matmul"},
+      // Starts as early and dones as late as the data allow; weights gathered a layer ahead.
+      {"schedule-overlap", "put compute between every collective's start and done"},
       // Kernels the backends run fast: epilogues in matmuls, attention without a score matrix.
       {"fuse-elementwise",
        "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"},
