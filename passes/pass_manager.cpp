@@ -24,6 +24,8 @@ Expected<std::vector<std::string>> parsePassList(std::string_view list) {
     size_t comma = list.find(',');
     std::string name(list.substr(0, comma));
     list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
     if (name.empty())
       continue;
     VITC_TRY(findPass(name));

@@ -1,6 +1,7 @@
 // Golden IR tests: every tests/passes/<pass>/*.ir file, case by case.
 //
-// A file starts with `// RUN: <comma-separated passes>`; cases are separated by `// -----` lines.
+// A file starts with `// RUN: <comma-separated passes> [| key=value ...]` (pass settings, such as
+// the layout); cases are separated by `// -----` lines.
 // Each case opens with a one-sentence comment of intent, then the input module, then what the
 // output must hold: `// CHECK: text` (a later line contains text), `// CHECK-NEXT: text` (the next
 // line does), `// CHECK-NOT: text` (no line before the next match does), or
@@ -83,7 +84,8 @@ std::string runCase(const Case &c, const std::string &run, const std::string &pa
   Diagnostics d = ir::verify(**m);
   if (!d.empty())
     return "input does not verify:\n" + d.str();
-  auto names = passes::parsePassList(run);
+  std::string list = run.substr(0, run.find('|'));
+  auto names = passes::parsePassList(list);
   if (!names)
     return names.error().str();
   passes::PipelineOptions options;
@@ -92,6 +94,12 @@ std::string runCase(const Case &c, const std::string &run, const std::string &pa
   std::ostringstream sink;
   passes::PassManager pm(options, sink);
   passes::PassContext ctx;
+  if (size_t bar = run.find('|'); bar != std::string::npos) {
+    std::istringstream settings(run.substr(bar + 1));
+    std::string kv;
+    while (settings >> kv)
+      ctx.options.settings.emplace_back(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
+  }
   if (Status s = pm.run(**m, ctx); !s)
     return s.error().str();
   failed = false;
