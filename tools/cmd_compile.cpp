@@ -30,14 +30,14 @@ int runCompile(int argc, char **argv) {
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
     return report(pipeline.error());
-  Expected<frontend::LoadedModel> loaded = loadModel(model);
+  passes::PassContext ctx;
+  ctx.options = passFlags.passOptions();
+  Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
   if (!loaded)
     return report(loaded.error());
   ir::Module &m = *loaded->module;
 
   passes::PassManager pm(*pipeline, std::cerr);
-  passes::PassContext ctx;
-  ctx.options = passFlags.passOptions();
   if (Status s = pm.run(m, ctx); !s)
     return report(s.error());
   for (const std::string &remark : ctx.remarks)

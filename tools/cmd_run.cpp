@@ -1,11 +1,12 @@
 // `vitc run`: compile a model, load its weights, run an image batch, write the outputs.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "backends/interpreter/interpreter.h"
 #include "frontend/formats/npy.h"
-#include "ir/text.h"
 #include "passes/analysis.h"
+#include "runtime/mpi/mpi_runtime.h"
 #include "tools/model_run.h"
 
 namespace vitc::tools {
@@ -35,21 +36,37 @@ void printTop5(const Tensor &logits, const std::vector<std::string> &labels) {
   }
 }
 
+struct RunFlags {
+  std::string weights, input, output, backend = "interpreter", runtime = "threads", link, trace;
+  int repeat = 0;
+  double timeoutSeconds = 60;
+};
+
 } // namespace
 
 int runRun(int argc, char **argv) {
   ModelOptions model;
   PassFlags passFlags;
-  std::string weights, input, output, backend = "interpreter";
+  RunFlags f;
   po::options_description desc("vitc run options");
   desc.add_options()("help,h", "show this help");
-  desc.add_options()("model", po::value(&model.model)->required(),
-                     "model")("mesh", po::value(&model.mesh), "device mesh, e.g. data=2,model=4")(
-      "weights", po::value(&weights),
+  model.add(desc);
+  desc.add_options()(
+      "weights", po::value(&f.weights),
       "weights: .safetensors, big_vision .npz, or random[:SEED] (default: the checkpoint's own)")(
-      "input", po::value(&input)->required(), "images, NCHW float32 .npy")(
-      "output", po::value(&output)->required(), "where to write the outputs (.npy)")(
-      "backend", po::value(&backend)->default_value("interpreter"), "interpreter");
+      "input", po::value(&f.input)->required(), "images, NCHW float32 .npy")(
+      "output", po::value(&f.output)->required(), "where to write the outputs (.npy)")(
+      "backend", po::value(&f.backend)->default_value("interpreter"), "interpreter")(
+      "runtime", po::value(&f.runtime)->default_value("threads"),
+      "threads (one thread per device) or mpi (one process per device, under mpirun)")(
+      "link", po::value(&f.link),
+      "emulated interconnect for the thread runtime: GBps[,latency_us], or per axis "
+      "model=GBps[,us],data=...")(
+      "trace", po::value(&f.trace), "write a Chrome/Perfetto trace of the run")(
+      "repeat", po::value(&f.repeat)->default_value(0),
+      "run the forward pass N more times after a warm-up and print the median latency")(
+      "collective-timeout", po::value(&f.timeoutSeconds)->default_value(60),
+      "seconds a collective may wait for the other devices");
   passFlags.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -58,22 +75,44 @@ int runRun(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc run MODEL --weights W --input X.npy --output Y.npy", exit))
     return exit;
-  if (backend != "interpreter")
-    return usageError(fmt::format("unknown --backend={} (expected interpreter)", backend));
+  if (f.backend != "interpreter")
+    return usageError(fmt::format("unknown --backend={} (expected interpreter)", f.backend));
+  if (f.runtime != "threads" && f.runtime != "mpi")
+    return usageError(fmt::format("unknown --runtime={} (expected threads or mpi)", f.runtime));
+  if (f.repeat < 0)
+    return usageError("--repeat must not be negative");
 
-  Expected<Tensor> images = formats::readNpy(input);
+  runtime::RunnerOptions runnerOptions;
+  runnerOptions.collectiveTimeout =
+      std::chrono::milliseconds(static_cast<int64_t>(f.timeoutSeconds * 1000));
+  runnerOptions.trace = !f.trace.empty();
+  if (f.runtime == "mpi") {
+    Expected<std::shared_ptr<runtime::ProcessGroup>> world = runtime::initMpi(nullptr, nullptr);
+    if (!world)
+      return report(world.error());
+    runnerOptions.processes = *world;
+  }
+  if (!f.link.empty()) {
+    Expected<runtime::LinkModel> link = runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
+    if (!link)
+      return report(link.error());
+    runnerOptions.link = *link;
+  }
+
+  Expected<Tensor> images = formats::readNpy(f.input);
   if (!images)
     return report(images.error());
   // The batch comes from the input file; build the model for it.
   model.batch = images->rank() > 0 ? images->dim(0) : 1;
-  Expected<frontend::LoadedModel> loaded = loadModel(model);
+  passes::PassContext ctx;
+  ctx.options = passFlags.passOptions();
+  Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
   if (!loaded)
     return report(loaded.error());
-  if (Expected<int64_t> batch = checkImageBatch(*images, input, *loaded); !batch)
+  if (Expected<int64_t> batch = checkImageBatch(*images, f.input, *loaded); !batch)
     return report(batch.error());
 
-  if (weights.empty())
-    weights = loaded->defaultWeights;
+  std::string weights = f.weights.empty() ? loaded->defaultWeights : f.weights;
   if (weights.empty())
     return report(makeError(Loc::inFile(model.model),
                             "no weights: pass --weights FILE or --weights random[:SEED]"));
@@ -94,26 +133,45 @@ int runRun(int argc, char **argv) {
   if (!pipeline)
     return report(pipeline.error());
   passes::PassManager pm(*pipeline, std::cerr);
-  passes::PassContext ctx;
-  ctx.options = passFlags.passOptions();
   if (Status s = pm.run(*loaded->module, ctx); !s)
     return report(s.error());
   std::shared_ptr<const ir::Module> module = std::move(loaded->module);
 
   Expected<std::unique_ptr<runtime::MeshRunner>> runner = runtime::MeshRunner::create(
-      module, interp::interpreterFactory(), paramsInOrder(*module, *params));
+      module, interp::interpreterFactory(), paramsInOrder(*module, *params), runnerOptions);
   if (!runner)
     return report(runner.error());
   Expected<std::vector<Tensor>> outs = (*runner)->run({*images});
   if (!outs)
     return report(outs.error());
-  if (Status s = formats::writeNpy(output, (*outs)[0]); !s)
+
+  std::vector<double> seconds;
+  for (int i = 0; i < f.repeat; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    Expected<std::vector<Tensor>> again = (*runner)->run({*images});
+    if (!again)
+      return report(again.error());
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (!f.trace.empty())
+    if (Status s = (*runner)->writeTrace(f.trace); !s)
+      return report(s.error());
+  if (!(*runner)->isWriter())
+    return 0;
+  if (Status s = formats::writeNpy(f.output, (*outs)[0]); !s)
     return report(s.error());
 
   std::vector<std::string> labels = loaded->labels();
   const Tensor &out = (*outs)[0];
   if (out.rank() == 2 && !labels.empty() && static_cast<int64_t>(labels.size()) == out.dim(1))
     printTop5(out, labels);
+  if (!seconds.empty()) {
+    std::sort(seconds.begin(), seconds.end());
+    double median = seconds[seconds.size() / 2];
+    std::cout << fmt::format("median latency {:.3f} ms over {} runs, {:.2f} images/s\n",
+                             median * 1e3, seconds.size(),
+                             static_cast<double>(images->dim(0)) / median);
+  }
   return 0;
 }
 

@@ -30,7 +30,8 @@ int runStats(int argc, char **argv) {
                  "usage: vitc stats MODEL [--batch B] [--mesh data=T,model=K]", exit))
     return exit;
 
-  Expected<frontend::LoadedModel> loaded = loadModel(model);
+  passes::PassContext ctx;
+  Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
   if (!loaded)
     return report(loaded.error());
   ir::Module &m = *loaded->module;
@@ -39,7 +40,6 @@ int runStats(int argc, char **argv) {
   passes::PipelineOptions pipeline;
   std::ostringstream sink;
   passes::PassManager pm(pipeline, sink);
-  passes::PassContext ctx;
   if (Status s = pm.run(m, ctx); !s)
     return report(s.error());
   passes::ModuleStats after = passes::analyze(m);

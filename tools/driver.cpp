@@ -2,6 +2,7 @@
 #include "tools/driver.h"
 
 #include "ir/types.h"
+#include "passes/layout.h"
 
 namespace vitc::tools {
 
@@ -84,15 +85,34 @@ passes::PassOptions PassFlags::passOptions() const {
   return o;
 }
 
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options) {
+Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
+                                          passes::PassOptions *passOptions) {
   frontend::LoadOptions lo;
   lo.batch = options.batch;
   VITC_ASSIGN(frontend::LoadedModel m, frontend::loadModel(options.model, lo));
-  if (!options.mesh.empty()) {
-    VITC_ASSIGN(ir::Mesh mesh, ir::parseMesh(options.mesh, Loc::inFile("--mesh")));
+  std::string meshText = options.mesh;
+  Loc meshLoc = Loc::inFile("--mesh");
+  if (!options.layout.empty()) {
+    VITC_ASSIGN(passes::LayoutFile layout, passes::readLayoutFile(options.layout));
+    if (!layout.mesh.empty()) {
+      VITC_ASSIGN(ir::Mesh fromFile, ir::parseMesh(layout.mesh, Loc::inFile(options.layout)));
+      if (!meshText.empty()) {
+        VITC_ASSIGN(ir::Mesh given, ir::parseMesh(meshText, meshLoc));
+        if (!(given == fromFile))
+          return makeError(meshLoc, "--mesh {} differs from the layout's mesh ({}) in {}",
+                           given.str(), fromFile.str(), options.layout);
+      }
+      meshText = layout.mesh;
+      meshLoc = Loc::inFile(options.layout);
+    }
+    if (passOptions)
+      for (auto &setting : layout.layout.settings())
+        passOptions->settings.push_back(setting);
+  }
+  if (!meshText.empty()) {
+    VITC_ASSIGN(ir::Mesh mesh, ir::parseMesh(meshText, meshLoc));
     if (m.format == frontend::ModelFormat::IrText && !(mesh == m.module->mesh))
-      return makeError(Loc::inFile("--mesh"),
-                       "the IR in {} is already for mesh ({}); it cannot be changed to ({})",
+      return makeError(meshLoc, "the IR in {} is already for mesh ({}); it cannot be changed to ({})",
                        m.path, m.module->mesh.str(), mesh.str());
     m.module->mesh = mesh;
   }

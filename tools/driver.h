@@ -23,11 +23,12 @@ constexpr int kExitUsage = 2;
 int report(const Error &error);
 int usageError(const std::string &message);
 
-// --batch and --mesh.
+// --batch, --mesh and --layout.
 struct ModelOptions {
   std::string model;
   int64_t batch = 1;
   std::string mesh;
+  std::string layout; // a layout JSON file (vitc autotune writes them)
   void add(po::options_description &desc);
 };
 
@@ -43,8 +44,9 @@ struct PassFlags {
   passes::PassOptions passOptions() const;
 };
 
-// Loads the model and applies --mesh.
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options);
+// Loads the model and applies --mesh and --layout; the layout's settings go to `passOptions`.
+Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
+                                          passes::PassOptions *passOptions = nullptr);
 
 // Parses a subcommand's arguments; returns false (after printing) if it should exit with `exit`.
 bool parseArgs(int argc, char **argv, const po::options_description &desc,

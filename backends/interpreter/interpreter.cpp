@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "backends/interpreter/kernels.h"
+#include "runtime/tracer.h"
 
 namespace vitc::interp {
 namespace {
@@ -86,6 +87,8 @@ public:
           outputs.push_back(values.at(o));
         break;
       }
+      runtime::Tracer *tracer = comm.tracer();
+      auto t0 = tracer ? runtime::Tracer::now() : runtime::Tracer::TimePoint{};
       if (op.info().has(ir::kCollective)) {
         VITC_TRY(collective(op, values, pending, comm));
       } else if (op.is(OpKind::AllSlice) || op.is(OpKind::RingConcat)) {
@@ -94,6 +97,10 @@ public:
       } else {
         values[&op] = compute(op, values);
       }
+      // Collectives trace themselves (communicator); everything else is compute.
+      if (tracer && !op.info().has(ir::kCollective))
+        tracer->span(comm.device(), runtime::kComputeTrack, op.name, t0, runtime::Tracer::now(),
+                     {{"op", std::string(op.keyword())}});
       for (const Op *operand : op.operands)
         if (lastUse_[operand] == i && !prepared_.count(operand))
           values.erase(operand);
