@@ -1,7 +1,7 @@
 // The plan-memory pass.
 #include "passes/plan_memory.h"
 
-#include <map>
+#include <algorithm>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -12,55 +12,6 @@ using ir::Op;
 using ir::OpKind;
 
 constexpr int64_t kAlign = 64;
-
-// First-fit allocator over [0, infinity) that remembers its high-water mark.
-class Arena {
-public:
-  int64_t allocate(int64_t size) {
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->second < size)
-        continue;
-      int64_t at = it->first, left = it->second - size;
-      free_.erase(it);
-      if (left > 0)
-        free_[at + size] = left;
-      return at;
-    }
-    // Grow: reuse a free range that ends at the top.
-    int64_t at = top_;
-    if (!free_.empty()) {
-      auto last = std::prev(free_.end());
-      if (last->first + last->second == top_) {
-        at = last->first;
-        free_.erase(last);
-      }
-    }
-    top_ = at + size;
-    peak_ = std::max(peak_, top_);
-    return at;
-  }
-  void release(int64_t at, int64_t size) {
-    auto [it, inserted] = free_.emplace(at, size);
-    // Merge with the neighbours.
-    if (auto next = std::next(it); next != free_.end() && at + size == next->first) {
-      it->second += next->second;
-      free_.erase(next);
-    }
-    if (it != free_.begin()) {
-      auto prev = std::prev(it);
-      if (prev->first + prev->second == it->first) {
-        prev->second += it->second;
-        free_.erase(it);
-      }
-    }
-  }
-  int64_t peak() const { return peak_; }
-
-private:
-  std::map<int64_t, int64_t> free_;
-  int64_t top_ = 0;
-  int64_t peak_ = 0;
-};
 
 class PlanMemory : public Pass {
 public:
@@ -93,46 +44,65 @@ public:
       }
     }
 
-    Arena arena;
-    std::unordered_map<const Op *, int64_t> offset;
-    std::vector<std::vector<const Op *>> freeAfter(m.ops().size());
+    // One buffer per storage root, live from its definition to its last use.
+    struct Buffer {
+      const Op *root;
+      int64_t size;
+      size_t first, last;
+      int64_t offset = 0;
+    };
+    std::vector<Buffer> buffers;
     for (size_t i = 0; i < m.ops().size(); ++i) {
       Op *op = m.ops()[i].get();
-      place(*op, i, m.mesh, outside, rootOf, lastUse, arena, offset, freeAfter);
-      // Values whose last use was this op can be reused by later ones (never by this op's own
-      // result, which was placed above while they were still live).
-      for (const Op *dead : freeAfter[i])
-        arena.release(offset.at(dead), paddedBytes(*dead, m.mesh));
+      op->attrs.erase("offset");
+      if (!op->hasResult() || outside.count(op) || rootOf(op) != op)
+        continue;
+      auto it = lastUse.find(op);
+      buffers.push_back({op, paddedBytes(*op, m.mesh), i, it == lastUse.end() ? i : it->second});
     }
-    m.attrs.set("workspace_bytes", arena.peak());
+    // Greedy by size: the largest buffers first, each at the lowest offset where it overlaps no
+    // buffer placed already that is live at the same time.
+    std::vector<size_t> order(buffers.size());
+    for (size_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return buffers[a].size > buffers[b].size; });
+    std::vector<size_t> placed;
+    int64_t peak = 0;
+    for (size_t bi : order) {
+      Buffer &b = buffers[bi];
+      std::vector<const Buffer *> live;
+      for (size_t pi : placed) {
+        const Buffer &p = buffers[pi];
+        if (p.first <= b.last && b.first <= p.last)
+          live.push_back(&p);
+      }
+      std::sort(live.begin(), live.end(),
+                [](const Buffer *x, const Buffer *y) { return x->offset < y->offset; });
+      int64_t at = 0;
+      for (const Buffer *p : live) {
+        if (at + b.size <= p->offset)
+          break;
+        at = std::max(at, p->offset + p->size);
+      }
+      b.offset = at;
+      peak = std::max(peak, at + b.size);
+      placed.push_back(bi);
+    }
+    std::unordered_map<const Op *, int64_t> offset;
+    for (const Buffer &b : buffers)
+      offset[b.root] = b.offset;
+    for (const auto &op : m.ops())
+      if (op->hasResult() && !outside.count(op.get()))
+        if (auto it = offset.find(rootOf(op.get())); it != offset.end())
+          op->attrs.set("offset", it->second);
+    m.attrs.set("workspace_bytes", peak);
     return snapshot(m) != before;
   }
 
 private:
   static int64_t paddedBytes(const Op &op, const ir::Mesh &mesh) {
     return (op.type.localBytes(mesh) + kAlign - 1) / kAlign * kAlign;
-  }
-
-  template <typename RootOf>
-  static void place(Op &op, size_t i, const ir::Mesh &mesh,
-                    const std::unordered_set<const Op *> &outside, RootOf rootOf,
-                    const std::unordered_map<const Op *, size_t> &lastUse, Arena &arena,
-                    std::unordered_map<const Op *, int64_t> &offset,
-                    std::vector<std::vector<const Op *>> &freeAfter) {
-    op.attrs.erase("offset");
-    if (!op.hasResult() || outside.count(&op))
-      return;
-    const Op *r = rootOf(&op);
-    if (r != &op) {
-      if (offset.count(r))
-        op.attrs.set("offset", offset.at(r));
-      return;
-    }
-    int64_t at = arena.allocate(paddedBytes(op, mesh));
-    offset[&op] = at;
-    op.attrs.set("offset", at);
-    auto it = lastUse.find(&op);
-    freeAfter[it == lastUse.end() ? i : it->second].push_back(&op);
   }
 
   static std::string snapshot(const ir::Module &m) {

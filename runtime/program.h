@@ -23,6 +23,14 @@ public:
   // outputs.
   virtual Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                             Communicator &comm) = 0;
+
+  // What this device holds: its prepared weights (what remains of the parameters once the
+  // weight-only ops ran) and the most its activations took during the last run.
+  struct Memory {
+    int64_t weightBytes = 0;
+    int64_t activationPeakBytes = 0;
+  };
+  virtual Memory memory() const { return {}; }
 };
 
 // Builds one device's program. Backends provide one of these.

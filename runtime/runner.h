@@ -1,26 +1,79 @@
 // Runs a module on every device of its mesh and returns whole outputs.
 //
 // The runner cuts global parameters and inputs into each device's blocks, builds each device's
-// program with the backend's factory, runs them (one thread per device for meshes larger than
-// one), and assembles the outputs.
+// program with the backend's factory, runs the devices, and assembles the outputs. Two runtimes:
+// - threads (the default): every device is a thread of this process (runtime/thread_mesh.h); the
+//   runner builds every device's program and returns the outputs.
+// - processes (MPI, runtime/mpi/mpi_runtime.h): every device is a process, device id = rank; each
+//   process builds only its own program, every process passes the same global inputs, and rank 0
+//   gathers the output blocks and returns the outputs while the other ranks return an empty list
+//   (`isWriter()` says which process should write files).
+// If a device fails, `run` fails on every process with the error at the root ("device N: ...")
+// and no device hangs. A runner whose run failed under MPI refuses further runs.
 #pragma once
 
+#include <chrono>
+
+#include "runtime/link_model.h"
+#include "runtime/process_group.h"
 #include "runtime/program.h"
+#include "runtime/tracer.h"
 
 namespace vitc::runtime {
 
+class ThreadMesh;
+
+struct RunnerOptions {
+  // Set (from `initMpi`) to run one device per process; unset runs every device as a thread.
+  std::shared_ptr<ProcessGroup> processes;
+  LinkModel link;                                      // emulated interconnect; empty: none
+  std::chrono::milliseconds collectiveTimeout{60'000}; // a collective missing devices fails then
+  bool trace = false;                                  // record spans for `writeTrace`
+};
+
 class MeshRunner {
 public:
-  // `params` are the global parameter values, in the order of `module->params()`.
+  // `params` are the global parameter values, in the order of `module->params()`. Under MPI this
+  // is collective and every process passes the same values.
   static Expected<std::unique_ptr<MeshRunner>> create(std::shared_ptr<const ir::Module> module,
                                                       const ProgramFactory &factory,
-                                                      const std::vector<Tensor> &params);
-  // `inputs` are the global input values, in the order of `module->inputs()`.
+                                                      const std::vector<Tensor> &params,
+                                                      RunnerOptions options = {});
+  ~MeshRunner();
+
+  // `inputs` are the global input values, in the order of `module->inputs()`. Returns the global
+  // outputs, or an empty list on processes that are not the writer. Collective under MPI.
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs);
 
+  // Whether this process gets the outputs and should write files: always with threads, rank 0
+  // under MPI.
+  bool isWriter() const;
+  // What each device's program holds, by device (under MPI, only this process's device).
+  std::vector<DeviceProgram::Memory> memory() const {
+    std::vector<DeviceProgram::Memory> out;
+    for (const auto &p : programs_)
+      if (p)
+        out.push_back(p->memory());
+    return out;
+  }
+  // Where to record extra spans; null unless `options.trace`.
+  Tracer *tracer() { return tracer_.get(); }
+  // Writes every device's spans as a Chrome/Perfetto trace. Collective under MPI: rank 0 writes
+  // the file, the other ranks send it their spans.
+  Status writeTrace(const std::string &path);
+
 private:
+  MeshRunner() = default;
+  Expected<std::vector<Tensor>> runThreads(const std::vector<Tensor> &inputs);
+  Expected<std::vector<Tensor>> runProcesses(const std::vector<Tensor> &inputs);
+
   std::shared_ptr<const ir::Module> module_;
-  std::vector<std::unique_ptr<DeviceProgram>> programs_;
+  RunnerOptions options_;
+  std::unique_ptr<Tracer> tracer_;
+  std::vector<std::unique_ptr<DeviceProgram>> programs_; // by device; only its own under MPI
+  std::unique_ptr<ThreadMesh> threads_;
+  std::unique_ptr<Communicator> comm_; // this process's device, under MPI
+  bool poisoned_ = false;
 };
 
 } // namespace vitc::runtime

@@ -52,6 +52,8 @@ public:
       for (const Op *operand : op->operands)
         if (weightOnly.count(operand) && !weightOnly.count(op.get()))
           prepared_[operand] = values.at(operand);
+    for (const auto &[op, t] : prepared_)
+      memory_.weightBytes += t.numel() * static_cast<int64_t>(sizeof(float));
     for (const auto &op : m_->ops())
       if (!weightOnly.count(op.get()))
         order_.push_back(op.get());
@@ -78,6 +80,7 @@ public:
     }
     std::unordered_map<const Op *, Pending> pending;
     std::vector<Tensor> outputs;
+    int64_t peak = 0;
     for (size_t i = 0; i < order_.size(); ++i) {
       const Op &op = *order_[i];
       if (op.is(OpKind::Input))
@@ -101,14 +104,36 @@ public:
       if (tracer && !op.info().has(ir::kCollective))
         tracer->span(comm.device(), runtime::kComputeTrack, op.name, t0, runtime::Tracer::now(),
                      {{"op", std::string(op.keyword())}});
+      // The peak is while an op's result and its last-used operands are both held.
+      peak = std::max(peak, liveBytes(values, pending));
       for (const Op *operand : op.operands)
         if (lastUse_[operand] == i && !prepared_.count(operand))
           values.erase(operand);
     }
+    memory_.activationPeakBytes = peak;
     return outputs;
   }
 
+  Memory memory() const override { return memory_; }
+
 private:
+  // Bytes of activation storage alive now (views of one buffer count once; inputs count, as
+  // they do in the plan's workspace accounting; received buffers of collectives in flight count).
+  int64_t liveBytes(const std::unordered_map<const Op *, Tensor> &values,
+                    const std::unordered_map<const Op *, Pending> &pending) const {
+    std::unordered_set<const float *> seen;
+    int64_t bytes = 0;
+    for (const auto &[op, t] : values) {
+      if (prepared_.count(op) || op->is(OpKind::Input) || !seen.insert(t.data()).second)
+        continue;
+      bytes += t.numel() * static_cast<int64_t>(sizeof(float));
+    }
+    for (const auto &[op, p] : pending)
+      if (seen.insert(p.recv.data()).second)
+        bytes += p.recv.numel() * static_cast<int64_t>(sizeof(float));
+    return bytes;
+  }
+
   const Tensor &arg(const std::unordered_map<const Op *, Tensor> &values, const Op &op,
                     size_t i) const {
     return values.at(op.operand(i));
@@ -298,6 +323,7 @@ private:
   std::unordered_map<const Op *, Tensor> prepared_;
   std::vector<const Op *> order_;
   std::unordered_map<const Op *, size_t> lastUse_;
+  Memory memory_;
 };
 
 } // namespace
