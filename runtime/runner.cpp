@@ -1,52 +1,205 @@
-// Running a module over its mesh.
+// Running a module over its mesh, on threads or on MPI processes.
 #include "runtime/runner.h"
 
+#include <cstring>
+
 #include "runtime/blocks.h"
-#include "runtime/single_device.h"
+#include "runtime/thread_mesh.h"
 
 namespace vitc::runtime {
+namespace {
+
+std::vector<Tensor> paramBlocks(const ir::Module &module, const std::vector<Tensor> &params,
+                                int64_t device) {
+  std::vector<ir::Op *> paramOps = module.params();
+  std::vector<Tensor> local;
+  for (size_t i = 0; i < paramOps.size(); ++i)
+    local.push_back(blockOf(params[i], paramOps[i]->type, module.mesh, device));
+  return local;
+}
+
+std::vector<Tensor> inputBlocks(const ir::Module &module, const std::vector<Tensor> &inputs,
+                                int64_t device) {
+  std::vector<ir::Op *> inputOps = module.inputs();
+  std::vector<Tensor> local;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    local.push_back(blockOf(inputs[i], inputOps[i]->type, module.mesh, device));
+  return local;
+}
+
+// Checks that a device's program returned one block of the right shape per output.
+Status checkOutputs(const ir::Module &module, const std::vector<Tensor> &outs) {
+  const ir::Op *output = module.output();
+  if (outs.size() != output->operands.size())
+    return makeError(Loc{}, "the program returned {} outputs, the module has {}", outs.size(),
+                     output->operands.size());
+  for (size_t i = 0; i < outs.size(); ++i) {
+    Shape local = output->operand(i)->type.localShape(module.mesh);
+    if (outs[i].shape() != local)
+      return makeError(Loc{}, "output {} has shape {}, expected the block shape {}", i,
+                       shapeString(outs[i].shape()), shapeString(local));
+  }
+  return Status::ok();
+}
+
+template <typename T>
+Status checkTensors(const char *what, const std::vector<T *> &ops,
+                    const std::vector<Tensor> &values) {
+  if (values.size() != ops.size())
+    return makeError(Loc{}, "{} {} tensors for a program that takes {}", values.size(), what,
+                     ops.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    if (values[i].shape() != ops[i]->shape())
+      return makeError(Loc{}, "{} '{}' has shape {}, the program takes {}", what,
+                       ops[i]->attrs.getStr("name"), shapeString(values[i].shape()),
+                       shapeString(ops[i]->shape()));
+  return Status::ok();
+}
+
+} // namespace
+
+MeshRunner::~MeshRunner() = default;
 
 Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const ir::Module> module,
                                                          const ProgramFactory &factory,
-                                                         const std::vector<Tensor> &params) {
+                                                         const std::vector<Tensor> &params,
+                                                         RunnerOptions options) {
   auto runner = std::unique_ptr<MeshRunner>(new MeshRunner());
-  runner->module_ = module;
   const ir::Mesh &mesh = module->mesh;
-  if (mesh.numDevices() != 1)
-    return makeError(Loc{}, "running on a {}-device mesh needs the mesh runtime",
-                     mesh.numDevices());
-  std::vector<ir::Op *> paramOps = module->params();
-  for (int64_t device = 0; device < mesh.numDevices(); ++device) {
-    std::vector<Tensor> local;
-    for (size_t i = 0; i < paramOps.size(); ++i)
-      local.push_back(blockOf(params[i], paramOps[i]->type, mesh, device));
-    VITC_ASSIGN(std::unique_ptr<DeviceProgram> program, factory(module, device, std::move(local)));
-    runner->programs_.push_back(std::move(program));
+  VITC_TRY(checkTensors("parameter", module->params(), params));
+  VITC_TRY(options.link.check(mesh));
+  runner->module_ = module;
+  runner->options_ = std::move(options);
+  const RunnerOptions &opts = runner->options_;
+  if (opts.trace)
+    runner->tracer_ = std::make_unique<Tracer>();
+
+  if (!opts.processes) {
+    ThreadMeshOptions threadOptions;
+    threadOptions.link = opts.link;
+    threadOptions.timeout = opts.collectiveTimeout;
+    threadOptions.tracer = runner->tracer_.get();
+    runner->threads_ = std::make_unique<ThreadMesh>(mesh, std::move(threadOptions));
+    for (int64_t device = 0; device < mesh.numDevices(); ++device) {
+      Expected<std::unique_ptr<DeviceProgram>> program =
+          factory(module, device, paramBlocks(*module, params, device));
+      if (!program)
+        return makeError(program.error().loc(), "device {}: {}", device, program.error().message());
+      runner->programs_.push_back(program.take());
+    }
+    return runner;
   }
+
+  ProcessGroup &group = *opts.processes;
+  if (group.size() != mesh.numDevices())
+    return makeError(Loc{},
+                     "the mesh ({}) has {} devices but MPI started {} processes: run with "
+                     "mpirun -np {}",
+                     mesh.str(), mesh.numDevices(), group.size(), mesh.numDevices());
+  CollectiveOptions commOptions;
+  commOptions.link = opts.link;
+  commOptions.timeout = opts.collectiveTimeout;
+  commOptions.tracer = runner->tracer_.get();
+  VITC_ASSIGN(runner->comm_, group.connect(mesh, commOptions));
+  if (runner->tracer_) {
+    // Line the processes' clocks up on a common instant.
+    group.barrier();
+    runner->tracer_->setOrigin(Tracer::now());
+  }
+  int64_t device = group.rank();
+  Expected<std::unique_ptr<DeviceProgram>> program =
+      factory(module, device, paramBlocks(*module, params, device));
+  Status built = program ? Status::ok() : Status(program.error());
+  VITC_TRY(group.agree(built));
+  runner->programs_.push_back(program.take());
   return runner;
 }
 
+bool MeshRunner::isWriter() const { return !options_.processes || options_.processes->rank() == 0; }
+
 Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs) {
+  VITC_TRY(checkTensors("input", module_->inputs(), inputs));
+  if (poisoned_)
+    return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
+  return options_.processes ? runProcesses(inputs) : runThreads(inputs);
+}
+
+Expected<std::vector<Tensor>> MeshRunner::runThreads(const std::vector<Tensor> &inputs) {
   const ir::Mesh &mesh = module_->mesh;
-  std::vector<ir::Op *> inputOps = module_->inputs();
-  if (inputs.size() != inputOps.size())
-    return makeError(Loc{}, "{} inputs for a program that takes {}", inputs.size(),
-                     inputOps.size());
-  for (size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].shape() != inputOps[i]->shape())
-      return makeError(Loc{}, "input '{}' has shape {}, the program takes {}",
-                       inputOps[i]->attrs.getStr("name"), shapeString(inputs[i].shape()),
-                       shapeString(inputOps[i]->shape()));
-  SingleDeviceCommunicator comm(mesh);
-  std::vector<Tensor> local;
-  for (size_t i = 0; i < inputs.size(); ++i)
-    local.push_back(blockOf(inputs[i], inputOps[i]->type, mesh, 0));
-  VITC_ASSIGN(std::vector<Tensor> outs, programs_[0]->run(local, comm));
+  std::vector<std::vector<Tensor>> blocks(static_cast<size_t>(mesh.numDevices()));
+  Tracer *tracer = tracer_.get();
+  VITC_TRY(threads_->run([&](int64_t device, Communicator &comm) -> Status {
+    ScopedSpan span(tracer, device, kProgramTrack, "run");
+    std::vector<Tensor> local = inputBlocks(*module_, inputs, device);
+    VITC_ASSIGN(std::vector<Tensor> outs, programs_[static_cast<size_t>(device)]->run(local, comm));
+    VITC_TRY(checkOutputs(*module_, outs));
+    blocks[static_cast<size_t>(device)] = std::move(outs);
+    return Status::ok();
+  }));
   const ir::Op *output = module_->output();
   std::vector<Tensor> global;
-  for (size_t i = 0; i < outs.size(); ++i)
-    global.push_back(assemble({outs[i]}, output->operand(i)->type, mesh));
+  for (size_t i = 0; i < output->operands.size(); ++i) {
+    std::vector<Tensor> perDevice;
+    for (const std::vector<Tensor> &b : blocks)
+      perDevice.push_back(b[i]);
+    global.push_back(assemble(perDevice, output->operand(i)->type, mesh));
+  }
   return global;
+}
+
+Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor> &inputs) {
+  const ir::Mesh &mesh = module_->mesh;
+  ProcessGroup &group = *options_.processes;
+  int64_t device = group.rank();
+  Expected<std::vector<Tensor>> outs = [&]() -> Expected<std::vector<Tensor>> {
+    ScopedSpan span(tracer_.get(), device, kProgramTrack, "run");
+    std::vector<Tensor> local = inputBlocks(*module_, inputs, device);
+    VITC_ASSIGN(std::vector<Tensor> result, programs_[0]->run(local, *comm_));
+    VITC_TRY(checkOutputs(*module_, result));
+    return result;
+  }();
+  Status agreed = group.agree(outs ? Status::ok() : Status(outs.error()));
+  if (!agreed) {
+    poisoned_ = true;
+    return agreed.error();
+  }
+  // Every block of every output, one after the other; all devices' blocks have the same shapes.
+  std::string bytes;
+  for (const Tensor &t : *outs)
+    bytes.append(reinterpret_cast<const char *>(t.data()),
+                 static_cast<size_t>(t.numel()) * sizeof(float));
+  std::vector<std::string> all = group.gather(bytes);
+  if (group.rank() != 0)
+    return std::vector<Tensor>{};
+  const ir::Op *output = module_->output();
+  std::vector<Tensor> global;
+  size_t offset = 0;
+  for (size_t i = 0; i < output->operands.size(); ++i) {
+    const ir::TensorType &type = output->operand(i)->type;
+    Shape local = type.localShape(mesh);
+    size_t size = static_cast<size_t>(numElements(local)) * sizeof(float);
+    std::vector<Tensor> perDevice;
+    for (const std::string &b : all) {
+      assert(b.size() == bytes.size() && "devices returned blocks of different sizes");
+      Tensor t = Tensor::zeros(local);
+      std::memcpy(t.mutableData(), b.data() + offset, size);
+      perDevice.push_back(std::move(t));
+    }
+    offset += size;
+    global.push_back(assemble(perDevice, type, mesh));
+  }
+  return global;
+}
+
+Status MeshRunner::writeTrace(const std::string &path) {
+  if (!tracer_)
+    return makeError(Loc{}, "this run was not traced (set RunnerOptions::trace)");
+  if (!options_.processes)
+    return tracer_->write(path);
+  std::vector<std::string> all = options_.processes->gather(tracer_->eventsJson());
+  if (options_.processes->rank() != 0)
+    return Status::ok();
+  return Tracer::writeMerged(path, all);
 }
 
 } // namespace vitc::runtime

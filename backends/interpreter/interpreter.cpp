@@ -15,11 +15,13 @@ using ir::Op;
 using ir::OpKind;
 
 // A collective in flight: its request, the buffers it uses and how to finish the result.
+// Members are destroyed in reverse order: the request goes first, so a collective abandoned by an
+// error never writes into buffers that were already freed.
 struct Pending {
-  std::unique_ptr<runtime::Request> request;
   Tensor send;
   Tensor recv;
   std::function<Tensor(const Tensor &recv)> finish;
+  std::unique_ptr<runtime::Request> request;
 };
 
 class Interpreter : public runtime::DeviceProgram {

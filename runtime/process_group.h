@@ -1,0 +1,47 @@
+// Processes that each run one device of a mesh: what MeshRunner needs from MPI, without MPI.
+//
+// The MPI runtime (runtime/mpi/) implements this interface; the runner and everything else
+// include only this header, so that only the MPI library itself needs the MPI headers. Every call
+// marked "collective" must be made by every process, in the same order.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/communicator.h"
+#include "runtime/link_model.h"
+#include "runtime/tracer.h"
+
+namespace vitc::runtime {
+
+struct CollectiveOptions {
+  LinkModel link;                            // emulated links on top of the real ones
+  std::chrono::milliseconds timeout{60'000}; // how long a collective may wait
+  Tracer *tracer = nullptr;                  // records every collective when set
+};
+
+class ProcessGroup {
+public:
+  virtual ~ProcessGroup() = default;
+  virtual int64_t rank() const = 0;
+  virtual int64_t size() const = 0;
+
+  // Collective. The communicator of this process's device (device id = rank) on `mesh`, whose
+  // device count must equal `size()`.
+  virtual Expected<std::unique_ptr<Communicator>> connect(const ir::Mesh &mesh,
+                                                          const CollectiveOptions &options) = 0;
+  // Collective. Every process passes how its part went; all get ok when every part succeeded,
+  // otherwise all get the same error, the one at the root of the failure, as "device N: ...".
+  // A failed `local` is announced at once, so that collectives other processes are waiting in
+  // fail instead of hanging.
+  virtual Status agree(const Status &local) = 0;
+  // Collective. Rank 0 gets every process's bytes, in rank order; the others get nothing.
+  virtual std::vector<std::string> gather(std::string_view bytes) = 0;
+  // Collective. Returns once every process has called it.
+  virtual void barrier() = 0;
+};
+
+} // namespace vitc::runtime
