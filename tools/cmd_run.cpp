@@ -61,8 +61,8 @@ int runRun(int argc, char **argv) {
       "threads (one thread per device) or mpi (one process per device, under mpirun)")(
       "link", po::value(&f.link),
       "emulated interconnect for the thread runtime: GBps[,latency_us], or per axis "
-      "model=GBps[,us],data=...")(
-      "trace", po::value(&f.trace), "write a Chrome/Perfetto trace of the run")(
+      "model=GBps[,us],data=...")("trace", po::value(&f.trace),
+                                  "write a Chrome/Perfetto trace of the run")(
       "repeat", po::value(&f.repeat)->default_value(0),
       "run the forward pass N more times after a warm-up and print the median latency")(
       "collective-timeout", po::value(&f.timeoutSeconds)->default_value(60),
@@ -92,6 +92,9 @@ int runRun(int argc, char **argv) {
       return report(world.error());
     runnerOptions.processes = *world;
   }
+  // Under MPI every rank meets the same errors (the runtime makes them agree): rank 0 speaks.
+  bool speaks = !runnerOptions.processes || runnerOptions.processes->rank() == 0;
+  auto report = [speaks](const Error &e) { return speaks ? tools::report(e) : kExitError; };
   if (!f.link.empty()) {
     Expected<runtime::LinkModel> link = runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
     if (!link)

@@ -112,7 +112,8 @@ Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
   if (!meshText.empty()) {
     VITC_ASSIGN(ir::Mesh mesh, ir::parseMesh(meshText, meshLoc));
     if (m.format == frontend::ModelFormat::IrText && !(mesh == m.module->mesh))
-      return makeError(meshLoc, "the IR in {} is already for mesh ({}); it cannot be changed to ({})",
+      return makeError(meshLoc,
+                       "the IR in {} is already for mesh ({}); it cannot be changed to ({})",
                        m.path, m.module->mesh.str(), mesh.str());
     m.module->mesh = mesh;
   }

@@ -38,8 +38,8 @@ void writeBytes(const std::string &path, const std::string &bytes) {
 
 TEST(Run, HuggingFaceDirectoryRunsAsItIs) {
   std::string dir = test::makeTempDir("run-hf");
-  auto r = runVitc({"run", fixture("tv_tok"), "--input", fixture("tv_tok", "input.npy"),
-                    "--output", dir + "/out.npy", "--backend", "interpreter"});
+  auto r = runVitc({"run", fixture("tv_tok"), "--input", fixture("tv_tok", "input.npy"), "--output",
+                    dir + "/out.npy", "--backend", "interpreter"});
   ASSERT_EQ(r.exit, 0) << r.err;
   EXPECT_LE(maxDiff(dir + "/out.npy", fixture("tv_tok", "logits.npy")), 1e-4);
   // Labels come from id2label: the top-5 of each image is printed.
@@ -66,12 +66,12 @@ TEST(Run, RandomWeightsAreDeterministicAndMatchInitWeights) {
   std::string dir = test::makeTempDir("run-random");
   std::string model = sourcePath("examples/parallel-tiny.vit");
   std::string input = fixture("parallel_map", "input.npy");
-  auto a = runVitc({"run", model, "--weights", "random:0", "--input", input, "--output",
-                    dir + "/a.npy"});
-  auto b = runVitc({"run", model, "--weights", "random:0", "--input", input, "--output",
-                    dir + "/b.npy"});
-  auto c = runVitc({"run", model, "--weights", "random:1", "--input", input, "--output",
-                    dir + "/c.npy"});
+  auto a = runVitc(
+      {"run", model, "--weights", "random:0", "--input", input, "--output", dir + "/a.npy"});
+  auto b = runVitc(
+      {"run", model, "--weights", "random:0", "--input", input, "--output", dir + "/b.npy"});
+  auto c = runVitc(
+      {"run", model, "--weights", "random:1", "--input", input, "--output", dir + "/c.npy"});
   ASSERT_EQ(a.exit, 0) << a.err;
   ASSERT_EQ(b.exit, 0) << b.err;
   ASSERT_EQ(c.exit, 0) << c.err;
@@ -79,14 +79,15 @@ TEST(Run, RandomWeightsAreDeterministicAndMatchInitWeights) {
   EXPECT_GT(maxDiff(dir + "/a.npy", dir + "/c.npy"), 1e-3);
   auto init = runVitc({"init-weights", model, "-o", dir + "/w.safetensors", "--seed", "0"});
   ASSERT_EQ(init.exit, 0) << init.err;
-  auto d = runVitc({"run", model, "--weights", dir + "/w.safetensors", "--input", input,
-                    "--output", dir + "/d.npy"});
+  auto d = runVitc({"run", model, "--weights", dir + "/w.safetensors", "--input", input, "--output",
+                    dir + "/d.npy"});
   ASSERT_EQ(d.exit, 0) << d.err;
   EXPECT_EQ(maxDiff(dir + "/a.npy", dir + "/d.npy"), 0.0);
 }
 
 // A safetensors file whose header says something else than the original.
-std::string editHeader(const std::string &bytes, const std::function<void(nlohmann::json &)> &edit) {
+std::string editHeader(const std::string &bytes,
+                       const std::function<void(nlohmann::json &)> &edit) {
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
@@ -109,10 +110,10 @@ class RunErrors : public ::testing::TestWithParam<BadRun> {};
 
 TEST_P(RunErrors, OneLineNoOutputFile) {
   std::string dir = test::makeTempDir(std::string("run-err-") + GetParam().name);
-  std::vector<std::string> args{"run",      fixture("tv_tok"),       "--weights",
-                                fixture("tv_tok", "model.safetensors"), "--input",
-                                fixture("tv_tok", "input.npy"),         "--output",
-                                dir + "/out.npy"};
+  std::vector<std::string> args{"run",       fixture("tv_tok"),
+                                "--weights", fixture("tv_tok", "model.safetensors"),
+                                "--input",   fixture("tv_tok", "input.npy"),
+                                "--output",  dir + "/out.npy"};
   GetParam().prepare(dir, args);
   auto r = runVitc(args);
   EXPECT_EQ(r.exit, 1) << r.err;
@@ -129,96 +130,102 @@ std::string original() { return test::slurp(fixture("tv_tok", "model.safetensors
 
 INSTANTIATE_TEST_SUITE_P(
     All, RunErrors,
-    ::testing::Values(
-        BadRun{"truncated",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 std::string bytes = original();
-                 writeBytes(dir + "/w.safetensors", bytes.substr(0, bytes.size() / 2));
-                 args[3] = dir + "/w.safetensors";
-               },
-               R"(w\.safetensors: error: .*(past the end|truncated|beyond))"},
-        BadRun{"header-longer-than-file",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 writeBytes(dir + "/w.safetensors", std::string("\xff\xff\xff\x00\x00\x00\x00\x00{}", 10));
-                 args[3] = dir + "/w.safetensors";
-               },
-               R"(w\.safetensors: error: .*header)"},
-        BadRun{"lying-offsets",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 writeBytes(dir + "/w.safetensors",
-                            editHeader(original(), [](nlohmann::json &h) {
-                              h["classifier.bias"]["data_offsets"][1] = 1u << 30;
-                            }));
-                 args[3] = dir + "/w.safetensors";
-               },
-               R"(w\.safetensors: error: tensor 'classifier\.bias')"},
-        BadRun{"lying-shape",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 writeBytes(dir + "/w.safetensors",
-                            editHeader(original(), [](nlohmann::json &h) {
-                              h["classifier.bias"]["shape"] = {11};
-                            }));
-                 args[3] = dir + "/w.safetensors";
-               },
-               R"(w\.safetensors: error: tensor 'classifier\.bias')"},
-        BadRun{"mismatched-model",
-               [](const std::string &, std::vector<std::string> &args) {
-                 args[1] = fixture("parallel_map", "model.vit");
-                 args[5] = fixture("parallel_map", "input.npy");
-               },
-               R"(model\.safetensors: error: tensor 'vit\.embeddings\.position_embeddings' has shape \[1, 17, 64\], the model needs \[1, 16, 64\])"},
-        BadRun{"wrong-shape-weights",
-               [](const std::string &, std::vector<std::string> &args) {
-                 args[1] = fixture("bv_tok", "model.vit"); // same layout, other sizes
-                 args[5] = fixture("bv_tok", "input.npy");
-               },
-               R"(model\.safetensors: error: tensor '.*' has shape \[.*\], the model needs \[)"},
-        BadRun{"npz-for-parallel-model",
-               [](const std::string &, std::vector<std::string> &args) {
-                 args[1] = fixture("parallel_map", "model.vit");
-                 args[3] = fixture("bv_map", "model.npz");
-                 args[5] = fixture("parallel_map", "input.npy");
-               },
-               R"(model\.npz: error: big_vision ViT checkpoints have no tensor for)"},
-        BadRun{"npy-bad-magic",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 writeBytes(dir + "/x.npy", "not an npy file at all");
-                 args[5] = dir + "/x.npy";
-               },
-               R"(x\.npy: error: )"},
-        BadRun{"npy-truncated",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 std::string bytes = test::slurp(fixture("tv_tok", "input.npy"));
-                 writeBytes(dir + "/x.npy", bytes.substr(0, bytes.size() - 100));
-                 args[5] = dir + "/x.npy";
-               },
-               R"(x\.npy: error: .*(truncated|missing|short))"},
-        BadRun{"npy-wrong-image-shape",
-               [](const std::string &, std::vector<std::string> &args) {
-                 args[5] = fixture("tv_bf16", "input.npy"); // 48x48 images for a 32x32 model
-               },
-               R"(input\.npy: error: input has shape \[2, 3, 48, 48\]; the model takes images \[B, 3, 32, 32\])"},
-        BadRun{"npy-bool",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 std::string header = "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }";
-                 while ((10 + header.size() + 1) % 64)
-                   header += ' ';
-                 header += '\n';
-                 std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
-                 bytes += static_cast<char>(header.size() & 0xff);
-                 bytes += static_cast<char>(header.size() >> 8);
-                 writeBytes(dir + "/x.npy", bytes + header + std::string("\x01\x00", 2));
-                 args[5] = dir + "/x.npy";
-               },
-               R"(x\.npy: error: .*b1)"},
-        BadRun{"missing-weights-file",
-               [](const std::string &dir, std::vector<std::string> &args) {
-                 args[3] = dir + "/nope.safetensors";
-               },
-               R"(nope\.safetensors: error: cannot open file)"},
-        BadRun{"bad-seed",
-               [](const std::string &, std::vector<std::string> &args) { args[3] = "random:x"; },
-               R"(--weights: error: bad seed 'x')"}),
+    ::testing::Values(BadRun{"truncated",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               std::string bytes = original();
+                               writeBytes(dir + "/w.safetensors",
+                                          bytes.substr(0, bytes.size() / 2));
+                               args[3] = dir + "/w.safetensors";
+                             },
+                             R"(w\.safetensors: error: .*(past the end|truncated|beyond))"},
+                      BadRun{"header-longer-than-file",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               writeBytes(dir + "/w.safetensors",
+                                          std::string("\xff\xff\xff\x00\x00\x00\x00\x00{}", 10));
+                               args[3] = dir + "/w.safetensors";
+                             },
+                             R"(w\.safetensors: error: .*header)"},
+                      BadRun{"lying-offsets",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               writeBytes(dir + "/w.safetensors",
+                                          editHeader(original(), [](nlohmann::json &h) {
+                                            h["classifier.bias"]["data_offsets"][1] = 1u << 30;
+                                          }));
+                               args[3] = dir + "/w.safetensors";
+                             },
+                             R"(w\.safetensors: error: tensor 'classifier\.bias')"},
+                      BadRun{"lying-shape",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               writeBytes(dir + "/w.safetensors",
+                                          editHeader(original(), [](nlohmann::json &h) {
+                                            h["classifier.bias"]["shape"] = {11};
+                                          }));
+                               args[3] = dir + "/w.safetensors";
+                             },
+                             R"(w\.safetensors: error: tensor 'classifier\.bias')"},
+                      BadRun{
+                          "mismatched-model",
+                          [](const std::string &, std::vector<std::string> &args) {
+                            args[1] = fixture("parallel_map", "model.vit");
+                            args[5] = fixture("parallel_map", "input.npy");
+                          },
+                          R"(model\.safetensors: error: tensor 'vit\.embeddings\.position_embeddings' has shape \[1, 17, 64\], the model needs \[1, 16, 64\])"},
+                      BadRun{"wrong-shape-weights",
+                             [](const std::string &, std::vector<std::string> &args) {
+                               args[1] = fixture("bv_tok", "model.vit"); // same layout, other sizes
+                               args[5] = fixture("bv_tok", "input.npy");
+                             },
+                             R"(model\.safetensors: error: tensor '.*' has shape \[.*\], the model needs \[)"},
+                      BadRun{"npz-for-parallel-model",
+                             [](const std::string &, std::vector<std::string> &args) {
+                               args[1] = fixture("parallel_map", "model.vit");
+                               args[3] = fixture("bv_map", "model.npz");
+                               args[5] = fixture("parallel_map", "input.npy");
+                             },
+                             R"(model\.npz: error: big_vision ViT checkpoints have no tensor for)"},
+                      BadRun{"npy-bad-magic",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               writeBytes(dir + "/x.npy", "not an npy file at all");
+                               args[5] = dir + "/x.npy";
+                             },
+                             R"(x\.npy: error: )"},
+                      BadRun{"npy-truncated",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               std::string bytes = test::slurp(fixture("tv_tok", "input.npy"));
+                               writeBytes(dir + "/x.npy", bytes.substr(0, bytes.size() - 100));
+                               args[5] = dir + "/x.npy";
+                             },
+                             R"(x\.npy: error: .*(truncated|missing|short))"},
+                      BadRun{"npy-wrong-image-shape",
+                             [](const std::string &, std::vector<std::string> &args) {
+                               args[5] = fixture("tv_bf16",
+                                                 "input.npy"); // 48x48 images for a 32x32 model
+                             },
+                             R"(input\.npy: error: input has shape \[2, 3, 48, 48\]; the model takes images \[B, 3, 32, 32\])"},
+                      BadRun{"npy-bool",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               std::string header =
+                                   "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }";
+                               while ((10 + header.size() + 1) % 64)
+                                 header += ' ';
+                               header += '\n';
+                               std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+                               bytes += static_cast<char>(header.size() & 0xff);
+                               bytes += static_cast<char>(header.size() >> 8);
+                               writeBytes(dir + "/x.npy",
+                                          bytes + header + std::string("\x01\x00", 2));
+                               args[5] = dir + "/x.npy";
+                             },
+                             R"(x\.npy: error: .*b1)"},
+                      BadRun{"missing-weights-file",
+                             [](const std::string &dir, std::vector<std::string> &args) {
+                               args[3] = dir + "/nope.safetensors";
+                             },
+                             R"(nope\.safetensors: error: cannot open file)"},
+                      BadRun{"bad-seed",
+                             [](const std::string &,
+                                std::vector<std::string> &args) { args[3] = "random:x"; },
+                             R"(--weights: error: bad seed 'x')"}),
     [](const auto &info) {
       std::string n = info.param.name;
       std::replace(n.begin(), n.end(), '-', '_');
@@ -226,8 +233,8 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(Run, OutputFolderThatDoesNotExistIsAnError) {
-  auto r = runVitc({"run", fixture("tv_tok"), "--input", fixture("tv_tok", "input.npy"),
-                    "--output", "/nonexistent/dir/out.npy"});
+  auto r = runVitc({"run", fixture("tv_tok"), "--input", fixture("tv_tok", "input.npy"), "--output",
+                    "/nonexistent/dir/out.npy"});
   EXPECT_EQ(r.exit, 1);
   EXPECT_NE(r.err.find("/nonexistent/dir/out.npy: error: cannot create output file"),
             std::string::npos)
