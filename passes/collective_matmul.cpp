@@ -25,8 +25,8 @@ public:
     const Op &mm = *it->second[0];
     if (!mm.is(OpKind::MatMul) || mm.operand(0) != &g)
       return fmt::format("it feeds {} %{}, not the left side of a matmul", mm.keyword(), mm.name);
-    if (!weightOnly_.count(mm.operand(1)) || mm.operand(1)->rank() != 2)
-      return "the matmul's right side is not a weight";
+    if (mm.operand(1)->rank() != 2)
+      return "the matmul's right side is not a matrix";
     if (g.attrs.getInt("dim") >= g.rank() - 1)
       return "it gathers the contracted dimension";
     if (g.operand(0)->type.sharding.dims[static_cast<size_t>(g.attrs.getInt("dim"))].rotation)
@@ -42,8 +42,8 @@ public:
     auto it = users.find(&mm);
     if (it == users.end() || it->second.size() != 1)
       return "the matmul's result has other users";
-    if (!weightOnly_.count(mm.operand(1)) || mm.operand(1)->rank() != 2)
-      return "the matmul's right side is not a weight";
+    if (mm.operand(1)->rank() != 2)
+      return "the matmul's right side is not a matrix";
     if (r.attrs.getInt("dim") >= r.rank() - 1)
       return "it scatters the output features";
     if (mm.operand(0)->type.sharding.partial)

@@ -66,6 +66,10 @@ Expected<LayoutFile> readLayoutFile(const std::string &path) {
       if (!value.is_boolean())
         return makeError(at, "'collective_matmul' must be true or false");
       f.layout.collectiveMatmul = value.get<bool>();
+    } else if (key == "microbatches") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1)
+        return makeError(at, "'microbatches' must be a positive integer");
+      f.layout.microbatches = value.get<int64_t>();
     } else if (key == "data_axis" || key == "model_axis") {
       if (!value.is_string())
         return makeError(at, "'{}' must be a mesh axis name", key);
@@ -91,6 +95,7 @@ std::string writeLayoutJson(const Layout &l, const ir::Mesh &mesh) {
   j["params_over_data"] = l.paramsOverData;
   j["params_over_data_min_bytes"] = l.paramsOverDataMinBytes;
   j["collective_matmul"] = l.collectiveMatmul;
+  j["microbatches"] = l.microbatches;
   return j.dump(2) + "\n";
 }
 

@@ -23,6 +23,7 @@ struct Layout {
   bool paramsOverData = false;
   int64_t paramsOverDataMinBytes = 1 << 20;
   bool collectiveMatmul = true;
+  int64_t microbatches = 1; // the batch runs in this many sequential parts (vitc run splits it)
 
   // Pass settings ("layout.activations=tokens", ...) that carry this layout to the passes.
   std::vector<std::pair<std::string, std::string>> settings() const;

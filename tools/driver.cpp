@@ -20,7 +20,8 @@ void ModelOptions::add(po::options_description &desc) {
   desc.add_options()("model", po::value(&model)->required(),
                      "model: spec (.vit), Hugging Face directory or config.json, or IR (.ir)")(
       "batch", po::value(&batch)->default_value(1),
-      "images per batch")("mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4");
+      "images per batch")("mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4")(
+      "layout", po::value(&layout), "sharding layout (JSON, as vitc autotune writes it)");
 }
 
 void PassFlags::add(po::options_description &desc) {

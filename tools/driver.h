@@ -57,5 +57,6 @@ int runStats(int argc, char **argv);
 int runCompile(int argc, char **argv);
 int runRun(int argc, char **argv);
 int runInitWeights(int argc, char **argv);
+int runAutotune(int argc, char **argv);
 
 } // namespace vitc::tools

@@ -20,6 +20,9 @@ commands:
            run an image batch; prints the top-5 classes when the model has labels
   init-weights MODEL -o W.safetensors [--seed S]
            write deterministic random weights for any model
+  autotune MODEL --devices N [--batch B] [--target cpu|tpuv4|FILE] [--mode=infer|train]
+           [--measure[=K]] [-o layout.json]
+           choose a mesh and sharding layout; write it for compile/run --layout
 
 MODEL is a vitc spec (examples/*.vit), a Hugging Face checkpoint directory (config.json) or IR
 text (.ir). 'vitc <command> --help' lists a command's options.
@@ -31,6 +34,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"autotune", vitc::tools::runAutotune},
     {"compile", vitc::tools::runCompile},
     {"init-weights", vitc::tools::runInitWeights},
     {"run", vitc::tools::runRun},

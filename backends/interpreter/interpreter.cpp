@@ -56,6 +56,14 @@ public:
           prepared_[operand] = values.at(operand);
     for (const auto &[op, t] : prepared_)
       memory_.weightBytes += t.numel() * static_cast<int64_t>(sizeof(float));
+    // Weight matrices read transposed are transposed once here, not at every matmul (a ring of
+    // k matmul steps would otherwise transpose the weight k times). Not counted as memory: a
+    // compiled backend packs its weights in place of the originals.
+    for (const auto &op : m_->ops())
+      if ((op->is(OpKind::MatMul) || op->is(OpKind::FusedLinear)) &&
+          op->attrs.getBool("transpose_b") && prepared_.count(op->operand(1)) &&
+          op->operand(1)->rank() == 2 && !transposed_.count(op->operand(1)))
+        transposed_[op->operand(1)] = transpose(prepared_.at(op->operand(1)), {1, 0});
     for (const auto &op : m_->ops())
       if (!weightOnly.count(op.get()))
         order_.push_back(op.get());
@@ -141,12 +149,20 @@ private:
     return values.at(op.operand(i));
   }
 
+  // operand 0 times operand 1, using the weight transposed at load when there is one.
+  Tensor product(const Op &op, const std::unordered_map<const Op *, Tensor> &values) const {
+    bool transposeB = op.attrs.getBool("transpose_b");
+    if (auto it = transposed_.find(op.operand(1)); transposeB && it != transposed_.end())
+      return matmul(arg(values, op, 0), it->second, false);
+    return matmul(arg(values, op, 0), arg(values, op, 1), transposeB);
+  }
+
   Tensor compute(const Op &op, const std::unordered_map<const Op *, Tensor> &values) const {
     auto in = [&](size_t i) -> const Tensor & { return arg(values, op, i); };
     Shape local = op.type.localShape(m_->mesh);
     switch (op.kind) {
     case OpKind::MatMul:
-      return matmul(in(0), in(1), op.attrs.getBool("transpose_b"));
+      return product(op, values);
     case OpKind::Add:
       return add(in(0), in(1));
     case OpKind::Mul:
@@ -197,7 +213,7 @@ private:
       return t;
     }
     case OpKind::FusedLinear: {
-      Tensor y = matmul(in(0), in(1), op.attrs.getBool("transpose_b"));
+      Tensor y = product(op, values);
       size_t next = 2;
       if (op.attrs.getBool("bias"))
         y = add(y, in(next++));
@@ -323,6 +339,7 @@ private:
   std::shared_ptr<const ir::Module> m_;
   int64_t device_;
   std::unordered_map<const Op *, Tensor> prepared_;
+  std::unordered_map<const Op *, Tensor> transposed_; // prepared weights, transposed
   std::vector<const Op *> order_;
   std::unordered_map<const Op *, size_t> lastUse_;
   Memory memory_;

@@ -33,13 +33,12 @@ std::string attentionModule(const AttentionCase &c) {
     operands += c.normBias ? ", %qs, %qb, %ks, %kb" : ", %qs, %ks";
     attrs = c.normBias ? "eps = 1e-06, " : "eps = 1e-06, ";
   }
-  std::string flags = c.qkNorm ? (c.normBias ? ", norm_bias = true, qk_norm = true"
-                                             : ", qk_norm = true")
-                               : "";
-  text += fmt::format("  %o = attention {} {{{}heads = {}{}, scale = {}}} : f32[{},{},{}]\n"
-                      "  output %o\n}}\n",
-                      operands, attrs, c.heads, flags, 1.0 / std::sqrt(double(c.dh)), c.batch,
-                      c.tq, d);
+  std::string flags =
+      c.qkNorm ? (c.normBias ? ", norm_bias = true, qk_norm = true" : ", qk_norm = true") : "";
+  text +=
+      fmt::format("  %o = attention {} {{{}heads = {}{}, scale = {}}} : f32[{},{},{}]\n"
+                  "  output %o\n}}\n",
+                  operands, attrs, c.heads, flags, 1.0 / std::sqrt(double(c.dh)), c.batch, c.tq, d);
   return text;
 }
 

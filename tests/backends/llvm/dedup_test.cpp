@@ -54,8 +54,8 @@ TEST(KernelDedup, IdenticalLayersCompileEachKernelOnce) {
     EXPECT_GT(r6.ops, r2.ops);
     // One external function per distinct kernel in the generated module.
     std::regex define("define void @vitc_[a-z_]+_[0-9]+\\(");
-    auto count = std::distance(std::sregex_iterator(ir.begin(), ir.end(), define),
-                               std::sregex_iterator());
+    auto count =
+        std::distance(std::sregex_iterator(ir.begin(), ir.end(), define), std::sregex_iterator());
     EXPECT_EQ(count, r6.uniqueKernels);
   }
 }

@@ -52,9 +52,8 @@ TEST_P(LlvmExecutable, ComputesTheFixtureLogits) {
   ASSERT_TRUE(test::fileExists(exe));
   std::string dir = fixtureDir(GetParam());
   std::string out = fs::path(exe).parent_path().string() + "/logits.npy";
-  test::CommandResult r =
-      test::runCommand({exe, "--weights", dir + "/model.safetensors", "--input",
-                        dir + "/input.npy", "--output", out});
+  test::CommandResult r = test::runCommand({exe, "--weights", dir + "/model.safetensors", "--input",
+                                            dir + "/input.npy", "--output", out});
   ASSERT_EQ(r.exit, 0) << r.err;
   auto logits = formats::readNpy(out);
   ASSERT_TRUE(logits) << logits.error().str();
@@ -96,9 +95,9 @@ TEST(LlvmExecutable, ReportsBadFilesInOneLine) {
   ASSERT_TRUE(test::fileExists(exe));
   std::string dir = fixtureDir("tv_tok");
   std::string tmp = fs::path(exe).parent_path().string();
-  test::CommandResult r = test::runCommand(
-      {exe, "--weights", tmp + "/missing.safetensors", "--input", dir + "/input.npy", "--output",
-       tmp + "/out.npy"});
+  test::CommandResult r =
+      test::runCommand({exe, "--weights", tmp + "/missing.safetensors", "--input",
+                        dir + "/input.npy", "--output", tmp + "/out.npy"});
   EXPECT_EQ(r.exit, 1);
   EXPECT_NE(r.err.find("error: cannot open"), std::string::npos) << r.err;
   // An input of another model's shape.

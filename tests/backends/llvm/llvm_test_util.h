@@ -2,8 +2,8 @@
 #pragma once
 
 #include <cmath>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,6 +31,7 @@ inline llvmbe::Options smallTileOptions() {
   o.tiles.mr = 3;
   o.tiles.kc = 16;
   o.tiles.mc = 6;
+  o.tiles.nc = 32;
   return o;
 }
 
@@ -87,9 +88,8 @@ inline Expected<Comparison> compareModule(std::shared_ptr<const ir::Module> m,
     return Error("different numbers of outputs");
   for (size_t i = 0; i < c.llvm.size(); ++i) {
     if (c.llvm[i].shape() != c.reference[i].shape())
-      return Error("output " + std::to_string(i) + " has shape " +
-                   shapeString(c.llvm[i].shape()) + ", expected " +
-                   shapeString(c.reference[i].shape()));
+      return Error("output " + std::to_string(i) + " has shape " + shapeString(c.llvm[i].shape()) +
+                   ", expected " + shapeString(c.reference[i].shape()));
     // Errors are relative to the output's scale (float sums of K terms err in proportion).
     double scale = 1;
     for (int64_t j = 0; j < c.reference[i].numel(); ++j)
@@ -118,7 +118,7 @@ inline Expected<Comparison> compareText(const std::string &text,
 // Kernels must agree with the interpreter to about 1e-5 relative.
 #define EXPECT_MATCHES_INTERPRETER(text, ...)                                                      \
   do {                                                                                             \
-    auto vitc_cmp_ = ::vitc::test::compareText(text __VA_OPT__(, ) __VA_ARGS__);                               \
+    auto vitc_cmp_ = ::vitc::test::compareText(text __VA_OPT__(, ) __VA_ARGS__);                   \
     ASSERT_TRUE(vitc_cmp_) << vitc_cmp_.error().str() << "\n" << (text);                           \
     EXPECT_LE(vitc_cmp_->maxRelDiff, 1e-5) << (text);                                              \
     if (std::getenv("VITC_TEST_VERBOSE"))                                                          \

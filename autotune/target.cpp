@@ -1,0 +1,257 @@
+// Targets: parsing, the built-in TPU v4, and calibrating this CPU.
+#include "autotune/target.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "autotune/cost_model.h"
+#include "ir/builder.h"
+#include "runtime/runner.h"
+#include "runtime/single_device.h"
+#include "support/files.h"
+
+namespace vitc::autotune {
+
+double Target::effectiveFlops(int64_t devices) const {
+  if (coresPerHost <= 0 || devices <= coresPerHost)
+    return peakFlops * matmulEfficiency;
+  return peakFlops * matmulEfficiency * static_cast<double>(coresPerHost) /
+         static_cast<double>(devices);
+}
+
+double Target::effectiveBandwidth(int64_t devices) const {
+  if (coresPerHost <= 0 || devices <= coresPerHost)
+    return memoryBandwidth;
+  return memoryBandwidth * static_cast<double>(coresPerHost) / static_cast<double>(devices);
+}
+
+Expected<Target> parseTarget(std::string_view text, const std::string &path) {
+  Loc at = Loc::inFile(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error &e) {
+    return makeError(at, "malformed JSON at byte {}", e.byte);
+  }
+  if (!j.is_object())
+    return makeError(at, "a target is a JSON object");
+  Target t;
+  auto number = [&](const char *key, double &out, bool required) -> Status {
+    auto it = j.find(key);
+    if (it == j.end())
+      return required ? makeError(at, "missing '{}'", key) : Status::ok();
+    if (!it->is_number() || it->get<double>() < 0)
+      return makeError(at, "'{}' must be a non-negative number", key);
+    out = it->get<double>();
+    return Status::ok();
+  };
+  double memory = 0, dtype = 4, cores = 0, overheadUs = 0;
+  VITC_TRY(number("peak_flops", t.peakFlops, true));
+  VITC_TRY(number("matmul_efficiency", t.matmulEfficiency, false));
+  VITC_TRY(number("memory_bandwidth", t.memoryBandwidth, true));
+  VITC_TRY(number("op_overhead_us", overheadUs, false));
+  VITC_TRY(number("dtype_bytes", dtype, false));
+  VITC_TRY(number("memory_bytes", memory, true));
+  VITC_TRY(number("cores_per_host", cores, false));
+  if (t.peakFlops <= 0 || t.memoryBandwidth <= 0 || memory <= 0)
+    return makeError(at, "peak_flops, memory_bandwidth and memory_bytes must be positive");
+  if (t.matmulEfficiency <= 0 || t.matmulEfficiency > 1)
+    return makeError(at, "'matmul_efficiency' must be in (0, 1]");
+  if (dtype != 2 && dtype != 4)
+    return makeError(at, "'dtype_bytes' must be 2 (bf16) or 4 (f32)");
+  t.opOverheadSeconds = overheadUs * 1e-6;
+  t.dtypeBytes = static_cast<int64_t>(dtype);
+  t.memoryBytes = static_cast<int64_t>(memory);
+  t.coresPerHost = static_cast<int64_t>(cores);
+  t.name = j.value("name", std::filesystem::path(path).stem().string());
+  t.comment = j.value("comment", "");
+  if (auto links = j.find("links"); links != j.end()) {
+    if (!links->is_object())
+      return makeError(at, "'links' must map mesh axes (or \"*\") to {{\"gbps\", \"latency_us\"}}");
+    for (auto &[axis, link] : links->items()) {
+      if (!link.is_object() || !link.contains("gbps") || !link["gbps"].is_number() ||
+          link["gbps"].get<double>() <= 0)
+        return makeError(at, "link '{}' needs a positive \"gbps\"", axis);
+      runtime::Link l{link["gbps"].get<double>(), link.value("latency_us", 0.0)};
+      if (axis == "*")
+        t.links.setDefault(l);
+      else
+        t.links.setAxis(axis, l);
+    }
+  }
+  return t;
+}
+
+std::string writeTarget(const Target &t) {
+  nlohmann::ordered_json j;
+  j["name"] = t.name;
+  if (!t.comment.empty())
+    j["comment"] = t.comment;
+  j["peak_flops"] = t.peakFlops;
+  j["matmul_efficiency"] = t.matmulEfficiency;
+  j["memory_bandwidth"] = t.memoryBandwidth;
+  j["op_overhead_us"] = t.opOverheadSeconds * 1e6;
+  j["dtype_bytes"] = t.dtypeBytes;
+  j["memory_bytes"] = t.memoryBytes;
+  j["cores_per_host"] = t.coresPerHost;
+  nlohmann::ordered_json links = nlohmann::ordered_json::object();
+  if (const runtime::Link *d = t.links.link("*"))
+    links["*"] = {{"gbps", d->gbps}, {"latency_us", d->latencyUs}};
+  j["links"] = links;
+  return j.dump(2) + "\n";
+}
+
+Target tpuv4() {
+  Target t;
+  t.name = "tpuv4";
+  t.comment = "TPU v4 as in public figures: 275 TFLOP/s bf16 per chip, 32 GiB HBM at 1.2 TB/s; "
+              "inter-chip links of a 3D torus, taken as 90 GB/s per direction for a ring along "
+              "one mesh axis, 5 us per hop";
+  t.peakFlops = 275e12;
+  t.matmulEfficiency = 0.85;
+  t.memoryBandwidth = 1.2e12;
+  t.opOverheadSeconds = 2e-6;
+  t.dtypeBytes = 2;
+  t.memoryBytes = int64_t{32} << 30;
+  t.links.setDefault({90, 5});
+  return t;
+}
+
+namespace {
+
+// Times `runs` forward passes of a one-device program; returns the median seconds.
+Expected<double> timeProgram(std::shared_ptr<const ir::Module> m,
+                             const runtime::ProgramFactory &factory, int runs) {
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m->params()) {
+    Tensor t = Tensor::zeros(p->shape());
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.mutableData()[i] = static_cast<float>((i * 37) % 17) / 17.0f - 0.5f;
+    params.push_back(t);
+  }
+  VITC_ASSIGN(auto program, factory(m, 0, params));
+  std::vector<Tensor> inputs;
+  for (const ir::Op *in : m->inputs())
+    inputs.push_back(Tensor::zeros(in->shape()));
+  runtime::SingleDeviceCommunicator comm(m->mesh);
+  VITC_TRY(program->run(inputs, comm)); // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    VITC_TRY(program->run(inputs, comm));
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+} // namespace
+
+Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std::string &backend,
+                              const std::string &cacheDir, bool recalibrate) {
+  std::string cache = cacheDir + "/cpu-" + backend + ".json";
+  if (!recalibrate) {
+    if (Expected<std::string> text = readFile(cache); text) {
+      if (Expected<Target> t = parseTarget(*text, cache); t)
+        return t;
+    }
+  }
+  // A projection-sized matmul for the compute rate; a chain of elementwise ops for bandwidth.
+  auto matmulModule = std::make_shared<ir::Module>();
+  {
+    ir::Builder b(*matmulModule);
+    ir::Op *x = b.input("x", {256, 768});
+    ir::Op *w = b.param("w", {1536, 768}, false);
+    b.output({b.matmul(x, w, true)});
+  }
+  auto elementwiseModule = std::make_shared<ir::Module>();
+  {
+    ir::Builder b(*elementwiseModule);
+    ir::Op *x = b.input("x", {1024, 1024});
+    ir::Op *y = x;
+    for (int i = 0; i < 8; ++i)
+      y = b.gelu(b.add(y, x));
+    b.output({y});
+  }
+  VITC_ASSIGN(double matmulSeconds, timeProgram(matmulModule, factory, 5));
+  VITC_ASSIGN(double elementwiseSeconds, timeProgram(elementwiseModule, factory, 3));
+  Target t;
+  t.name = "cpu";
+  t.comment = "calibrated on this host for the " + backend + " backend";
+  t.peakFlops = 2.0 * 256 * 768 * 1536 / matmulSeconds;
+  t.matmulEfficiency = 1.0; // the measured rate is what matmuls reach
+  // 16 ops, each reading one or two 4 MiB tensors and writing one.
+  t.memoryBandwidth = 16 * 2.5 * 4.0 * 1024 * 1024 / elementwiseSeconds;
+  t.opOverheadSeconds = 5e-6;
+  t.dtypeBytes = 4;
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  t.memoryBytes = static_cast<int64_t>(pages) * pageSize;
+  t.coresPerHost = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  std::error_code ec;
+  std::filesystem::create_directories(cacheDir, ec);
+  if (!ec)
+    (void)writeFileAtomically(cache, writeTarget(t)); // a cache: failing to write it is fine
+  return t;
+}
+
+Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
+                        const runtime::ProgramFactory &factory) {
+  auto m = std::shared_ptr<const ir::Module>(oneLayer.clone());
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m->params()) {
+    Tensor t = Tensor::zeros(p->shape());
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.mutableData()[i] = static_cast<float>(i % 13) * 0.01f;
+    params.push_back(t);
+  }
+  runtime::RunnerOptions options;
+  options.trace = true;
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
+  std::vector<Tensor> inputs;
+  for (const ir::Op *in : m->inputs())
+    inputs.push_back(Tensor::zeros(in->shape()));
+  VITC_TRY(runner->run(inputs)); // a warm-up, and a second run: both are recorded
+  VITC_TRY(runner->run(inputs));
+  nlohmann::json events = nlohmann::json::parse(runner->tracer()->eventsJson());
+  // Seconds per op name, averaged over the two runs (compute spans are on thread 1).
+  std::map<std::string, double> seconds;
+  for (const nlohmann::json &e : events)
+    if (e.value("ph", "") == "X" && e.value("tid", 0) == 1)
+      seconds[e.value("name", "")] += e.value("dur", 0.0) * 1e-6 / 2;
+  std::map<std::string, std::pair<double, double>> byKind; // keyword -> (seconds, work)
+  for (const auto &op : m->ops()) {
+    auto it = seconds.find(op->name);
+    if (it == seconds.end())
+      continue;
+    auto [work, isFlops] = workOf(*op, m->mesh, 4);
+    if (work <= 0)
+      continue;
+    auto &[s, w] = byKind[std::string(op->keyword())];
+    s += it->second;
+    w += work;
+  }
+  for (const auto &[kind, sw] : byKind)
+    target.secondsPerUnit[kind] = sw.first / sw.second;
+  return Status::ok();
+}
+
+Expected<Target> loadTarget(const std::string &spec, const runtime::ProgramFactory &factory,
+                            const std::string &backend) {
+  if (spec == "tpuv4")
+    return tpuv4();
+  if (spec == "cpu") {
+    const char *home = std::getenv("HOME");
+    std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
+    return calibrateCpu(factory, backend, dir);
+  }
+  VITC_ASSIGN(std::string text, readFile(spec));
+  return parseTarget(text, spec);
+}
+
+} // namespace vitc::autotune

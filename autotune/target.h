@@ -1,0 +1,57 @@
+// What a device can do, for the cost model: compute rate, memory, and the links between devices.
+//
+// A target is a JSON file, or a built-in name:
+//   tpuv4 — the hardware of the ViT-22B paper, from public TPU v4 figures (275 TFLOP/s bf16,
+//           32 GiB HBM at 1.2 TB/s, inter-chip links); examples/targets/tpuv4.json is the same.
+//   cpu   — this machine, calibrated once by running small programs through the backend that
+//           will run the model, and cached under ~/.cache/vitc.
+// Links are per mesh axis ("*" for the others), in the units of `--link`: GB/s and µs per step.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "runtime/link_model.h"
+#include "runtime/program.h"
+
+namespace vitc::autotune {
+
+struct Target {
+  std::string name;
+  double peakFlops = 0;          // per device, at `dtypeBytes` precision
+  double matmulEfficiency = 0.8; // the fraction of peak large matmuls reach
+  double memoryBandwidth = 0;    // bytes/s, for elementwise work and data movement
+  double opOverheadSeconds = 0;  // per kernel launched
+  int64_t dtypeBytes = 4;        // 4 for f32, 2 for bf16
+  int64_t memoryBytes = 0;       // per device
+  int64_t coresPerHost = 0;      // CPU targets: devices beyond this share cores (0: no sharing)
+  runtime::LinkModel links;
+  std::string comment;
+  // Measured on the model being tuned (cpu targets): seconds per FLOP for matmuls and attention,
+  // seconds per byte moved for other ops, by op keyword. Kinds not listed use the rates above.
+  std::map<std::string, double> secondsPerUnit;
+
+  // Compute rate of one device when `devices` of them share this host.
+  double effectiveFlops(int64_t devices) const;
+  double effectiveBandwidth(int64_t devices) const;
+};
+
+Expected<Target> parseTarget(std::string_view json, const std::string &path);
+std::string writeTarget(const Target &t);
+Target tpuv4();
+
+// The cpu target for the backend `factory` builds programs with, measured on this host (cached
+// per backend under `cacheDir`; `recalibrate` measures again).
+Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std::string &backend,
+                              const std::string &cacheDir, bool recalibrate = false);
+
+// Refines a cpu target on the model itself: runs a one-layer version of it on one device with
+// tracing and records each op kind's measured rate.
+Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
+                        const runtime::ProgramFactory &factory);
+
+// `spec` is "cpu", "tpuv4" or a path to a target JSON file.
+Expected<Target> loadTarget(const std::string &spec, const runtime::ProgramFactory &factory,
+                            const std::string &backend);
+
+} // namespace vitc::autotune

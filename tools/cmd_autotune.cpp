@@ -1,0 +1,248 @@
+// `vitc autotune`: choose a mesh and layout for a model on a number of devices.
+#include <algorithm>
+#include <chrono>
+#include <unistd.h>
+
+#include "autotune/search.h"
+#include "backends/interpreter/interpreter.h"
+#include "frontend/weights.h"
+#include "passes/analysis.h"
+#include "runtime/runner.h"
+#include "support/files.h"
+#include "tools/model_run.h"
+
+namespace vitc::tools {
+namespace {
+
+std::string gib(int64_t bytes) {
+  return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30));
+}
+
+std::string duration(double seconds) {
+  if (seconds >= 1)
+    return fmt::format("{:.2f} s", seconds);
+  return fmt::format("{:.2f} ms", seconds * 1e3);
+}
+
+void printRow(size_t rank, const autotune::Evaluation &e) {
+  std::cout << fmt::format("{:>3}  {:<20} {:<34} {:>11} {:>6.1f}% {:>11} {:>11}\n", rank,
+                           e.candidate.meshString(), e.candidate.layoutString(),
+                           duration(e.perStep.stepSeconds), 100 * e.mfu, gib(e.memoryBytes),
+                           duration(e.perStep.exposedCommSeconds));
+}
+
+// Runs a candidate on this machine's thread runtime and returns the median step time.
+Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
+                         const autotune::Candidate &c, const runtime::LinkModel &link, int runs) {
+  VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
+              autotune::compileCandidate(config, batch / c.microbatches, c));
+  std::shared_ptr<const ir::Module> m = std::move(compiled);
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m->params()) {
+    // The values do not matter for timing; their sizes do.
+    Tensor t = Tensor::zeros(p->shape());
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.mutableData()[i] = static_cast<float>(i % 13) * 0.01f;
+    params.push_back(t);
+  }
+  runtime::RunnerOptions options;
+  options.link = link;
+  VITC_ASSIGN(auto runner,
+              runtime::MeshRunner::create(m, interp::interpreterFactory(), params, options));
+  Tensor images = Tensor::zeros(m->inputs()[0]->shape());
+  VITC_TRY(runner->run({images})); // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t part = 0; part < c.microbatches; ++part)
+      VITC_TRY(runner->run({images}));
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+} // namespace
+
+int runAutotune(int argc, char **argv) {
+  std::string model, targetSpec = "cpu", mode = "infer", output, link;
+  int64_t devices = 0, batch = 0;
+  int measureTop = 0, top = 10;
+  bool verbose = false;
+  po::options_description desc("vitc autotune options");
+  desc.add_options()("help,h", "show this help")("model", po::value(&model)->required(),
+                                                 "model: spec or Hugging Face config")(
+      "devices", po::value(&devices)->required(), "number of devices")(
+      "batch", po::value(&batch), "global batch (default: one image per device)")(
+      "target", po::value(&targetSpec)->default_value("cpu"),
+      "cpu (this host, calibrated), tpuv4, or a target JSON file")(
+      "mode", po::value(&mode)->default_value("infer"), "infer (forward) or train (a step)")(
+      "link", po::value(&link), "links between devices, as vitc run --link (overrides the target)")(
+      "measure", po::value(&measureTop)->implicit_value(3),
+      "run the best K candidates on this machine and compare (default K: 3)")(
+      "top", po::value(&top)->default_value(10), "how many candidates to print")(
+      "verbose,v", po::bool_switch(&verbose), "list every rejected candidate and why")(
+      "output,o", po::value(&output), "write the chosen layout here (JSON)");
+  po::positional_options_description positional;
+  positional.add("model", 1);
+  po::variables_map vm;
+  int exit = 0;
+  if (!parseArgs(argc, argv, desc, positional, vm,
+                 "usage: vitc autotune MODEL --devices N [--batch B] [--target cpu|tpuv4|FILE] "
+                 "[--mode=infer|train] [--measure[=K]] [-o layout.json]",
+                 exit))
+    return exit;
+  if (mode != "infer" && mode != "train")
+    return usageError(fmt::format("unknown --mode={} (expected infer or train)", mode));
+  if (devices <= 0 || devices > (1 << 20))
+    return usageError("--devices must be between 1 and 1048576");
+  if (batch == 0)
+    batch = devices;
+  if (batch < 0)
+    return usageError("--batch must be positive");
+
+  Expected<frontend::LoadedModel> loaded = frontend::loadModel(model, {1});
+  if (!loaded)
+    return report(loaded.error());
+  if (!loaded->config)
+    return report(makeError(Loc::inFile(loaded->path),
+                            "autotune needs a model description (a spec or a Hugging Face "
+                            "config), not IR text: the IR is already for one mesh"));
+  const frontend::ModelConfig &config = *loaded->config;
+
+  bool terminal = isatty(STDERR_FILENO);
+  if (terminal && targetSpec == "cpu")
+    std::cerr << "calibrating this CPU (once; cached in ~/.cache/vitc)...\r" << std::flush;
+  Expected<autotune::Target> target =
+      autotune::loadTarget(targetSpec, interp::interpreterFactory(), "interpreter");
+  if (!target)
+    return report(target.error());
+  if (!link.empty()) {
+    Expected<runtime::LinkModel> l = runtime::LinkModel::parse(link, Loc::inFile("--link"));
+    if (!l)
+      return report(l.error());
+    target->links = *l;
+  }
+
+  if (targetSpec == "cpu") {
+    // Measure each kind of op on a one-layer version of this very model, on one device with the
+    // images one device would get.
+    if (terminal)
+      std::cerr << "\r\033[Kmeasuring the kernels of a one-layer model..." << std::flush;
+    autotune::Candidate single;
+    single.mesh = ir::Mesh::single();
+    Expected<std::unique_ptr<ir::Module>> oneLayer =
+        autotune::compileCandidate(config, std::max<int64_t>(1, batch / devices), single, 1);
+    if (!oneLayer)
+      return report(oneLayer.error());
+    if (Status s = autotune::calibrateOnModel(*target, **oneLayer, interp::interpreterFactory());
+        !s)
+      return report(s.error());
+  }
+
+  autotune::SearchOptions options;
+  options.devices = devices;
+  options.batch = batch;
+  options.train = mode == "train";
+  options.target = *target;
+  auto started = std::chrono::steady_clock::now();
+  Expected<autotune::SearchResult> result =
+      autotune::search(config, options, [&](size_t done, size_t total, const std::string &what) {
+        if (terminal)
+          std::cerr << fmt::format("\r\033[K[{}/{}] {}", done, total, what) << std::flush;
+      });
+  if (terminal)
+    std::cerr << "\r\033[K" << std::flush;
+  if (!result)
+    return report(result.error());
+  double searchSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  std::cout << fmt::format("autotune {} for {} devices on {} ({}, batch {}): {} candidates in "
+                           "{:.2f} s\n",
+                           config.name, devices, target->name,
+                           mode == "train" ? "training step" : "inference", batch,
+                           result->ranked.size() + result->rejected.size(), searchSeconds);
+  if (result->ranked.empty()) {
+    const autotune::Evaluation *closest = nullptr;
+    for (const autotune::Evaluation &e : result->rejected)
+      if (e.memoryBytes > 0 && (!closest || e.memoryBytes < closest->memoryBytes))
+        closest = &e;
+    if (!closest && !result->rejected.empty())
+      closest = &result->rejected.front();
+    return report(makeError(
+        Loc::inFile(loaded->path), "no layout fits {} devices of {}: {}{}", devices, target->name,
+        closest ? closest->candidate.meshString() + " " + closest->candidate.layoutString() + " "
+                : "",
+        closest ? closest->rejected : "no candidate"));
+  }
+  std::cout << fmt::format("{:>3}  {:<20} {:<34} {:>11} {:>7} {:>11} {:>11}\n", "#", "mesh",
+                           "layout", "step", "MFU", "memory/dev", "exposed comm");
+  for (size_t i = 0; i < result->ranked.size() && static_cast<int>(i) < top; ++i)
+    printRow(i + 1, result->ranked[i]);
+  const autotune::Evaluation &best = result->ranked.front();
+  std::cout << fmt::format("chosen: {} with {}: predicted {} per step, {:.1f}% MFU\n",
+                           best.candidate.meshString(), best.candidate.layoutString(),
+                           duration(best.perStep.stepSeconds), 100 * best.mfu);
+  for (const autotune::Evaluation &e : result->ranked)
+    if (autotune::isPaperRecipe(e.candidate) && e.candidate.mesh.axes[0].size > 1 &&
+        e.candidate.mesh.axes[1].size > 1) {
+      std::cout << fmt::format("ViT-22B's layout (tokens split over the model axis, collective "
+                               "matmul, weights also over data), best on {}: {} per step, "
+                               "{:.1f}% MFU\n",
+                               e.candidate.meshString(), duration(e.perStep.stepSeconds),
+                               100 * e.mfu);
+      break;
+    }
+  if (!result->rejected.empty())
+    std::cout << fmt::format("{} candidates rejected, e.g. {} {}: {}\n", result->rejected.size(),
+                             result->rejected.front().candidate.meshString(),
+                             result->rejected.front().candidate.layoutString(),
+                             result->rejected.front().rejected);
+  if (verbose)
+    for (const autotune::Evaluation &e : result->rejected)
+      std::cout << fmt::format("  rejected {} {}: {}\n", e.candidate.meshString(),
+                               e.candidate.layoutString(), e.rejected);
+
+  if (measureTop > 0) {
+    std::cout << "measured on this machine (thread runtime"
+              << (link.empty() ? "" : ", emulated link") << "):\n";
+    double fastest = 0;
+    size_t fastestIndex = 0;
+    for (size_t i = 0; i < result->ranked.size() && static_cast<int>(i) < measureTop; ++i) {
+      const autotune::Evaluation &e = result->ranked[i];
+      if (terminal)
+        std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
+                                 e.candidate.layoutString())
+                  << std::flush;
+      Expected<double> seconds = measure(config, batch, e.candidate, target->links, 3);
+      if (terminal)
+        std::cerr << "\r\033[K" << std::flush;
+      if (!seconds)
+        return report(seconds.error());
+      double error = (e.perStep.stepSeconds - *seconds) / *seconds;
+      std::cout << fmt::format("{:>3}  {:<20} {:<34} predicted {:>11} measured {:>11} ({:+.0f}%)\n",
+                               i + 1, e.candidate.meshString(), e.candidate.layoutString(),
+                               duration(e.perStep.stepSeconds), duration(*seconds), 100 * error);
+      if (i == 0 || *seconds < fastest) {
+        fastest = *seconds;
+        fastestIndex = i;
+      }
+    }
+    if (fastestIndex != 0)
+      std::cout << fmt::format("note: candidate {} measured fastest\n", fastestIndex + 1);
+  }
+
+  if (!output.empty()) {
+    passes::Layout layout = best.candidate.layout;
+    layout.microbatches = best.candidate.microbatches;
+    if (Status s =
+            writeFileAtomically(output, passes::writeLayoutJson(layout, best.candidate.mesh));
+        !s)
+      return report(s.error());
+    std::cout << "wrote " << output << "\n";
+  }
+  return 0;
+}
+
+} // namespace vitc::tools
