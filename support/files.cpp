@@ -1,11 +1,13 @@
 // File reading, mapping and atomic writing.
 #include "support/files.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
@@ -137,9 +139,14 @@ AtomicFile::~AtomicFile() {
 }
 
 Status AtomicFile::write(const void *data, size_t size) {
+  // Fault injection for tests: VITC_SLOW_WRITES=1 writes 64 KiB per millisecond, so that a test
+  // can interrupt a write in progress.
+  static const bool slow = std::getenv("VITC_SLOW_WRITES") != nullptr;
   const char *p = static_cast<const char *>(data);
   while (size > 0) {
-    ssize_t n = ::write(fd_, p, size);
+    if (slow)
+      ::usleep(1000);
+    ssize_t n = ::write(fd_, p, slow ? std::min<size_t>(size, 65536) : size);
     if (n < 0) {
       if (errno == EINTR)
         continue;

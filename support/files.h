@@ -2,7 +2,8 @@
 //
 // Every output vitc writes (results, IR dumps, executables, layouts) goes through `AtomicFile`:
 // the bytes go to a temporary name beside the target and are renamed over it only on `commit()`,
-// so an error, an exception or Ctrl-C never leaves a half-written file behind.
+// so an error, an exception or Ctrl-C never leaves a half-written file behind. (Tests set
+// VITC_SLOW_WRITES to slow writes down enough to interrupt one in progress.)
 #pragma once
 
 #include <cstddef>
