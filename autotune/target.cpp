@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotune/cost_model.h"
+#include "frontend/weights.h"
 #include "ir/builder.h"
 #include "runtime/runner.h"
 #include "runtime/single_device.h"
@@ -128,14 +129,7 @@ namespace {
 // Times `runs` forward passes of a one-device program; returns the median seconds.
 Expected<double> timeProgram(std::shared_ptr<const ir::Module> m,
                              const runtime::ProgramFactory &factory, int runs) {
-  std::vector<Tensor> params;
-  for (const ir::Op *p : m->params()) {
-    Tensor t = Tensor::zeros(p->shape());
-    for (int64_t i = 0; i < t.numel(); ++i)
-      t.mutableData()[i] = static_cast<float>((i * 37) % 17) / 17.0f - 0.5f;
-    params.push_back(t);
-  }
-  VITC_ASSIGN(auto program, factory(m, 0, params));
+  VITC_ASSIGN(auto program, factory(m, 0, timingParams(*m)));
   std::vector<Tensor> inputs;
   for (const ir::Op *in : m->inputs())
     inputs.push_back(Tensor::zeros(in->shape()));
@@ -200,16 +194,17 @@ Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std:
   return t;
 }
 
+std::vector<Tensor> timingParams(const ir::Module &m) {
+  std::vector<Tensor> params;
+  for (const ir::Op *p : m.params())
+    params.push_back(frontend::randomTensor(m, *p, 0));
+  return params;
+}
+
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
                         const runtime::ProgramFactory &factory) {
   auto m = std::shared_ptr<const ir::Module>(oneLayer.clone());
-  std::vector<Tensor> params;
-  for (const ir::Op *p : m->params()) {
-    Tensor t = Tensor::zeros(p->shape());
-    for (int64_t i = 0; i < t.numel(); ++i)
-      t.mutableData()[i] = static_cast<float>(i % 13) * 0.01f;
-    params.push_back(t);
-  }
+  std::vector<Tensor> params = timingParams(*m);
   runtime::RunnerOptions options;
   options.trace = true;
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));

@@ -45,6 +45,9 @@ Target tpuv4();
 Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std::string &backend,
                               const std::string &cacheDir, bool recalibrate = false);
 
+// Values for every parameter of `m` (random: timing needs the sizes, not the values).
+std::vector<Tensor> timingParams(const ir::Module &m);
+
 // Refines a cpu target on the model itself: runs a one-layer version of it on one device with
 // tracing and records each op kind's measured rate.
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,

@@ -37,14 +37,7 @@ Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
   VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
               autotune::compileCandidate(config, batch / c.microbatches, c));
   std::shared_ptr<const ir::Module> m = std::move(compiled);
-  std::vector<Tensor> params;
-  for (const ir::Op *p : m->params()) {
-    // The values do not matter for timing; their sizes do.
-    Tensor t = Tensor::zeros(p->shape());
-    for (int64_t i = 0; i < t.numel(); ++i)
-      t.mutableData()[i] = static_cast<float>(i % 13) * 0.01f;
-    params.push_back(t);
-  }
+  std::vector<Tensor> params = autotune::timingParams(*m);
   runtime::RunnerOptions options;
   options.link = link;
   VITC_ASSIGN(auto runner,
