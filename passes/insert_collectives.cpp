@@ -27,8 +27,9 @@ public:
       VITC_ASSIGN(Op * lowered, lower(m, r, counts));
       m.replaceAllUsesWith(r, lowered);
       std::string name = r->name;
+      Op *source = r->operand(0);
       m.erase(r);
-      if (lowered->hasResult() && lowered != r->operand(0) && lowered->name.rfind(name, 0) != 0)
+      if (lowered != source && lowered->name.rfind(name, 0) != 0)
         m.rename(lowered, name);
     }
     if (!reshards.empty()) {

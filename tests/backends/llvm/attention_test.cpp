@@ -31,7 +31,7 @@ std::string attentionModule(const AttentionCase &c) {
                           "  %kb = param {{name = \"kb\"}} : f32[{0}]\n",
                           c.dh);
     operands += c.normBias ? ", %qs, %qb, %ks, %kb" : ", %qs, %ks";
-    attrs = c.normBias ? "eps = 1e-06, " : "eps = 1e-06, ";
+    attrs = "eps = 1e-06, ";
   }
   std::string flags =
       c.qkNorm ? (c.normBias ? ", norm_bias = true, qk_norm = true" : ", qk_norm = true") : "";

@@ -1,5 +1,6 @@
 // Objects and standalone executables: fixtures run by the linked program, which needs only libc.
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "frontend/formats/npy.h"
@@ -30,9 +31,20 @@ Expected<std::unique_ptr<ir::Module>> fixtureModule(const std::string &name) {
   return std::move(loaded.module);
 }
 
+// Executables built by this test program, removed (with their folders) when it exits.
+struct BuiltExecutables {
+  std::map<std::string, std::string> paths;
+  ~BuiltExecutables() {
+    std::error_code ec;
+    for (const auto &[name, path] : paths)
+      fs::remove_all(fs::path(path).parent_path(), ec);
+  }
+};
+
 // Builds the fixture's executable once per test program.
 const std::string &executableFor(const std::string &name) {
-  static std::map<std::string, std::string> built;
+  static BuiltExecutables executables;
+  std::map<std::string, std::string> &built = executables.paths;
   if (auto it = built.find(name); it != built.end())
     return it->second;
   std::string path = test::makeTempDir("llvm_exe_" + name) + "/model";
@@ -125,7 +137,8 @@ TEST(LlvmExecutable, RefusesMultiDeviceMeshes) {
 }
 )");
   ASSERT_TRUE(m) << m.error().str();
-  std::string path = test::makeTempDir("llvm_exe_mesh") + "/model";
+  test::ScopedTempDir dir("llvm_exe_mesh");
+  std::string path = dir.path + "/model";
   Status s = llvmbe::emitExecutable(**m, path, test::verifiedOptions());
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message().find("executables run on one device"), std::string::npos)
@@ -137,7 +150,8 @@ TEST(LlvmExecutable, RefusesMultiDeviceMeshes) {
 TEST(LlvmObject, IsARelocatableElfWithTheKernels) {
   auto m = fixtureModule("seq_gap_qknorm");
   ASSERT_TRUE(m) << m.error().str();
-  std::string path = test::makeTempDir("llvm_obj") + "/model.o";
+  test::ScopedTempDir dir("llvm_obj");
+  std::string path = dir.path + "/model.o";
   llvmbe::CompileReport report;
   Status s = llvmbe::emitObject(**m, path, test::verifiedOptions(), &report);
   ASSERT_TRUE(s) << s.error().str();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <sstream>
 #include <string>
@@ -15,8 +16,19 @@
 #include "ir/verifier.h"
 #include "passes/pass_manager.h"
 #include "runtime/runner.h"
+#include "tests/common/subprocess.h"
 
 namespace vitc::test {
+
+// A fresh temporary directory, removed with everything in it when this goes out of scope.
+struct ScopedTempDir {
+  explicit ScopedTempDir(const std::string &name) : path(makeTempDir(name)) {}
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  const std::string path;
+};
 
 // Options for tests: the generated IR is always verified.
 inline llvmbe::Options verifiedOptions() {

@@ -27,8 +27,8 @@ std::vector<Tensor> paramsFor(const ir::Module &m) {
 TEST(JitProgram, ReportsTheMemoryItHolds) {
   auto m = test::parseAndPlan(kSmallModule);
   ASSERT_TRUE(m) << m.error().str();
-  auto runner = runtime::MeshRunner::create(*m, llvmbe::jitFactory(test::verifiedOptions()),
-                                            paramsFor(**m));
+  auto runner =
+      runtime::MeshRunner::create(*m, llvmbe::jitFactory(test::verifiedOptions()), paramsFor(**m));
   ASSERT_TRUE(runner) << runner.error().str();
   auto outs = (*runner)->run({test::normalTensor({7, 33}, 9)});
   ASSERT_TRUE(outs) << outs.error().str();
@@ -37,8 +37,7 @@ TEST(JitProgram, ReportsTheMemoryItHolds) {
   // The weight packed into panels of 32 columns (padded from 20), the bias and the scale.
   EXPECT_GE(memory[0].weightBytes, (20 * 33 + 20 + 20) * 4);
   EXPECT_LE(memory[0].weightBytes, (32 * 33 + 20 + 20) * 4);
-  EXPECT_EQ(memory[0].activationPeakBytes,
-            std::get<int64_t>(*(*m)->attrs.find("workspace_bytes")));
+  EXPECT_EQ(memory[0].activationPeakBytes, std::get<int64_t>(*(*m)->attrs.find("workspace_bytes")));
 }
 
 TEST(JitProgram, RejectsParametersAndInputsOfTheWrongShape) {

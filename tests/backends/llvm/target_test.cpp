@@ -26,7 +26,8 @@ const char *kMixedModule = R"(module @mixed mesh(data=1, model=1) {
 )";
 
 TEST(Targets, Avx2CodeMatchesTheInterpreterAndUsesNoZmm) {
-  std::string dir = test::makeTempDir("llvm_avx2");
+  test::ScopedTempDir tmp("llvm_avx2");
+  const std::string &dir = tmp.path;
   llvmbe::Options o = test::verifiedOptions();
   o.cpu = "haswell";
   o.saveObject = dir + "/jit.o";

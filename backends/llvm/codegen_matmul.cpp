@@ -1,0 +1,462 @@
+// Matmul, weight packing and attention kernels, all built on one register-tile micro-kernel.
+//
+// The micro-kernel ("tile") keeps rows x vecs accumulators of one vector each (14 x 2 zmm for
+// AVX-512, 6 x 2 ymm for AVX2) and, for each step of the depth, loads `vecs` vectors of a packed
+// B panel and broadcasts one A element per row into `vecs` FMAs. After the depth loop it adds C's
+// previous value (later depth blocks), applies the epilogue (bias, GELU, residual, or a per-row
+// scale for attention) and stores, masking the last vector of a ragged edge. Tiles are internal
+// functions made once per module for each distinct shape, so kernels of equal strides share them.
+//
+// The matmul kernel follows BLIS: B is packed into panels of nr columns ([panel][k][nr], zero
+// padded), at load for weights or per batch into scratch otherwise; a work item is a block of
+// about mc rows and nc columns of one batch's C; for each depth block of at most kc the block's
+// rows of A are copied into scratch at an odd cache-line stride, then every (column panel, row
+// panel) pair runs a tile, which prefetches the next B panel into L2. The B panel (kc x nr) stays
+// in L1 across the row panels, the A block and the C block in L2.
+#include <cassert>
+#include <limits>
+
+#include "backends/llvm/emitter.h"
+
+namespace vitc::llvmbe {
+namespace {
+
+using Value = llvm::Value;
+using Values = std::vector<Value *>;
+
+struct TileShape {
+  int64_t rows = 0;           // accumulator rows
+  int64_t vecs = 0;           // accumulator vectors per row
+  int64_t lastLanes = 0;      // valid lanes of the last vector
+  int64_t aRow = 0, aCol = 1; // A(i, k) = a[i * aRow + k * aCol]
+  int64_t bStride = 0;        // B(k, :) = b[k * bStride ...]
+  int64_t ldc = 0;            // C(i, :) = c[i * ldc ...]; the residual likewise
+  bool bias = false, gelu = false, geluApprox = false, residual = false, rowScale = false;
+  // Prefetch (into L2) the B panel the next tile call will read, at the pace of this one.
+  bool prefetch = false;
+
+  std::string name() const {
+    std::string s = "vitc.tile." + std::to_string(rows) + "x" + std::to_string(vecs) + "." +
+                    std::to_string(lastLanes) + ".a" + std::to_string(aRow) + "_" +
+                    std::to_string(aCol) + ".b" + std::to_string(bStride) + ".c" +
+                    std::to_string(ldc);
+    if (bias)
+      s += ".bias";
+    if (gelu)
+      s += geluApprox ? ".gelu_tanh" : ".gelu";
+    if (residual)
+      s += ".res";
+    if (rowScale)
+      s += ".rowscale";
+    if (prefetch)
+      s += ".pf";
+    return s;
+  }
+};
+
+// void tile(ptr a, ptr b, ptr c, ptr extra, ptr residual, ptr next, i64 depth, i1 accumulate)
+// `extra` is the bias (at the tile's first column) or the row scales (at its first row); `next`
+// the B panel to prefetch.
+llvm::Function *tileFunction(Emitter &e, const TileShape &t) {
+  return e.helper(
+      t.name(), e.b.getVoidTy(), {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr, e.ptr, e.i64, e.i1},
+      [&](llvm::Function *f) {
+        auto &b = e.b;
+        f->addFnAttr(llvm::Attribute::NoInline);
+        for (unsigned i = 0; i < 6; ++i)
+          f->addParamAttr(i, llvm::Attribute::NoCapture);
+        auto it = f->arg_begin();
+        Value *a = &*it++, *bp = &*it++, *c = &*it++, *extra = &*it++, *res = &*it++;
+        Value *next = &*it++, *depth = &*it++, *accumulate = &*it;
+        auto lanesOf = [&](int64_t v) { return v + 1 == t.vecs ? t.lastLanes : e.vw; };
+        size_t n = static_cast<size_t>(t.rows * t.vecs);
+        Values zero(n, e.vf(0.0f));
+        Values acc = e.loop(e.c64(0), depth, 1, zero, [&](Value *k, const Values &in) {
+          Values out = in;
+          Value *brow = e.at(bp, b.CreateMul(k, e.c64(t.bStride)));
+          Values bv;
+          for (int64_t v = 0; v < t.vecs; ++v)
+            bv.push_back(e.load(e.at(brow, v * e.vw)));
+          if (t.prefetch) {
+            Value *ahead = e.at(next, b.CreateMul(k, e.c64(t.bStride)));
+            for (int64_t line = 0; line < t.bStride; line += 16)
+              b.CreateIntrinsic(llvm::Intrinsic::prefetch, {e.ptr},
+                                {e.at(ahead, line), b.getInt32(0), b.getInt32(2), b.getInt32(1)});
+          }
+          Value *acol = e.at(a, t.aCol == 1 ? k : b.CreateMul(k, e.c64(t.aCol)));
+          for (int64_t i = 0; i < t.rows; ++i) {
+            Value *s = e.splat(e.loadScalar(e.at(acol, i * t.aRow)));
+            for (int64_t v = 0; v < t.vecs; ++v) {
+              size_t at = static_cast<size_t>(i * t.vecs + v);
+              out[at] = e.fma(s, bv[static_cast<size_t>(v)], out[at]);
+            }
+          }
+          return out;
+        });
+        acc = e.ifElse(
+            accumulate,
+            [&] {
+              Values sum = acc;
+              for (int64_t i = 0; i < t.rows; ++i)
+                for (int64_t v = 0; v < t.vecs; ++v) {
+                  size_t at = static_cast<size_t>(i * t.vecs + v);
+                  sum[at] =
+                      b.CreateFAdd(sum[at], e.load(e.at(c, i * t.ldc + v * e.vw), lanesOf(v)));
+                }
+              return sum;
+            },
+            [&] { return acc; });
+        for (int64_t i = 0; i < t.rows; ++i) {
+          Value *rowScale = t.rowScale ? e.splat(e.loadScalar(e.at(extra, i))) : nullptr;
+          for (int64_t v = 0; v < t.vecs; ++v) {
+            Value *x = acc[static_cast<size_t>(i * t.vecs + v)];
+            int64_t lanes = lanesOf(v);
+            if (t.bias)
+              x = b.CreateFAdd(x, e.load(e.at(extra, v * e.vw), lanes));
+            if (t.gelu)
+              x = e.gelu(x, t.geluApprox);
+            if (t.residual)
+              x = b.CreateFAdd(x, e.load(e.at(res, i * t.ldc + v * e.vw), lanes));
+            if (rowScale)
+              x = b.CreateFMul(x, rowScale);
+            e.store(x, e.at(c, i * t.ldc + v * e.vw), lanes);
+          }
+        }
+        b.CreateRetVoid();
+      });
+}
+
+void callTile(Emitter &e, const TileShape &t, Value *a, Value *bp, Value *c, Value *extra,
+              Value *res, Value *depth, Value *accumulate, Value *next = nullptr) {
+  Value *null = llvm::ConstantPointerNull::get(llvm::PointerType::get(e.ctx, 0));
+  e.b.CreateCall(tileFunction(e, t), {a, bp, c, extra ? extra : null, res ? res : null,
+                                      next ? next : null, depth, accumulate});
+}
+
+// Packs one panel (nr columns starting at p * nr) of a k x n B (n x k when transposed) into
+// dst[k][nr], zero past column n: void pack(ptr src, ptr dst, i64 panel).
+llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, int64_t nr) {
+  std::string name = "vitc.pack.n" + std::to_string(n) + ".k" + std::to_string(k) +
+                     (transposeB ? ".t" : "") + ".nr" + std::to_string(nr);
+  return e.helper(name, e.b.getVoidTy(), {e.ptr, e.ptr, e.i64}, [&](llvm::Function *f) {
+    auto &b = e.b;
+    f->addFnAttr(llvm::Attribute::NoInline);
+    auto it = f->arg_begin();
+    Value *src = &*it++, *dst = &*it++, *panel = &*it;
+    Value *n0 = b.CreateMul(panel, e.c64(nr));
+    Value *dstPanel = e.at(dst, b.CreateMul(panel, e.c64(k * nr)));
+    // The columns this panel holds are static for every panel but a ragged last one.
+    auto emitPanel = [&](int64_t cols) {
+      e.loop(0, k, 1, [&](Value *kk) {
+        Value *out = e.at(dstPanel, b.CreateMul(kk, e.c64(nr)));
+        for (int64_t v = 0; v < nr / e.vw; ++v) {
+          int64_t lanes = std::min(e.vw, cols - v * e.vw);
+          Value *x = e.vf(0.0f);
+          if (lanes > 0) {
+            Value *col = b.CreateAdd(n0, e.c64(v * e.vw));
+            x = transposeB
+                    ? e.gather(e.at(src, b.CreateAdd(b.CreateMul(col, e.c64(k)), kk)), k, lanes)
+                    : e.load(e.at(src, b.CreateAdd(b.CreateMul(kk, e.c64(n)), col)), lanes);
+          }
+          e.store(x, e.at(out, v * e.vw));
+        }
+      });
+    };
+    int64_t panels = ceilDiv(n, nr);
+    if (n % nr == 0) {
+      emitPanel(nr);
+    } else if (panels == 1) {
+      emitPanel(n % nr);
+    } else {
+      e.ifElse(
+          b.CreateICmpEQ(panel, e.c64(panels - 1)),
+          [&] {
+            emitPanel(n % nr);
+            return Values{};
+          },
+          [&] {
+            emitPanel(nr);
+            return Values{};
+          });
+    }
+    b.CreateRetVoid();
+  });
+}
+
+} // namespace
+
+void emitPack(Emitter &e, const PackDesc &d, const std::string &name) {
+  auto &b = e.b;
+  e.beginKernel(name);
+  Value *dst = e.arg(0), *src = e.arg(1);
+  llvm::Function *pack = packFunction(e, d.n, d.k, d.transposeB, d.nr);
+  int64_t panels = ceilDiv(d.n, d.nr);
+  e.forEachWorkItem([&](Value *w) {
+    Value *batch = b.CreateUDiv(w, e.c64(panels));
+    Value *panel = b.CreateURem(w, e.c64(panels));
+    b.CreateCall(pack, {e.at(src, b.CreateMul(batch, e.c64(d.n * d.k))),
+                        e.at(dst, b.CreateMul(batch, e.c64(roundUp(d.n, d.nr) * d.k))), panel});
+  });
+  b.CreateRetVoid();
+}
+
+void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
+  auto &b = e.b;
+  const TileConfig &t = d.tiles;
+  assert(t.vectorWidth == e.vw && t.nr % e.vw == 0 && t.mc % t.mr == 0 && t.nc % t.nr == 0 &&
+         "bad tile sizes");
+  e.beginKernel(name);
+  Value *c = e.arg(0), *a = e.arg(1), *bArg = e.arg(2);
+  int64_t next = 3;
+  Value *bias = d.bias ? e.arg(next++) : nullptr;
+  Value *res = d.residual ? e.arg(next++) : nullptr;
+  MatmulScratch ms = matmulScratch(d);
+  Value *aBlock = e.scratch;
+  Value *bScratch = e.at(e.scratch, ms.b);
+  int64_t mBlocks = ceilDiv(d.m, t.mc), nBlocks = ceilDiv(d.n, t.nc);
+  int64_t kb = depthBlock(d.k, t);
+  int64_t depthBlocks = ceilDiv(d.k, kb);
+  int64_t lastKb = d.k - (depthBlocks - 1) * kb;
+  int64_t npad = roundUp(d.n, t.nr);
+  // Column panels of a column block; the last block has `lastFull` whole panels and, when n is
+  // ragged, one partial panel after them.
+  int64_t blockPanels = t.nc / t.nr;
+  int64_t lastFull = (d.n - (nBlocks - 1) * t.nc) / t.nr, nRem = d.n % t.nr;
+  llvm::Function *pack = d.bPacked ? nullptr : packFunction(e, d.n, d.k, d.transposeB, t.nr);
+
+  e.forEachWorkItem([&](Value *w) {
+    Value *batch = b.CreateUDiv(w, e.c64(mBlocks * nBlocks));
+    Value *inBatch = b.CreateURem(w, e.c64(mBlocks * nBlocks));
+    Value *rowBlock = b.CreateUDiv(inBatch, e.c64(nBlocks));
+    Value *colBlock = b.CreateURem(inBatch, e.c64(nBlocks));
+    Value *ic = b.CreateMul(rowBlock, e.c64(t.mc));
+    Value *rows = e.smin(e.c64(t.mc), b.CreateSub(e.c64(d.m), ic));
+    Value *lastRows = b.CreateICmpEQ(rowBlock, e.c64(mBlocks - 1));
+    Value *lastCols = b.CreateICmpEQ(colBlock, e.c64(nBlocks - 1));
+    Value *firstPanel = b.CreateMul(colBlock, e.c64(blockPanels));
+    Value *fullPanels = nBlocks == 1
+                            ? e.c64(lastFull)
+                            : b.CreateSelect(lastCols, e.c64(lastFull), e.c64(blockPanels));
+    Value *aRows =
+        e.at(a, b.CreateAdd(b.CreateMul(batch, e.c64(d.m * d.k)), b.CreateMul(ic, e.c64(d.k))));
+    Value *cOffset = b.CreateAdd(b.CreateMul(batch, e.c64(d.m * d.n)), b.CreateMul(ic, e.c64(d.n)));
+    Value *cRows = e.at(c, cOffset);
+    Value *resRows = res ? e.at(res, cOffset) : nullptr;
+    Value *panels = nullptr;
+    if (d.bPacked) {
+      panels = d.bBatched ? e.at(bArg, b.CreateMul(batch, e.c64(npad * d.k))) : bArg;
+    } else {
+      Value *src = d.bBatched ? e.at(bArg, b.CreateMul(batch, e.c64(d.k * d.n))) : bArg;
+      // Pack this batch's B once: at its first work item, or the first this call sees.
+      e.ifThen(b.CreateOr(b.CreateICmpEQ(w, e.begin), b.CreateICmpEQ(inBatch, e.c64(0))), [&] {
+        e.loop(0, ceilDiv(d.n, t.nr), 1, [&](Value *p) { b.CreateCall(pack, {src, bScratch, p}); });
+      });
+      panels = bScratch;
+    }
+
+    // One depth block [pc, pc + kc): copy A's rows, then every (column panel, row panel) tile.
+    auto depthBlock = [&](Value *pc, int64_t kc, Value *first, bool last) {
+      e.loop(e.c64(0), rows, 1, [&](Value *r) {
+        Value *from = e.at(aRows, b.CreateAdd(b.CreateMul(r, e.c64(d.k)), pc));
+        Value *to = e.at(aBlock, b.CreateMul(r, e.c64(ms.aStride)));
+        e.chunks(kc, [&](Value *j, int64_t lanes) {
+          e.store(e.load(e.at(from, j), lanes), e.at(to, j), lanes);
+        });
+      });
+      Value *accumulate = b.CreateNot(first);
+      Value *rowPanels = b.CreateUDiv(rows, e.c64(t.mr));
+      Value *depth = e.c64(kc);
+      auto columnPanel = [&](Value *jr, int64_t vecs, int64_t lastLanes) {
+        TileShape shape;
+        shape.rows = t.mr;
+        shape.vecs = vecs;
+        shape.lastLanes = lastLanes;
+        shape.aRow = ms.aStride;
+        shape.bStride = t.nr;
+        shape.ldc = d.n;
+        if (last) {
+          shape.bias = d.bias;
+          shape.gelu = d.gelu;
+          shape.geluApprox = d.geluApprox;
+          shape.residual = d.residual;
+        }
+        shape.prefetch = true;
+        Value *col = b.CreateMul(jr, e.c64(t.nr));
+        Value *bPanel = e.at(
+            panels, b.CreateAdd(b.CreateMul(jr, e.c64(d.k * t.nr)), b.CreateMul(pc, e.c64(t.nr))));
+        // The panel after this one in memory (past the last one prefetches harmlessly: prefetches
+        // never fault).
+        Value *bNext = e.at(bPanel, d.k * t.nr);
+        Value *biasAt = shape.bias ? e.at(bias, col) : nullptr;
+        auto rowTile = [&](const TileShape &s, Value *ir) {
+          Value *r0 = b.CreateMul(ir, e.c64(t.mr));
+          Value *cAt = b.CreateAdd(b.CreateMul(r0, e.c64(d.n)), col);
+          callTile(e, s, e.at(aBlock, b.CreateMul(r0, e.c64(ms.aStride))), bPanel, e.at(cRows, cAt),
+                   biasAt, s.residual ? e.at(resRows, cAt) : nullptr, depth, accumulate, bNext);
+        };
+        e.loop(e.c64(0), rowPanels, 1, [&](Value *ir) { rowTile(shape, ir); });
+        if (d.m % t.mr != 0) {
+          TileShape tail = shape;
+          tail.rows = d.m % t.mr;
+          e.ifThen(lastRows, [&] { rowTile(tail, rowPanels); });
+        }
+      };
+      e.loop(firstPanel, b.CreateAdd(firstPanel, fullPanels), 1,
+             [&](Value *jr) { columnPanel(jr, t.nr / e.vw, e.vw); });
+      if (nRem > 0) {
+        int64_t vecs = ceilDiv(nRem, e.vw);
+        e.ifThen(lastCols, [&] { columnPanel(e.c64(d.n / t.nr), vecs, nRem - (vecs - 1) * e.vw); });
+      }
+    };
+    if (depthBlocks > 1)
+      e.loop(e.c64(0), e.c64((depthBlocks - 1) * kb), kb,
+             [&](Value *pc) { depthBlock(pc, kb, b.CreateICmpEQ(pc, e.c64(0)), false); });
+    depthBlock(e.c64((depthBlocks - 1) * kb), lastKb, b.getInt1(depthBlocks == 1), true);
+  });
+  b.CreateRetVoid();
+}
+
+void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) {
+  auto &b = e.b;
+  const TileConfig &t = d.tiles;
+  e.beginKernel(name);
+  Value *out = e.arg(0), *q = e.arg(1), *k = e.arg(2), *v = e.arg(3);
+  Value *qScale = nullptr, *qBias = nullptr, *kScale = nullptr, *kBias = nullptr;
+  if (d.qkNorm) {
+    int64_t next = 4;
+    qScale = e.arg(next++);
+    qBias = d.normBias ? e.arg(next++) : nullptr;
+    kScale = e.arg(next++);
+    kBias = d.normBias ? e.arg(next++) : nullptr;
+  }
+  AttentionScratch as = attentionScratch(d);
+  Value *kPanels = e.at(e.scratch, as.kPanels), *vPanels = e.at(e.scratch, as.vPanels);
+  Value *qBlock = e.at(e.scratch, as.q), *sBlock = e.at(e.scratch, as.s);
+  Value *rowScale = e.at(e.scratch, as.rowScale);
+  int64_t width = d.heads * d.dh; // row stride of q, k, v and out
+  int64_t keyPanels = ceilDiv(d.tk, t.nr);
+
+  // Normalized (when qk_norm) values of a row of dh features, handed out a vector at a time.
+  auto normalizedRow = [&](Value *row, Value *scale, Value *bias,
+                           const std::function<void(Value * j, int64_t lanes, Value * x)> &use) {
+    Value *mean = nullptr, *inv = nullptr;
+    if (d.qkNorm) {
+      auto [m, s] = e.rowMoments(row, d.dh, d.eps);
+      mean = e.splat(m);
+      inv = e.splat(s);
+    }
+    e.chunks(d.dh, [&](Value *j, int64_t lanes) {
+      Value *x = e.load(e.at(row, j), lanes);
+      if (d.qkNorm) {
+        x = b.CreateFMul(b.CreateFMul(b.CreateFSub(x, mean), inv), e.load(e.at(scale, j), lanes));
+        if (bias)
+          x = b.CreateFAdd(x, e.load(e.at(bias, j), lanes));
+      }
+      use(j, lanes, x);
+    });
+  };
+
+  e.forEachWorkItem([&](Value *w) {
+    Value *batch = b.CreateUDiv(w, e.c64(d.heads));
+    Value *head = b.CreateURem(w, e.c64(d.heads));
+    Value *headCol = b.CreateMul(head, e.c64(d.dh));
+    Value *qHead = e.at(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
+    Value *kHead = e.at(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
+    Value *vHead = e.at(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
+    Value *oHead = e.at(out, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
+
+    // K^T in panels of nr keys: key t's features go down column t % nr of panel t / nr.
+    e.loop(0, d.tk, 1, [&](Value *key) {
+      Value *panel = b.CreateUDiv(key, e.c64(t.nr));
+      Value *dst = e.at(kPanels, b.CreateAdd(b.CreateMul(panel, e.c64(d.dh * t.nr)),
+                                             b.CreateURem(key, e.c64(t.nr))));
+      normalizedRow(e.at(kHead, b.CreateMul(key, e.c64(width))), kScale, kBias,
+                    [&](Value *j, int64_t lanes, Value *x) {
+                      e.scatter(x, e.at(dst, b.CreateMul(j, e.c64(t.nr))), t.nr, lanes);
+                    });
+    });
+    // Keys past tk score zero (and are never read): keep the panel free of stale values.
+    if (d.tk % t.nr != 0)
+      e.loop(0, d.dh, 1, [&](Value *f) {
+        Value *row = e.at(kPanels, b.CreateAdd(e.c64((keyPanels - 1) * d.dh * t.nr),
+                                               b.CreateMul(f, e.c64(t.nr))));
+        for (int64_t j = d.tk % t.nr; j < t.nr; ++j)
+          e.storeScalar(e.cf(0.0f), e.at(row, j));
+      });
+    // V in panels of nr features: [panel][t][nr], zero past dh.
+    e.loop(0, d.tk, 1, [&](Value *key) {
+      Value *row = e.at(vHead, b.CreateMul(key, e.c64(width)));
+      for (int64_t p = 0; p < ceilDiv(d.dh, t.nr); ++p)
+        for (int64_t u = 0; u < t.nr / e.vw; ++u) {
+          int64_t col = p * t.nr + u * e.vw;
+          int64_t lanes = std::min(e.vw, d.dh - col);
+          Value *x = lanes > 0 ? e.load(e.at(row, col), lanes) : e.vf(0.0f);
+          e.store(x, e.at(vPanels, b.CreateAdd(e.c64(p * d.tk * t.nr + u * e.vw),
+                                               b.CreateMul(key, e.c64(t.nr)))));
+        }
+    });
+
+    // One block of `rows` queries starting at q0.
+    auto queryBlock = [&](Value *q0, int64_t rows) {
+      for (int64_t i = 0; i < rows; ++i) {
+        Value *row = e.at(qHead, b.CreateMul(b.CreateAdd(q0, e.c64(i)), e.c64(width)));
+        normalizedRow(row, qScale, qBias, [&](Value *j, int64_t lanes, Value *x) {
+          e.store(b.CreateFMul(x, e.vf(d.scale)),
+                  e.at(qBlock, b.CreateAdd(j, e.c64(i * as.qStride))), lanes);
+        });
+      }
+      TileShape scores;
+      scores.rows = rows;
+      scores.vecs = t.nr / e.vw;
+      scores.lastLanes = e.vw;
+      scores.aRow = as.qStride;
+      scores.bStride = t.nr;
+      scores.ldc = as.sStride;
+      e.loop(0, keyPanels, 1, [&](Value *p) {
+        callTile(e, scores, qBlock, e.at(kPanels, b.CreateMul(p, e.c64(d.dh * t.nr))),
+                 e.at(sBlock, b.CreateMul(p, e.c64(t.nr))), nullptr, nullptr, e.c64(d.dh),
+                 b.getFalse());
+      });
+      // Softmax numerators in place; 1 / sum per row for the epilogue.
+      Value *minusInf = e.vf(-std::numeric_limits<float>::infinity());
+      for (int64_t i = 0; i < rows; ++i) {
+        Value *row = e.at(sBlock, i * as.sStride);
+        Value *mx = e.chunks(d.tk, {minusInf}, [&](Value *j, int64_t lanes, const Values &acc) {
+          return Values{e.max(acc[0], e.load(e.at(row, j), lanes, minusInf))};
+        })[0];
+        Value *mxv = e.splat(e.maxOf(mx));
+        Value *sum = e.chunks(d.tk, {e.vf(0.0f)}, [&](Value *j, int64_t lanes, const Values &acc) {
+          Value *p = e.exp(b.CreateFSub(e.load(e.at(row, j), lanes), mxv));
+          e.store(p, e.at(row, j), lanes);
+          if (lanes < e.vw)
+            p = b.CreateSelect(e.mask(lanes), p, e.vf(0.0f));
+          return Values{b.CreateFAdd(acc[0], p)};
+        })[0];
+        e.storeScalar(b.CreateFDiv(e.cf(1.0f), e.sumOf(sum)), e.at(rowScale, i));
+      }
+      // O = P V / sum, written straight into the head's columns of the output.
+      Value *oRows = e.at(oHead, b.CreateMul(q0, e.c64(width)));
+      for (int64_t p = 0; p < ceilDiv(d.dh, t.nr); ++p) {
+        int64_t cols = std::min(t.nr, d.dh - p * t.nr);
+        TileShape pv;
+        pv.rows = rows;
+        pv.vecs = ceilDiv(cols, e.vw);
+        pv.lastLanes = cols - (pv.vecs - 1) * e.vw;
+        pv.aRow = as.sStride;
+        pv.bStride = t.nr;
+        pv.ldc = width;
+        pv.rowScale = true;
+        callTile(e, pv, sBlock, e.at(vPanels, p * d.tk * t.nr), e.at(oRows, p * t.nr), rowScale,
+                 nullptr, e.c64(d.tk), b.getFalse());
+      }
+    };
+    int64_t fullBlocks = d.tq / t.mr;
+    if (fullBlocks > 0)
+      e.loop(0, fullBlocks * t.mr, t.mr, [&](Value *q0) { queryBlock(q0, t.mr); });
+    if (d.tq % t.mr != 0)
+      queryBlock(e.c64(fullBlocks * t.mr), d.tq % t.mr);
+  });
+  b.CreateRetVoid();
+}
+
+} // namespace vitc::llvmbe

@@ -1,0 +1,47 @@
+// From a plan to machine code: target selection, IR generation, optimization, JIT and objects.
+//
+// This is the one place that drives LLVM's pass pipeline, ORC and the code generator (the
+// headers that make a file slow to compile stay in compiler.cpp). LLVM errors become vitc
+// Errors here; no exception crosses an LLVM frame.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/llvm/exe/program_table.h"
+#include "backends/llvm/llvm_backend.h"
+#include "backends/llvm/plan.h"
+
+namespace vitc::llvmbe {
+
+// The machine the code is for, resolved from Options.
+struct Target {
+  std::string triple;
+  std::string cpu;
+  std::string features; // comma-separated, as LLVM takes them
+  int64_t vectorWidth = 16;
+  TileConfig tiles;
+  int optLevel = 2;
+  bool verify = false;
+};
+
+Expected<Target> resolveTarget(const Options &options);
+
+// Kernels JIT-compiled into this process; the functions live as long as this object.
+class JitKernels {
+public:
+  virtual ~JitKernels() = default;
+  std::vector<exe::KernelFn> functions; // one per Plan::kernels entry
+};
+
+Expected<std::unique_ptr<JitKernels>> compileJit(const Plan &plan, const Target &target,
+                                                 const std::string &saveObject,
+                                                 CompileReport &report);
+
+enum class OutputKind { LlvmIr, Assembly, Object };
+// The plan's kernels (and its program table when `table`) as text or an object file image.
+Expected<std::string> compileToBuffer(const Plan &plan, const Target &target, bool table,
+                                      OutputKind kind, CompileReport &report);
+
+} // namespace vitc::llvmbe

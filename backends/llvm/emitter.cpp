@@ -1,0 +1,321 @@
+// IRBuilder helpers: kernel signature, loops, masked vectors, vector math.
+#include "backends/llvm/emitter.h"
+
+#include <cassert>
+
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/Module.h>
+
+namespace vitc::llvmbe {
+
+using llvm::BasicBlock;
+using llvm::PHINode;
+
+Emitter::Emitter(llvm::Module &module, const CodegenTarget &t)
+    : ctx(module.getContext()), mod(module), b(module.getContext()), target(t), vw(t.vectorWidth) {
+  f32 = b.getFloatTy();
+  i1 = b.getInt1Ty();
+  i32 = b.getInt32Ty();
+  i64 = b.getInt64Ty();
+  ptr = b.getPtrTy();
+  vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(vw));
+}
+
+void Emitter::setKernelAttributes(llvm::Function *f) {
+  f->addFnAttr(llvm::Attribute::NoUnwind);
+  if (!target.cpu.empty())
+    f->addFnAttr("target-cpu", target.cpu);
+  if (!target.features.empty())
+    f->addFnAttr("target-features", target.features);
+  // Without these LLVM keeps explicit <16 x float> vectors out of zmm registers and vectorizes
+  // loops to ymm (see shared/notes/toolchain.md).
+  std::string bits = std::to_string(vw * 32);
+  f->addFnAttr("min-legal-vector-width", bits);
+  f->addFnAttr("prefer-vector-width", bits);
+}
+
+llvm::Function *Emitter::beginKernel(const std::string &name) {
+  auto *type = llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64, ptr}, false);
+  llvm::Function *f = llvm::Function::Create(type, llvm::GlobalValue::ExternalLinkage, name, mod);
+  setKernelAttributes(f);
+  for (unsigned i : {0u, 3u}) {
+    f->addParamAttr(i, llvm::Attribute::NoCapture);
+    f->addParamAttr(i, llvm::Attribute::NoUndef);
+  }
+  f->addParamAttr(3, llvm::Attribute::NoAlias);
+  auto it = f->arg_begin();
+  args = &*it++;
+  begin = &*it++;
+  end = &*it++;
+  scratch = &*it;
+  args->setName("args");
+  begin->setName("begin");
+  end->setName("end");
+  scratch->setName("scratch");
+  b.SetInsertPoint(BasicBlock::Create(ctx, "entry", f));
+  return f;
+}
+
+llvm::Function *Emitter::beginHelper(const std::string &name, llvm::Type *result,
+                                     const std::vector<llvm::Type *> &params) {
+  auto *type = llvm::FunctionType::get(result, params, false);
+  llvm::Function *f = llvm::Function::Create(type, llvm::GlobalValue::InternalLinkage, name, mod);
+  setKernelAttributes(f);
+  b.SetInsertPoint(BasicBlock::Create(ctx, "entry", f));
+  return f;
+}
+
+llvm::Function *Emitter::helper(const std::string &name, llvm::Type *result,
+                                const std::vector<llvm::Type *> &params,
+                                const std::function<void(llvm::Function *)> &build) {
+  if (auto it = helpers_.find(name); it != helpers_.end())
+    return it->second;
+  llvm::IRBuilderBase::InsertPointGuard guard(b);
+  llvm::Function *f = beginHelper(name, result, params);
+  helpers_[name] = f;
+  build(f);
+  return f;
+}
+
+Emitter::Value *Emitter::arg(int64_t i) {
+  Value *slot = b.CreateGEP(ptr, args, c64(i));
+  auto *p = b.CreateAlignedLoad(ptr, slot, llvm::MaybeAlign(8), "arg" + std::to_string(i));
+  return p;
+}
+
+Emitter::Values Emitter::loop(Value *lo, Value *hi, int64_t step, Values init,
+                              const std::function<Values(Value *, const Values &)> &body) {
+  BasicBlock *pre = b.GetInsertBlock();
+  llvm::Function *f = pre->getParent();
+  BasicBlock *header = BasicBlock::Create(ctx, "loop", f);
+  BasicBlock *bodyBlock = BasicBlock::Create(ctx, "body", f);
+  BasicBlock *exit = BasicBlock::Create(ctx, "done", f);
+  b.CreateBr(header);
+  b.SetInsertPoint(header);
+  PHINode *i = b.CreatePHI(i64, 2, "i");
+  i->addIncoming(lo, pre);
+  std::vector<PHINode *> phis;
+  Values carried;
+  for (Value *v : init) {
+    PHINode *phi = b.CreatePHI(v->getType(), 2);
+    phi->addIncoming(v, pre);
+    phis.push_back(phi);
+    carried.push_back(phi);
+  }
+  b.CreateCondBr(b.CreateICmpSLT(i, hi), bodyBlock, exit);
+  b.SetInsertPoint(bodyBlock);
+  Values next = body(i, carried);
+  assert(next.size() == phis.size() && "loop body returned the wrong number of values");
+  Value *iNext = b.CreateAdd(i, c64(step), "i.next", /*HasNUW=*/true, /*HasNSW=*/true);
+  BasicBlock *latch = b.GetInsertBlock();
+  b.CreateBr(header);
+  i->addIncoming(iNext, latch);
+  for (size_t k = 0; k < phis.size(); ++k)
+    phis[k]->addIncoming(next[k], latch);
+  b.SetInsertPoint(exit);
+  return carried;
+}
+
+void Emitter::loop(Value *lo, Value *hi, int64_t step, const std::function<void(Value *)> &body) {
+  loop(lo, hi, step, {}, [&](Value *i, const Values &) {
+    body(i);
+    return Values{};
+  });
+}
+
+Emitter::Values
+Emitter::chunks(int64_t n, Values init,
+                const std::function<Values(Value *, int64_t, const Values &)> &body) {
+  int64_t full = n / vw * vw;
+  Values carried = init;
+  if (full == vw) {
+    carried = body(c64(0), vw, carried);
+  } else if (full > 0) {
+    carried = loop(c64(0), c64(full), vw, carried,
+                   [&](Value *j, const Values &c) { return body(j, vw, c); });
+  }
+  if (n > full)
+    carried = body(c64(full), n - full, carried);
+  return carried;
+}
+
+void Emitter::chunks(int64_t n, const std::function<void(Value *, int64_t)> &body) {
+  chunks(n, {}, [&](Value *j, int64_t lanes, const Values &) {
+    body(j, lanes);
+    return Values{};
+  });
+}
+
+void Emitter::ifThen(Value *cond, const std::function<void()> &then) {
+  llvm::Function *f = b.GetInsertBlock()->getParent();
+  BasicBlock *thenBlock = BasicBlock::Create(ctx, "then", f);
+  BasicBlock *merge = BasicBlock::Create(ctx, "endif", f);
+  b.CreateCondBr(cond, thenBlock, merge);
+  b.SetInsertPoint(thenBlock);
+  then();
+  b.CreateBr(merge);
+  b.SetInsertPoint(merge);
+}
+
+Emitter::Values Emitter::ifElse(Value *cond, const std::function<Values()> &then,
+                                const std::function<Values()> &otherwise) {
+  llvm::Function *f = b.GetInsertBlock()->getParent();
+  BasicBlock *thenBlock = BasicBlock::Create(ctx, "then", f);
+  BasicBlock *elseBlock = BasicBlock::Create(ctx, "else", f);
+  BasicBlock *merge = BasicBlock::Create(ctx, "endif", f);
+  b.CreateCondBr(cond, thenBlock, elseBlock);
+  b.SetInsertPoint(thenBlock);
+  Values a = then();
+  BasicBlock *thenEnd = b.GetInsertBlock();
+  b.CreateBr(merge);
+  b.SetInsertPoint(elseBlock);
+  Values c = otherwise();
+  BasicBlock *elseEnd = b.GetInsertBlock();
+  b.CreateBr(merge);
+  b.SetInsertPoint(merge);
+  assert(a.size() == c.size() && "if branches return different numbers of values");
+  Values out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    PHINode *phi = b.CreatePHI(a[i]->getType(), 2);
+    phi->addIncoming(a[i], thenEnd);
+    phi->addIncoming(c[i], elseEnd);
+    out.push_back(phi);
+  }
+  return out;
+}
+
+llvm::Constant *Emitter::mask(int64_t lanes) {
+  std::vector<llvm::Constant *> bits;
+  for (int64_t i = 0; i < vw; ++i)
+    bits.push_back(b.getInt1(i < lanes));
+  return llvm::ConstantVector::get(bits);
+}
+
+Emitter::Value *Emitter::load(Value *p, int64_t lanes, Value *fill) {
+  if (lanes < 0 || lanes >= vw)
+    return b.CreateAlignedLoad(vec, p, llvm::MaybeAlign(4));
+  if (!fill)
+    fill = llvm::Constant::getNullValue(vec);
+  return b.CreateMaskedLoad(vec, p, llvm::Align(4), mask(lanes), fill);
+}
+
+void Emitter::store(Value *v, Value *p, int64_t lanes) {
+  if (lanes < 0 || lanes >= vw) {
+    b.CreateAlignedStore(v, p, llvm::MaybeAlign(4));
+    return;
+  }
+  b.CreateMaskedStore(v, p, llvm::Align(4), mask(lanes));
+}
+
+// Lane offsets i * stride, as 32-bit indices when they fit (gathers and scatters with 32-bit
+// indices handle a whole vector per instruction).
+static llvm::Constant *laneOffsets(llvm::IRBuilder<> &b, int64_t vw, int64_t stride) {
+  bool narrow = stride * vw < (int64_t{1} << 31);
+  std::vector<llvm::Constant *> offsets;
+  for (int64_t i = 0; i < vw; ++i)
+    offsets.push_back(
+        narrow ? static_cast<llvm::Constant *>(b.getInt32(static_cast<uint32_t>(i * stride)))
+               : b.getInt64(static_cast<uint64_t>(i * stride)));
+  return llvm::ConstantVector::get(offsets);
+}
+
+Emitter::Value *Emitter::gather(Value *p, int64_t stride, int64_t lanes) {
+  Value *ptrs = b.CreateGEP(f32, p, laneOffsets(b, vw, stride));
+  return b.CreateMaskedGather(vec, ptrs, llvm::Align(4), mask(lanes < 0 ? vw : lanes),
+                              llvm::Constant::getNullValue(vec));
+}
+
+void Emitter::scatter(Value *v, Value *p, int64_t stride, int64_t lanes) {
+  Value *ptrs = b.CreateGEP(f32, p, laneOffsets(b, vw, stride));
+  b.CreateMaskedScatter(v, ptrs, llvm::Align(4), mask(lanes < 0 ? vw : lanes));
+}
+
+std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(Value *row, int64_t d,
+                                                                  float eps) {
+  Value *zero = vf(0.0f);
+  Value *sum = chunks(d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+    return Values{b.CreateFAdd(acc[0], load(at(row, j), lanes))};
+  })[0];
+  Value *mean = b.CreateFMul(sumOf(sum), cf(1.0f / static_cast<float>(d)));
+  Value *meanV = splat(mean);
+  // Masked lanes read as the mean, so they add nothing to the squared deviations.
+  Value *sq = chunks(d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+    Value *dev = b.CreateFSub(load(at(row, j), lanes, meanV), meanV);
+    return Values{fma(dev, dev, acc[0])};
+  })[0];
+  Value *var = b.CreateFMul(sumOf(sq), cf(1.0f / static_cast<float>(d)));
+  Value *sd = b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, b.CreateFAdd(var, cf(eps)));
+  return {mean, b.CreateFDiv(cf(1.0f), sd)};
+}
+
+Emitter::Value *Emitter::fma(Value *a, Value *x, Value *c) {
+  return b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {a->getType()}, {a, x, c});
+}
+
+Emitter::Value *Emitter::sumOf(Value *v) {
+  Value *sum = b.CreateFAddReduce(llvm::ConstantFP::getNegativeZero(f32), v);
+  // A tree of shuffles instead of vw dependent adds.
+  llvm::cast<llvm::Instruction>(sum)->setHasAllowReassoc(true);
+  return sum;
+}
+
+Emitter::Value *Emitter::maxOf(Value *v) {
+  Value *m = b.CreateFPMaxReduce(v);
+  llvm::cast<llvm::Instruction>(m)->setHasNoNaNs(true);
+  return m;
+}
+
+// exp(x) = 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2) / 2: r from a two-constant
+// Cody-Waite reduction, e^r from a degree-6 polynomial (Cephes expf), 2^n built in the exponent
+// bits. Relative error below 1e-7 over the clamped range; results below e^-87.3 round to about
+// 1e-38 rather than to zero, which no caller can tell from zero.
+Emitter::Value *Emitter::exp(Value *x) {
+  x = max(x, vf(-87.33654f));
+  x = min(x, vf(88.37626f));
+  Value *n =
+      b.CreateUnaryIntrinsic(llvm::Intrinsic::roundeven, b.CreateFMul(x, vf(1.44269504088896341f)));
+  Value *r = fma(n, vf(-0.693359375f), x);
+  r = fma(n, vf(2.12194440e-4f), r);
+  Value *p = vf(1.9875691500e-4f);
+  for (float c :
+       {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+    p = fma(p, r, vf(c));
+  p = fma(p, b.CreateFMul(r, r), r);
+  p = b.CreateFAdd(p, vf(1.0f));
+  auto *ivec = llvm::FixedVectorType::get(i32, static_cast<unsigned>(vw));
+  Value *e = b.CreateAdd(b.CreateFPToSI(n, ivec), llvm::ConstantInt::get(ivec, 127));
+  Value *scale = b.CreateBitCast(b.CreateShl(e, llvm::ConstantInt::get(ivec, 23)), vec);
+  return b.CreateFMul(p, scale);
+}
+
+// erf as an odd rational function on [-4, 4] (outside, erf is +-1 in float): the coefficients of
+// Eigen's and XLA's float erf; absolute error about 3e-7.
+Emitter::Value *Emitter::erf(Value *x) {
+  x = max(min(x, vf(4.0f)), vf(-4.0f));
+  Value *x2 = b.CreateFMul(x, x);
+  Value *p = vf(-2.72614225801306e-10f);
+  for (float c : {2.77068142495902e-08f, -2.10102402082508e-06f, -5.69250639462346e-05f,
+                  -7.34990630326855e-04f, -2.95459980854025e-03f, -1.60960333262415e-02f})
+    p = fma(x2, p, vf(c));
+  p = b.CreateFMul(x, p);
+  Value *q = vf(-1.45660718464996e-05f);
+  for (float c : {-2.13374055278905e-04f, -1.68282697438203e-03f, -7.37332916720468e-03f,
+                  -1.42647390514189e-02f})
+    q = fma(x2, q, vf(c));
+  return b.CreateFDiv(p, q);
+}
+
+Emitter::Value *Emitter::gelu(Value *x, bool approximate) {
+  if (!approximate) {
+    // x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))
+    Value *e = erf(b.CreateFMul(x, vf(0.70710678118654752f)));
+    return b.CreateFMul(b.CreateFMul(x, vf(0.5f)), b.CreateFAdd(e, vf(1.0f)));
+  }
+  // x/2 * (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) * (x + 0.044715 x^3)
+  Value *x3 = b.CreateFMul(b.CreateFMul(x, x), x);
+  Value *u = b.CreateFMul(fma(x3, vf(0.044715f), x), vf(0.7978845608028654f));
+  Value *e = exp(b.CreateFMul(u, vf(-2.0f)));
+  return b.CreateFDiv(x, b.CreateFAdd(e, vf(1.0f)));
+}
+
+} // namespace vitc::llvmbe

@@ -1,0 +1,117 @@
+// IRBuilder helpers shared by the kernel generators (internal to backends/llvm).
+//
+// An Emitter builds one kernel function at a time: the standard signature and attributes,
+// argument loads, counted loops with carried values, masked vector loads and stores for the
+// ragged ends of rows (masks are constants: every shape is static), and vector math (exp, erf,
+// GELU) accurate to a few float ulps.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <llvm/IR/IRBuilder.h>
+
+#include "backends/llvm/codegen.h"
+
+namespace vitc::llvmbe {
+
+class Emitter {
+public:
+  using Value = llvm::Value;
+  using Values = std::vector<Value *>;
+
+  Emitter(llvm::Module &module, const CodegenTarget &target);
+
+  llvm::LLVMContext &ctx;
+  llvm::Module &mod;
+  llvm::IRBuilder<> b;
+  const CodegenTarget target;
+  const int64_t vw; // floats per vector
+  llvm::Type *f32, *i1, *i32, *i64, *ptr;
+  llvm::FixedVectorType *vec;
+
+  // Starts `void name(ptr args, i64 begin, i64 end, ptr scratch)`; sets the four members below.
+  llvm::Function *beginKernel(const std::string &name);
+  // Starts an internal helper function with the kernel attributes.
+  llvm::Function *beginHelper(const std::string &name, llvm::Type *result,
+                              const std::vector<llvm::Type *> &params);
+  // An internal function made once per module: `build` runs (with the builder at the new
+  // function's entry, restored afterwards) only the first time `name` is asked for.
+  llvm::Function *helper(const std::string &name, llvm::Type *result,
+                         const std::vector<llvm::Type *> &params,
+                         const std::function<void(llvm::Function *)> &build);
+  void setKernelAttributes(llvm::Function *f);
+  Value *args = nullptr, *begin = nullptr, *end = nullptr, *scratch = nullptr;
+  Value *arg(int64_t i); // args[i], a float pointer
+
+  Value *c64(int64_t v) { return b.getInt64(static_cast<uint64_t>(v)); }
+  Value *cf(float v) { return llvm::ConstantFP::get(f32, v); }
+  Value *vf(float v) { return llvm::ConstantFP::get(vec, v); }
+  Value *splat(Value *scalar) { return b.CreateVectorSplat(static_cast<unsigned>(vw), scalar); }
+  // &base[index] for a float pointer.
+  Value *at(Value *base, Value *index) { return b.CreateGEP(f32, base, index); }
+  Value *at(Value *base, int64_t index) { return index == 0 ? base : at(base, c64(index)); }
+
+  // for (i = lo; i < hi; i += step) body(i), carrying values from one iteration to the next;
+  // returns the carried values after the loop.
+  Values loop(Value *lo, Value *hi, int64_t step, Values init,
+              const std::function<Values(Value *i, const Values &carried)> &body);
+  void loop(Value *lo, Value *hi, int64_t step, const std::function<void(Value *i)> &body);
+  void loop(int64_t lo, int64_t hi, int64_t step, const std::function<void(Value *i)> &body) {
+    loop(c64(lo), c64(hi), step, body);
+  }
+  // The work-item loop of a kernel: for (w = begin; w < end; ++w).
+  void forEachWorkItem(const std::function<void(Value *w)> &body) { loop(begin, end, 1, body); }
+  // Walks [0, n) in vectors: `body(j, lanes, carried)` for full vectors in a loop, then once for
+  // the ragged tail (lanes < vw).
+  Values chunks(int64_t n, Values init,
+                const std::function<Values(Value *j, int64_t lanes, const Values &carried)> &body);
+  void chunks(int64_t n, const std::function<void(Value *j, int64_t lanes)> &body);
+
+  void ifThen(Value *cond, const std::function<void()> &then);
+  Values ifElse(Value *cond, const std::function<Values()> &then,
+                const std::function<Values()> &otherwise);
+
+  // Vector loads and stores of `lanes` floats; lanes < vw are masked (lanes beyond read as
+  // `fill`, or zero).
+  llvm::Constant *mask(int64_t lanes);
+  Value *load(Value *p, int64_t lanes = -1, Value *fill = nullptr);
+  void store(Value *v, Value *p, int64_t lanes = -1);
+  // Lanes i*stride apart (gathered), masked to `lanes`.
+  Value *gather(Value *p, int64_t stride, int64_t lanes = -1);
+  void scatter(Value *v, Value *p, int64_t stride, int64_t lanes = -1);
+  Value *loadScalar(Value *p) { return b.CreateAlignedLoad(f32, p, llvm::MaybeAlign(4)); }
+  void storeScalar(Value *v, Value *p) { b.CreateAlignedStore(v, p, llvm::MaybeAlign(4)); }
+
+  // The mean of a row of `d` floats and 1 / sqrt(variance + eps), as LayerNorm needs them
+  // (two passes: the sum, then the squared deviations).
+  std::pair<Value *, Value *> rowMoments(Value *row, int64_t d, float eps);
+
+  Value *fma(Value *a, Value *x, Value *c); // a * x + c, fused where the target can
+  Value *sumOf(Value *v);                   // horizontal sum
+  Value *maxOf(Value *v);                   // horizontal maximum
+  Value *exp(Value *v);
+  Value *erf(Value *v);
+  Value *gelu(Value *v, bool approximate);
+  Value *min(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOLT(c, a), c, a); }
+  Value *max(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOGT(c, a), c, a); }
+  Value *smin(Value *a, Value *c) { return b.CreateSelect(b.CreateICmpSLT(c, a), c, a); }
+
+private:
+  std::map<std::string, llvm::Function *> helpers_;
+};
+
+// One generator per kernel kind: each emits the kernel `name` for its description.
+void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name);
+void emitPack(Emitter &e, const PackDesc &d, const std::string &name);
+void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name);
+void emitEltwise(Emitter &e, const EltwiseDesc &d, const std::string &name);
+void emitLayerNorm(Emitter &e, const LayerNormDesc &d, const std::string &name);
+void emitSoftmax(Emitter &e, const SoftmaxDesc &d, const std::string &name);
+void emitMean(Emitter &e, const MeanDesc &d, const std::string &name);
+void emitCopy(Emitter &e, const CopyDesc &d, const std::string &name);
+void emitFill(Emitter &e, const FillDesc &d, const std::string &name);
+
+} // namespace vitc::llvmbe

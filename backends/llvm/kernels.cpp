@@ -1,0 +1,188 @@
+// Kernel descriptions: keys, work items and scratch sizes.
+#include "backends/llvm/kernels.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace vitc::llvmbe {
+namespace {
+
+std::string tilesKey(const TileConfig &t) {
+  return fmt::format("vw{} mr{} nr{} kc{} mc{} nc{}", t.vectorWidth, t.mr, t.nr, t.kc, t.mc, t.nc);
+}
+
+// Floats are keyed by their exact bits: two kernels share code only if they compute the same.
+std::string floatKey(float f) { return fmt::format("{:a}", f); }
+
+struct KeyOf {
+  std::string operator()(const MatmulDesc &d) const {
+    return fmt::format("matmul batch{} m{} n{} k{} bb{} tb{} packed{} bias{} gelu{}{} res{} {}",
+                       d.batch, d.m, d.n, d.k, d.bBatched, d.transposeB, d.bPacked, d.bias, d.gelu,
+                       d.geluApprox ? "tanh" : "", d.residual, tilesKey(d.tiles));
+  }
+  std::string operator()(const PackDesc &d) const {
+    return fmt::format("pack batch{} n{} k{} tb{} nr{} vw{}", d.batch, d.n, d.k, d.transposeB, d.nr,
+                       d.vectorWidth);
+  }
+  std::string operator()(const EltwiseDesc &d) const {
+    static const char *names[] = {"add", "mul", "scale", "gelu"};
+    std::string key = fmt::format("{} shape{} vw{}", names[static_cast<int>(d.op)],
+                                  fmt::join(d.shape, "x"), d.vectorWidth);
+    for (const auto &s : d.strides)
+      key += fmt::format(" s{}", fmt::join(s, ","));
+    if (d.op == EltOp::Scale)
+      key += " factor" + floatKey(d.factor);
+    if (d.op == EltOp::Gelu && d.approximate)
+      key += " tanh";
+    return key;
+  }
+  std::string operator()(const LayerNormDesc &d) const {
+    return fmt::format("layer_norm rows{} d{} bias{} eps{} vw{}", d.rows, d.d, d.bias,
+                       floatKey(d.eps), d.vectorWidth);
+  }
+  std::string operator()(const SoftmaxDesc &d) const {
+    return fmt::format("softmax rows{} d{} vw{}", d.rows, d.d, d.vectorWidth);
+  }
+  std::string operator()(const MeanDesc &d) const {
+    return fmt::format("mean outer{} n{} inner{} vw{}", d.outer, d.n, d.inner, d.vectorWidth);
+  }
+  std::string operator()(const CopyDesc &d) const {
+    return fmt::format("copy shape{} src{}+{} dst{}+{} vw{}", fmt::join(d.shape, "x"),
+                       fmt::join(d.srcStrides, ","), d.srcOffset, fmt::join(d.dstStrides, ","),
+                       d.dstOffset, d.vectorWidth);
+  }
+  std::string operator()(const FillDesc &d) const {
+    return fmt::format("fill n{} value{} vw{}", d.n, floatKey(d.value), d.vectorWidth);
+  }
+  std::string operator()(const AttentionDesc &d) const {
+    return fmt::format("attention batch{} tq{} tk{} heads{} dh{} scale{} qknorm{} bias{} eps{} {}",
+                       d.batch, d.tq, d.tk, d.heads, d.dh, floatKey(d.scale), d.qkNorm, d.normBias,
+                       floatKey(d.eps), tilesKey(d.tiles));
+  }
+};
+
+struct KindOf {
+  std::string operator()(const MatmulDesc &) const { return "matmul"; }
+  std::string operator()(const PackDesc &) const { return "pack"; }
+  std::string operator()(const EltwiseDesc &d) const {
+    static const char *names[] = {"add", "mul", "scale", "gelu"};
+    return names[static_cast<int>(d.op)];
+  }
+  std::string operator()(const LayerNormDesc &) const { return "layer_norm"; }
+  std::string operator()(const SoftmaxDesc &) const { return "softmax"; }
+  std::string operator()(const MeanDesc &) const { return "mean"; }
+  std::string operator()(const CopyDesc &) const { return "copy"; }
+  std::string operator()(const FillDesc &) const { return "fill"; }
+  std::string operator()(const AttentionDesc &) const { return "attention"; }
+};
+
+int64_t product(const std::vector<int64_t> &v, size_t from, size_t to) {
+  int64_t p = 1;
+  for (size_t i = from; i < to; ++i)
+    p *= v[i];
+  return p;
+}
+
+struct WorkOf {
+  int64_t operator()(const MatmulDesc &d) const {
+    return d.batch * ceilDiv(d.m, d.tiles.mc) * ceilDiv(d.n, d.tiles.nc);
+  }
+  int64_t operator()(const PackDesc &d) const { return d.batch * ceilDiv(d.n, d.nr); }
+  int64_t operator()(const EltwiseDesc &d) const {
+    return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1);
+  }
+  int64_t operator()(const LayerNormDesc &d) const { return d.rows; }
+  int64_t operator()(const SoftmaxDesc &d) const { return d.rows; }
+  int64_t operator()(const MeanDesc &d) const { return d.outer; }
+  int64_t operator()(const CopyDesc &d) const {
+    return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1);
+  }
+  int64_t operator()(const FillDesc &) const { return 1; }
+  int64_t operator()(const AttentionDesc &d) const { return d.batch * d.heads; }
+};
+
+struct ArgsOf {
+  int64_t operator()(const MatmulDesc &d) const { return 3 + d.bias + d.residual; }
+  int64_t operator()(const PackDesc &) const { return 2; }
+  int64_t operator()(const EltwiseDesc &d) const {
+    return 1 + static_cast<int64_t>(d.strides.size());
+  }
+  int64_t operator()(const LayerNormDesc &d) const { return 3 + d.bias; }
+  int64_t operator()(const SoftmaxDesc &) const { return 2; }
+  int64_t operator()(const MeanDesc &) const { return 2; }
+  int64_t operator()(const CopyDesc &) const { return 2; }
+  int64_t operator()(const FillDesc &) const { return 1; }
+  int64_t operator()(const AttentionDesc &d) const {
+    return 4 + (d.qkNorm ? (d.normBias ? 4 : 2) : 0);
+  }
+};
+
+} // namespace
+
+std::string kernelKey(const KernelDesc &desc) { return std::visit(KeyOf{}, desc); }
+std::string kernelKindName(const KernelDesc &desc) { return std::visit(KindOf{}, desc); }
+int64_t workItems(const KernelDesc &desc) { return std::visit(WorkOf{}, desc); }
+int64_t numArgs(const KernelDesc &desc) { return std::visit(ArgsOf{}, desc); }
+
+int64_t scratchBytes(const KernelDesc &desc) {
+  if (const auto *mm = std::get_if<MatmulDesc>(&desc))
+    return matmulScratch(*mm).total * 4;
+  if (const auto *at = std::get_if<AttentionDesc>(&desc))
+    return attentionScratch(*at).total * 4;
+  return 0;
+}
+
+int64_t packedFloats(const PackDesc &d) { return d.batch * roundUp(d.n, d.nr) * d.k; }
+
+TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t) {
+  TileConfig r = t;
+  int64_t rowBlocks = m <= 2 * t.mc ? 1 : ceilDiv(m, t.mc);
+  r.mc = std::max(t.mr, roundUp(ceilDiv(m, rowBlocks), t.mr));
+  int64_t columnBlocks = 2 * n <= 3 * t.nc ? 1 : ceilDiv(n, t.nc);
+  r.nc = std::max(t.nr, roundUp(ceilDiv(n, columnBlocks), t.nr));
+  return r;
+}
+
+int64_t depthBlock(int64_t k, const TileConfig &t) {
+  int64_t blocks = ceilDiv(k, t.kc);
+  return ceilDiv(k, blocks);
+}
+
+int64_t oddLineStride(int64_t n) {
+  int64_t lines = ceilDiv(n, 16);
+  if (lines % 2 == 0)
+    ++lines;
+  return lines * 16;
+}
+
+MatmulScratch matmulScratch(const MatmulDesc &d) {
+  MatmulScratch s;
+  s.aStride = oddLineStride(depthBlock(d.k, d.tiles));
+  s.b = roundUp(d.tiles.mc * s.aStride, 16);
+  s.total = s.b + (d.bPacked ? 0 : roundUp(d.n, d.tiles.nr) * d.k);
+  return s;
+}
+
+AttentionScratch attentionScratch(const AttentionDesc &d) {
+  const TileConfig &t = d.tiles;
+  AttentionScratch s;
+  int64_t at = 0;
+  auto take = [&](int64_t floats) {
+    int64_t here = at;
+    at += roundUp(floats, 16);
+    return here;
+  };
+  s.qStride = oddLineStride(d.dh);
+  s.sStride = oddLineStride(roundUp(d.tk, t.nr));
+  s.kPanels = take(roundUp(d.tk, t.nr) * d.dh);
+  s.vPanels = take(roundUp(d.dh, t.nr) * d.tk);
+  s.q = take(t.mr * s.qStride);
+  s.s = take(t.mr * s.sStride);
+  s.rowScale = take(t.mr);
+  s.total = at;
+  return s;
+}
+
+} // namespace vitc::llvmbe

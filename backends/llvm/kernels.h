@@ -1,0 +1,167 @@
+// Kernel descriptions: what one generated kernel computes, with every shape and attribute fixed.
+//
+// The planner (plan.h) turns each op into calls of kernels described here; the code generator
+// (codegen.h) turns each distinct description into one LLVM function. Two calls with equal
+// descriptions share a function: `kernelKey` is the deduplication key and also the comment on the
+// generated function. Descriptions hold local (per-device) sizes, so every device of a mesh runs
+// the same kernels.
+//
+// Every kernel has the C signature
+//   void kernel(float *const *args, int64_t begin, int64_t end, float *scratch)
+// `args[0]` is the output and the operands follow in op order. The kernel does work items
+// [begin, end) of `workItems(desc)` (row blocks of a matmul, heads of an attention, rows of a
+// LayerNorm, ...), so a caller may split one call over threads; `scratch` is 64-byte aligned and
+// holds at least `scratchBytes(desc)` bytes for the calling thread. Pointers to operands need only
+// float alignment: parameters may be borrowed from a mapped file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace vitc::llvmbe {
+
+// Matmul tile sizes after defaults are applied (see llvm_backend.h: Tiles).
+struct TileConfig {
+  int64_t vectorWidth = 16; // floats per vector register
+  int64_t mr = 14;          // rows of the register tile
+  int64_t nr = 32;          // columns of the register tile, a multiple of vectorWidth
+  int64_t kc = 256;         // depth of a cache block
+  int64_t mc = 168;         // rows of a cache block, a multiple of mr
+  int64_t nc = 768;         // columns of a cache block, a multiple of nr
+};
+
+// C[b] (m x n) = A[b] (m x k) * B[b] (k x n), then + bias, gelu, + residual (fused_linear's order),
+// applied to the register tile of the last depth block so C holds its final values after one
+// store. B is one matrix for every batch (`bBatched` false) or one per batch. When `bPacked`, B
+// comes already in panels (see PackDesc); otherwise the kernel packs each batch's B into scratch.
+// A work item is one (batch, row block, column block) of C. Args: C, A, B, [bias [n]],
+// [residual like C].
+struct MatmulDesc {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool bBatched = false;
+  bool transposeB = false; // B is stored [n, k] (not for packed B: packing did the transpose)
+  bool bPacked = false;
+  bool bias = false, gelu = false, geluApprox = false, residual = false;
+  TileConfig tiles;
+};
+
+// B (k x n, or n x k when `transposeB`), `batch` of them back to back, into panels of `nr`
+// columns: panel p holds B[kk][p*nr + j] at [p][kk][j], zero past column n. Args: packed, B.
+struct PackDesc {
+  int64_t batch = 1, n = 0, k = 0;
+  bool transposeB = false;
+  int64_t nr = 32, vectorWidth = 16;
+};
+
+enum class EltOp : uint8_t { Add, Mul, Scale, Gelu };
+
+// out = op(in0[, in1]) over a row-major output of `shape`; `strides[i]` gives operand i's stride
+// (in floats) for each output dimension, 0 where it broadcasts. Args: out, in0, [in1].
+struct EltwiseDesc {
+  EltOp op = EltOp::Add;
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides;
+  float factor = 1.0f;      // Scale
+  bool approximate = false; // Gelu
+  int64_t vectorWidth = 16;
+};
+
+// Over rows of `d`: (x - mean) / sqrt(var + eps) * scale (+ bias). Args: out, x, scale, [bias].
+struct LayerNormDesc {
+  int64_t rows = 0, d = 0;
+  bool bias = false;
+  float eps = 0;
+  int64_t vectorWidth = 16;
+};
+
+// Softmax over rows of `d`. Args: out, x.
+struct SoftmaxDesc {
+  int64_t rows = 0, d = 0;
+  int64_t vectorWidth = 16;
+};
+
+// out[o][j] = mean over i of x[o][i][j], x viewed as [outer, n, inner]. Args: out, x.
+struct MeanDesc {
+  int64_t outer = 0, n = 0, inner = 0;
+  int64_t vectorWidth = 16;
+};
+
+// dst[dstOffset + sum i_d * dstStrides[d]] = src[srcOffset + sum i_d * srcStrides[d]] over every
+// index of `shape`: transposes, slices, broadcasts, patchify, and one operand of a concat.
+// Args: dst, src.
+struct CopyDesc {
+  std::vector<int64_t> shape, srcStrides, dstStrides;
+  int64_t srcOffset = 0, dstOffset = 0;
+  int64_t vectorWidth = 16;
+};
+
+// out[0, n) = value. Args: out.
+struct FillDesc {
+  int64_t n = 0;
+  float value = 0;
+  int64_t vectorWidth = 16;
+};
+
+// Multi-head attention (the `attention` op) on q [batch, tq, heads*dh], k and v
+// [batch, tk, heads*dh]. Per head: K^T and V are packed (K normalized when qkNorm) into scratch,
+// then each block of `tiles.mr` query rows is normalized and scaled, its scores block
+// (mr x tk) computed with the matmul tile, soft-maxed in scratch and multiplied by V; the score
+// matrix never exists whole. Work items: batch * heads. Args: out, q, k, v, [qScale, [qBias],
+// kScale, [kBias]].
+struct AttentionDesc {
+  int64_t batch = 0, tq = 0, tk = 0, heads = 0, dh = 0;
+  float scale = 1;
+  bool qkNorm = false, normBias = false;
+  float eps = 0;
+  TileConfig tiles;
+};
+
+using KernelDesc = std::variant<MatmulDesc, PackDesc, EltwiseDesc, LayerNormDesc, SoftmaxDesc,
+                                MeanDesc, CopyDesc, FillDesc, AttentionDesc>;
+
+// A canonical one-line description: equal keys mean identical generated code.
+std::string kernelKey(const KernelDesc &desc);
+// A short name for symbols and reports: "matmul", "attention", ...
+std::string kernelKindName(const KernelDesc &desc);
+int64_t workItems(const KernelDesc &desc);
+int64_t scratchBytes(const KernelDesc &desc);
+int64_t numArgs(const KernelDesc &desc);
+
+// Floats in a packed B of `desc` (all batches).
+int64_t packedFloats(const PackDesc &desc);
+
+// Sizes derived from the tiles, shared by the planner and the code generator.
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
+// The tiles for an m x n product: row blocks of equal size (a multiple of mr) of about mc rows,
+// and column blocks (a multiple of nr) of about nc columns; one block where two would be small.
+TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t);
+// Depth of the cache blocks of a k-long product: at most kc, all blocks but the last equal.
+int64_t depthBlock(int64_t k, const TileConfig &t);
+// A row stride (floats) of at least `n` that is an odd number of 64-byte lines, so that the rows
+// of a tile fall into different cache sets.
+int64_t oddLineStride(int64_t n);
+
+// Where a matmul keeps its scratch data (offsets and sizes in floats).
+struct MatmulScratch {
+  int64_t aStride = 0; // row stride of the copied A block (mc rows of one depth block)
+  int64_t b = 0;       // offset of the packed B of one batch, when B is not packed at load
+  int64_t total = 0;
+};
+MatmulScratch matmulScratch(const MatmulDesc &desc);
+
+// Where an attention kernel keeps one head's data (offsets and sizes in floats).
+struct AttentionScratch {
+  int64_t kPanels = 0;  // K^T in panels of nr keys: [ceil(tk/nr)][dh][nr]
+  int64_t vPanels = 0;  // V in panels of nr features: [ceil(dh/nr)][tk][nr]
+  int64_t q = 0;        // the query block, mr rows of qStride
+  int64_t s = 0;        // the score block, mr rows of sStride
+  int64_t rowScale = 0; // 1 / sum of each score row
+  int64_t qStride = 0, sStride = 0;
+  int64_t total = 0;
+};
+AttentionScratch attentionScratch(const AttentionDesc &desc);
+
+} // namespace vitc::llvmbe

@@ -1,0 +1,82 @@
+// The LLVM backend: CPU kernels generated for each op, JIT-compiled or emitted as objects.
+//
+// A module (verified, and planned by plan-memory; the backend plans a copy itself otherwise) is
+// lowered to calls of kernels whose shapes and attributes are all constants; identical kernels
+// are generated once. Kernels are vectorized for the chosen CPU (AVX-512 when it has it, else
+// AVX2), optimized at `optLevel` and either JIT-compiled with ORC LLJIT (`jitFactory`) or written
+// as an ELF object or a standalone single-device executable. Nothing here exposes LLVM types.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ir/module.h"
+#include "runtime/program.h"
+#include "support/error.h"
+
+namespace vitc::llvmbe {
+
+// Matmul (and attention) tile sizes; 0 picks the default for the target's vector width: 14 x 32
+// register tiles, kc 256, mc 168, nc 768 with AVX-512; 6 x 16, kc 256, mc 72, nc 1024 with AVX2.
+// Each product balances its blocks around mc and nc (kernels.h: matmulTiles).
+struct Tiles {
+  int64_t mr = 0; // rows of the register tile
+  int64_t nr = 0; // columns of the register tile, a multiple of the vector width
+  int64_t kc = 0; // depth of a cache block
+  int64_t mc = 0; // rows of a cache block (rounded down to a multiple of mr)
+  int64_t nc = 0; // columns of a cache block (rounded down to a multiple of nr)
+};
+
+// What compiling a module did.
+struct CompileReport {
+  int64_t ops = 0;           // ops in the module
+  int64_t kernels = 0;       // kernel calls (at load and per run) before deduplication
+  int64_t uniqueKernels = 0; // distinct kernels generated and compiled
+  std::string cpu;           // the CPU compiled for
+  int64_t vectorWidth = 0;   // floats per vector register used
+  double planSeconds = 0, codegenSeconds = 0, optimizeSeconds = 0, machineSeconds = 0;
+  double seconds = 0; // all of it: module to callable machine code (or to the output file)
+};
+
+struct Options {
+  int optLevel = 2;         // LLVM's O0..O3
+  std::string cpu = "host"; // "host", or an LLVM CPU name: "haswell", "x86-64-v4", ...
+  std::string features;     // added to the CPU's: "+avx512f,-avx512bw"
+  Tiles tiles;
+#ifdef NDEBUG
+  bool verify = false; // run LLVM's verifier on the generated IR (always in debug builds)
+#else
+  bool verify = true;
+#endif
+  // JIT only: also write the compiled object file here (for disassembly and debugging).
+  std::string saveObject;
+  // Called once per compiled module (jitFactory compiles each module once, for all devices).
+  std::function<void(const CompileReport &)> onCompiled;
+};
+
+// Builds programs for runtime::MeshRunner and friends. The module is compiled at its first
+// program and the machine code shared by every device (and every later program) of that module;
+// each program binds its device's parameters, computes weight-only values and packs weights once,
+// and allocates its workspace once.
+runtime::ProgramFactory jitFactory(Options options = {});
+
+// The optimized LLVM IR of the module's kernels (and of the program table of an executable when
+// the module runs on one device).
+Expected<std::string> emitLlvmIr(const ir::Module &m, const Options &options,
+                                 CompileReport *report = nullptr);
+// The target assembly of the same, for inspection.
+Expected<std::string> emitAssembly(const ir::Module &m, const Options &options,
+                                   CompileReport *report = nullptr);
+// A relocatable ELF object (position independent) with one function per kernel, plus the program
+// table when the module runs on one device.
+Status emitObject(const ir::Module &m, const std::string &path, const Options &options,
+                  CompileReport *report = nullptr);
+// A position-independent executable, linked with the system `c++` (or $VITC_CXX), that runs the
+// module on one device: `PROG --weights W.safetensors --input X.npy --output Y.npy`. It links the
+// runtime (backends/llvm/exe) and the C++ and GCC runtimes statically, so it needs only libc.
+// Modules whose mesh has more than one device are refused.
+Status emitExecutable(const ir::Module &m, const std::string &path, const Options &options,
+                      CompileReport *report = nullptr);
+
+} // namespace vitc::llvmbe
