@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include "autotune/search.h"
-#include "backends/interpreter/interpreter.h"
 #include "frontend/weights.h"
 #include "passes/analysis.h"
 #include "runtime/runner.h"
@@ -33,15 +32,15 @@ void printRow(size_t rank, const autotune::Evaluation &e) {
 
 // Runs a candidate on this machine's thread runtime and returns the median step time.
 Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
-                         const autotune::Candidate &c, const runtime::LinkModel &link, int runs) {
+                         const autotune::Candidate &c, const runtime::LinkModel &link,
+                         const runtime::ProgramFactory &factory, int runs) {
   VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
               autotune::compileCandidate(config, batch / c.microbatches, c));
   std::shared_ptr<const ir::Module> m = std::move(compiled);
   std::vector<Tensor> params = autotune::timingParams(*m);
   runtime::RunnerOptions options;
   options.link = link;
-  VITC_ASSIGN(auto runner,
-              runtime::MeshRunner::create(m, interp::interpreterFactory(), params, options));
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
   Tensor images = Tensor::zeros(m->inputs()[0]->shape());
   VITC_TRY(runner->run({images})); // warm-up
   std::vector<double> times;
@@ -58,7 +57,7 @@ Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
 } // namespace
 
 int runAutotune(int argc, char **argv) {
-  std::string model, targetSpec = "cpu", mode = "infer", output, link;
+  std::string model, targetSpec = "cpu", mode = "infer", output, link, backend = "llvm";
   int64_t devices = 0, batch = 0;
   int measureTop = 0, top = 10;
   bool verbose = false;
@@ -74,6 +73,8 @@ int runAutotune(int argc, char **argv) {
       "measure", po::value(&measureTop)->implicit_value(3),
       "run the best K candidates on this machine and compare (default K: 3)")(
       "top", po::value(&top)->default_value(10), "how many candidates to print")(
+      "backend", po::value(&backend)->default_value("llvm"),
+      "the backend the cpu target is calibrated for and --measure runs")(
       "verbose,v", po::bool_switch(&verbose), "list every rejected candidate and why")(
       "output,o", po::value(&output), "write the chosen layout here (JSON)");
   po::positional_options_description positional;
@@ -103,11 +104,14 @@ int runAutotune(int argc, char **argv) {
                             "config), not IR text: the IR is already for one mesh"));
   const frontend::ModelConfig &config = *loaded->config;
 
+  // Each device gets its share of the host's cores, as vitc run gives it.
+  Expected<runtime::ProgramFactory> factory = backendFactory(backend, defaultThreads(devices));
+  if (!factory)
+    return report(factory.error());
   bool terminal = isatty(STDERR_FILENO);
   if (terminal && targetSpec == "cpu")
     std::cerr << "calibrating this CPU (once; cached in ~/.cache/vitc)...\r" << std::flush;
-  Expected<autotune::Target> target =
-      autotune::loadTarget(targetSpec, interp::interpreterFactory(), "interpreter");
+  Expected<autotune::Target> target = autotune::loadTarget(targetSpec, *factory, backend);
   if (!target)
     return report(target.error());
   if (!link.empty()) {
@@ -128,8 +132,7 @@ int runAutotune(int argc, char **argv) {
         autotune::compileCandidate(config, std::max<int64_t>(1, batch / devices), single, 1);
     if (!oneLayer)
       return report(oneLayer.error());
-    if (Status s = autotune::calibrateOnModel(*target, **oneLayer, interp::interpreterFactory());
-        !s)
+    if (Status s = autotune::calibrateOnModel(*target, **oneLayer, *factory); !s)
       return report(s.error());
   }
 
@@ -208,7 +211,7 @@ int runAutotune(int argc, char **argv) {
         std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
                                  e.candidate.layoutString())
                   << std::flush;
-      Expected<double> seconds = measure(config, batch, e.candidate, target->links, 3);
+      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *factory, 3);
       if (terminal)
         std::cerr << "\r\033[K" << std::flush;
       if (!seconds)

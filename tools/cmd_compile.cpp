@@ -1,4 +1,5 @@
 // `vitc compile`: lower a model through the pass pipeline and emit the result.
+#include "backends/llvm/llvm_backend.h"
 #include "ir/dot.h"
 #include "ir/text.h"
 #include "support/files.h"
@@ -13,7 +14,8 @@ int runCompile(int argc, char **argv) {
   po::options_description desc("vitc compile options");
   desc.add_options()("help,h", "show this help");
   model.add(desc);
-  desc.add_options()("emit", po::value(&emit)->default_value("ir"), "what to produce: ir or dot")(
+  desc.add_options()("emit", po::value(&emit)->default_value("ir"),
+                     "what to produce: ir, dot, llvm, asm, obj or exe")(
       "output,o", po::value(&output), "output file (default: standard output)");
   passFlags.add(desc);
   po::positional_options_description positional;
@@ -21,11 +23,16 @@ int runCompile(int argc, char **argv) {
   po::variables_map vm;
   int exit = 0;
   if (!parseArgs(argc, argv, desc, positional, vm,
-                 "usage: vitc compile MODEL [--mesh ...] [--emit=ir|dot] [-o OUT] [pass flags]",
+                 "usage: vitc compile MODEL [--mesh ...] [--emit=ir|dot|llvm|asm|obj|exe] [-o OUT] "
+                 "[pass flags]",
                  exit))
     return exit;
-  if (emit != "ir" && emit != "dot")
-    return usageError(fmt::format("unknown --emit={} (expected ir or dot)", emit));
+  if (emit != "ir" && emit != "dot" && emit != "llvm" && emit != "asm" && emit != "obj" &&
+      emit != "exe")
+    return usageError(
+        fmt::format("unknown --emit={} (expected ir, dot, llvm, asm, obj or exe)", emit));
+  if ((emit == "obj" || emit == "exe") && (output.empty() || output == "-"))
+    return usageError(fmt::format("--emit={} needs -o FILE", emit));
 
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
@@ -43,7 +50,28 @@ int runCompile(int argc, char **argv) {
   for (const std::string &remark : ctx.remarks)
     std::cerr << "remark: " << remark << "\n";
 
-  std::string text = emit == "dot" ? ir::printDot(m) : ir::print(m);
+  llvmbe::Options backend;
+  llvmbe::CompileReport compiled;
+  if (emit == "obj" || emit == "exe") {
+    Status s = emit == "obj" ? llvmbe::emitObject(m, output, backend, &compiled)
+                             : llvmbe::emitExecutable(m, output, backend, &compiled);
+    if (!s)
+      return report(s.error());
+    std::cerr << fmt::format("remark: llvm: {} kernels ({} calls) for {} in {:.2f} s\n",
+                             compiled.uniqueKernels, compiled.kernels, compiled.cpu,
+                             compiled.seconds);
+    return 0;
+  }
+  std::string text;
+  if (emit == "llvm" || emit == "asm") {
+    Expected<std::string> code = emit == "llvm" ? llvmbe::emitLlvmIr(m, backend, &compiled)
+                                                : llvmbe::emitAssembly(m, backend, &compiled);
+    if (!code)
+      return report(code.error());
+    text = std::move(*code);
+  } else {
+    text = emit == "dot" ? ir::printDot(m) : ir::print(m);
+  }
   if (output.empty() || output == "-") {
     std::cout << text;
     return 0;

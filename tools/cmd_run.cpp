@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 
-#include "backends/interpreter/interpreter.h"
 #include "frontend/formats/npy.h"
 #include "passes/analysis.h"
 #include "runtime/mpi/mpi_runtime.h"
@@ -37,8 +36,9 @@ void printTop5(const Tensor &logits, const std::vector<std::string> &labels) {
 }
 
 struct RunFlags {
-  std::string weights, input, output, backend = "interpreter", runtime = "threads", link, trace;
+  std::string weights, input, output, backend = "llvm", runtime = "threads", link, trace;
   int repeat = 0;
+  int threads = 0; // per device; 0: the host's cores shared by the devices
   double timeoutSeconds = 60;
 };
 
@@ -56,7 +56,10 @@ int runRun(int argc, char **argv) {
       "weights: .safetensors, big_vision .npz, or random[:SEED] (default: the checkpoint's own)")(
       "input", po::value(&f.input)->required(), "images, NCHW float32 .npy")(
       "output", po::value(&f.output)->required(), "where to write the outputs (.npy)")(
-      "backend", po::value(&f.backend)->default_value("interpreter"), "interpreter")(
+      "backend", po::value(&f.backend)->default_value("llvm"),
+      "llvm (JIT-compiled kernels) or interpreter (the reference)")(
+      "threads", po::value(&f.threads)->default_value(0),
+      "threads per device for the llvm backend (default: the cores shared by the devices)")(
       "runtime", po::value(&f.runtime)->default_value("threads"),
       "threads (one thread per device) or mpi (one process per device, under mpirun)")(
       "link", po::value(&f.link),
@@ -75,8 +78,11 @@ int runRun(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc run MODEL --weights W --input X.npy --output Y.npy", exit))
     return exit;
-  if (f.backend != "interpreter")
-    return usageError(fmt::format("unknown --backend={} (expected interpreter)", f.backend));
+  if (f.backend != "interpreter" && f.backend != "llvm")
+    return usageError(
+        fmt::format("unknown --backend={} (expected llvm or interpreter)", f.backend));
+  if (f.threads < 0)
+    return usageError("--threads must not be negative");
   if (f.runtime != "threads" && f.runtime != "mpi")
     return usageError(fmt::format("unknown --runtime={} (expected threads or mpi)", f.runtime));
   if (f.repeat < 0)
@@ -140,8 +146,15 @@ int runRun(int argc, char **argv) {
     return report(s.error());
   std::shared_ptr<const ir::Module> module = std::move(loaded->module);
 
-  Expected<std::unique_ptr<runtime::MeshRunner>> runner = runtime::MeshRunner::create(
-      module, interp::interpreterFactory(), paramsInOrder(*module, *params), runnerOptions);
+  // Under MPI each process is one device and may use the host's cores as it likes.
+  int threads = f.threads > 0
+                    ? f.threads
+                    : defaultThreads(runnerOptions.processes ? 1 : module->mesh.numDevices());
+  Expected<runtime::ProgramFactory> factory = backendFactory(f.backend, threads);
+  if (!factory)
+    return report(factory.error());
+  Expected<std::unique_ptr<runtime::MeshRunner>> runner =
+      runtime::MeshRunner::create(module, *factory, paramsInOrder(*module, *params), runnerOptions);
   if (!runner)
     return report(runner.error());
   Expected<std::vector<Tensor>> outs = (*runner)->run({*images});

@@ -1,7 +1,11 @@
 // Shared steps of `vitc run` and `vitc init-weights`.
 #include "tools/model_run.h"
 
+#include <thread>
 #include <unistd.h>
+
+#include "backends/interpreter/interpreter.h"
+#include "backends/llvm/llvm_backend.h"
 
 namespace vitc::tools {
 
@@ -42,6 +46,23 @@ std::vector<Tensor> paramsInOrder(const ir::Module &m,
   for (const ir::Op *p : m.params())
     params.push_back(byName.at(p->attrs.getStr("name")));
   return params;
+}
+
+Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads) {
+  if (name == "interpreter")
+    return interp::interpreterFactory();
+  if (name == "llvm") {
+    llvmbe::Options options;
+    options.threads = std::max(1, threads);
+    return llvmbe::jitFactory(options);
+  }
+  return makeError(Loc::inFile("--backend"), "unknown backend '{}' (known: llvm, interpreter)",
+                   name);
+}
+
+int defaultThreads(int64_t devices) {
+  int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  return static_cast<int>(std::max<int64_t>(1, cores / std::max<int64_t>(1, devices)));
 }
 
 Status checkMemory(int64_t bytes, const std::string &what) {

@@ -21,6 +21,12 @@ Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
 // The values for `m`'s parameters, in order.
 std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
 
+// The program factory of a backend: "llvm" (JIT-compiled kernels; `threads` per device) or
+// "interpreter".
+Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads);
+// Threads per device when the user did not say: the host's cores shared by the mesh's devices.
+int defaultThreads(int64_t devices);
+
 // Refuses work that needs more memory than the machine has, before allocating it.
 Status checkMemory(int64_t bytes, const std::string &what);
 

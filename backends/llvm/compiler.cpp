@@ -182,6 +182,7 @@ Expected<Target> resolveTarget(const Options &options) {
       t.vectorWidth = 8;
   }
   t.tiles = defaultTiles(t.vectorWidth, options.tiles);
+  t.tiles.threads = std::max(1, options.threads);
   if (t.tiles.nr % t.vectorWidth != 0 || t.tiles.mr < 1 || t.tiles.kc < 1)
     return Error(fmt::format("bad tile sizes mr={} nr={} kc={}: nr must be a multiple of the "
                              "vector width ({}), mr and kc positive",

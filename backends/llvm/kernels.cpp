@@ -136,11 +136,20 @@ int64_t scratchBytes(const KernelDesc &desc) {
 
 int64_t packedFloats(const PackDesc &d) { return d.batch * roundUp(d.n, d.nr) * d.k; }
 
-TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t) {
+TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t, int64_t batch) {
   TileConfig r = t;
   int64_t rowBlocks = m <= 2 * t.mc ? 1 : ceilDiv(m, t.mc);
-  r.mc = std::max(t.mr, roundUp(ceilDiv(m, rowBlocks), t.mr));
   int64_t columnBlocks = 2 * n <= 3 * t.nc ? 1 : ceilDiv(n, t.nc);
+  // With several threads, enough blocks for each to get an equal share: more column blocks
+  // first (each re-packs only its rows of A), then more row blocks.
+  if (t.threads > 1) {
+    int64_t want = 2 * t.threads;
+    while (batch * rowBlocks * columnBlocks < want && ceilDiv(n, columnBlocks + 1) >= t.nr)
+      ++columnBlocks;
+    while (batch * rowBlocks * columnBlocks < want && ceilDiv(m, rowBlocks + 1) >= t.mr)
+      ++rowBlocks;
+  }
+  r.mc = std::max(t.mr, roundUp(ceilDiv(m, rowBlocks), t.mr));
   r.nc = std::max(t.nr, roundUp(ceilDiv(n, columnBlocks), t.nr));
   return r;
 }

@@ -30,6 +30,7 @@ struct TileConfig {
   int64_t kc = 256;         // depth of a cache block
   int64_t mc = 168;         // rows of a cache block, a multiple of mr
   int64_t nc = 768;         // columns of a cache block, a multiple of nr
+  int64_t threads = 1;      // threads that will split each call: blocks are sized to feed them
 };
 
 // C[b] (m x n) = A[b] (m x k) * B[b] (k x n), then + bias, gelu, + residual (fused_linear's order),
@@ -137,7 +138,7 @@ inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 // The tiles for an m x n product: row blocks of equal size (a multiple of mr) of about mc rows,
 // and column blocks (a multiple of nr) of about nc columns; one block where two would be small.
-TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t);
+TileConfig matmulTiles(int64_t m, int64_t n, const TileConfig &t, int64_t batch = 1);
 // Depth of the cache blocks of a k-long product: at most kc, all blocks but the last equal.
 int64_t depthBlock(int64_t k, const TileConfig &t);
 // A row stride (floats) of at least `n` that is an odd number of 64-byte lines, so that the rows

@@ -44,6 +44,9 @@ struct Options {
   std::string cpu = "host"; // "host", or an LLVM CPU name: "haswell", "x86-64-v4", ...
   std::string features;     // added to the CPU's: "+avx512f,-avx512bw"
   Tiles tiles;
+  // Threads each device's program splits every kernel call over (intra-op parallelism). Matmul
+  // blocks are sized for this many threads, so it is part of what gets compiled.
+  int threads = 1;
 #ifdef NDEBUG
   bool verify = false; // run LLVM's verifier on the generated IR (always in debug builds)
 #else

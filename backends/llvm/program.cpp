@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "backends/llvm/compiler.h"
+#include "backends/llvm/worker_pool.h"
 #include "runtime/blocks.h"
 
 namespace vitc::llvmbe {
@@ -39,6 +40,7 @@ private:
 struct CompiledModule {
   Plan plan;
   std::unique_ptr<JitKernels> kernels;
+  int threads = 1; // what the matmul blocks were sized for
 };
 
 class JitProgram : public runtime::DeviceProgram {
@@ -60,7 +62,9 @@ public:
     consts_.resize(plan_.constBytes.size());
     for (int64_t bytes : plan_.stagingBytes)
       staging_.emplace_back(bytes);
-    scratch_ = AlignedBuffer(plan_.scratchBytes);
+    pool_ = std::make_unique<WorkerPool>(c_->threads);
+    for (int t = 0; t < pool_->size(); ++t)
+      scratch_.emplace_back(plan_.scratchBytes);
     // Constants come to life at the first load call that writes them and, unless the forward
     // pass reads them (packed weights replace the weights themselves), go after the last that
     // reads them: loading holds little more than the parameters.
@@ -170,12 +174,15 @@ private:
     for (size_t i = 0; i < call.args.size(); ++i)
       args[i] = address(call.args[i], inputs);
     auto fn = c_->kernels->functions[static_cast<size_t>(call.kernel)];
+    auto part = [&](int thread, int64_t begin, int64_t end) {
+      fn(args, begin, end, reinterpret_cast<float *>(scratch_[static_cast<size_t>(thread)].data()));
+    };
     if (!profile_) {
-      fn(args, 0, call.work, reinterpret_cast<float *>(scratch_.data()));
+      pool_->run(call.work, part);
       return;
     }
     auto t0 = Clock::now();
-    fn(args, 0, call.work, reinterpret_cast<float *>(scratch_.data()));
+    pool_->run(call.work, part);
     Profile &p = profile_->at(static_cast<size_t>(call.kernel));
     p.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     ++p.calls;
@@ -285,7 +292,9 @@ private:
   int64_t device_;
   std::vector<Tensor> params_;
   std::vector<AlignedBuffer> consts_, staging_;
-  AlignedBuffer workspace_, scratch_;
+  AlignedBuffer workspace_;
+  std::vector<AlignedBuffer> scratch_; // one per thread of the pool
+  std::unique_ptr<WorkerPool> pool_;
   std::vector<std::unique_ptr<runtime::Request>> pending_;
   Memory memory_;
 };
@@ -309,6 +318,7 @@ Expected<std::shared_ptr<const CompiledModule>> compileModule(const ir::Module &
   if (options.onCompiled)
     options.onCompiled(report);
   auto compiled = std::make_shared<CompiledModule>();
+  compiled->threads = std::max(1, options.threads);
   compiled->plan = std::move(plan);
   compiled->kernels = std::move(kernels);
   return std::shared_ptr<const CompiledModule>(std::move(compiled));

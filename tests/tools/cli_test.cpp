@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "frontend/formats/npy.h"
+#include "tests/common/fixtures.h"
 #include "tests/common/subprocess.h"
 
 namespace vitc {
@@ -223,6 +225,46 @@ TEST(Cli, UsageErrorsExitWithTwo) {
   auto help = runVitc({"--help"});
   EXPECT_EQ(help.exit, 0);
   EXPECT_NE(help.out.find("compile"), std::string::npos);
+}
+
+} // namespace
+} // namespace vitc
+
+namespace vitc {
+namespace {
+
+TEST(CompileLlvm, EmitsIrAssemblyObjectAndAStandaloneExecutable) {
+  std::string dir = test::makeTempDir("emit");
+  std::string model = test::sourcePath("examples/parallel-tiny.vit");
+  auto ll = test::runVitc({"compile", model, "--emit=llvm"});
+  ASSERT_EQ(ll.exit, 0) << ll.err;
+  EXPECT_NE(ll.out.find("define "), std::string::npos);
+  auto obj = test::runVitc({"compile", model, "--emit=obj", "-o", dir + "/m.o"});
+  ASSERT_EQ(obj.exit, 0) << obj.err;
+  EXPECT_EQ(test::slurp(dir + "/m.o").substr(0, 4), "\x7f"
+                                                    "ELF");
+  EXPECT_NE(obj.err.find("remark: llvm:"), std::string::npos) << obj.err;
+  std::string fx = test::sourcePath("tests/fixtures/parallel_map");
+  auto exe = test::runVitc(
+      {"compile", fx + "/model.vit", "--batch", "2", "--emit=exe", "-o", dir + "/prog"});
+  ASSERT_EQ(exe.exit, 0) << exe.err;
+  auto run = test::runCommand({dir + "/prog", "--weights", fx + "/model.safetensors", "--input",
+                               fx + "/input.npy", "--output", dir + "/out.npy"});
+  ASSERT_EQ(run.exit, 0) << run.err;
+  auto got = formats::readNpy(dir + "/out.npy");
+  auto want = formats::readNpy(fx + "/logits.npy");
+  ASSERT_TRUE(got && want);
+  EXPECT_LE(test::maxAbsDiff(*got, *want), 1e-4);
+}
+
+TEST(CompileLlvm, ObjectAndExecutableNeedAnOutputFile) {
+  auto r = test::runVitc({"compile", test::sourcePath("examples/parallel-tiny.vit"), "--emit=exe"});
+  EXPECT_EQ(r.exit, 2);
+  EXPECT_NE(r.err.find("--emit=exe needs -o FILE"), std::string::npos) << r.err;
+  auto mesh = test::runVitc({"compile", test::sourcePath("examples/parallel-tiny.vit"), "--mesh",
+                             "data=1,model=2", "--emit=exe", "-o", "/tmp/never-written"});
+  EXPECT_EQ(mesh.exit, 1);
+  EXPECT_FALSE(test::fileExists("/tmp/never-written"));
 }
 
 } // namespace

@@ -1,0 +1,42 @@
+// Threads that split one kernel call's work items between them (intra-op parallelism).
+//
+// Every kernel takes a range [begin, end) of work items (row and column blocks of a matmul, heads
+// of an attention, rows of the rest), so a call splits into contiguous parts, one per thread: the
+// calling thread does part 0 and waits for the others. Workers sleep between calls.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace vitc::llvmbe {
+
+class WorkerPool {
+public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool &) = delete;
+  WorkerPool &operator=(const WorkerPool &) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Runs fn(thread, begin, end) on the parts of [0, work); returns when every part is done.
+  void run(int64_t work, const std::function<void(int, int64_t, int64_t)> &fn);
+
+private:
+  void loop(int thread);
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int, int64_t, int64_t)> *job_ = nullptr;
+  int64_t work_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+} // namespace vitc::llvmbe
