@@ -1,6 +1,7 @@
 // Shared steps of `vitc run` and `vitc init-weights`.
 #include "tools/model_run.h"
 
+#include <cstdlib>
 #include <thread>
 #include <unistd.h>
 
@@ -54,6 +55,13 @@ Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int th
   if (name == "llvm") {
     llvmbe::Options options;
     options.threads = std::max(1, threads);
+    // Tiles measured on this host once, then cached (VITC_TILES=default skips the tuning).
+    const char *choice = std::getenv("VITC_TILES");
+    if (!choice || std::string(choice) != "default") {
+      const char *home = std::getenv("HOME");
+      std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
+      VITC_ASSIGN(options.tiles, llvmbe::tunedTiles(options, dir));
+    }
     return llvmbe::jitFactory(options);
   }
   return makeError(Loc::inFile("--backend"), "unknown backend '{}' (known: llvm, interpreter)",

@@ -58,6 +58,12 @@ struct Options {
   std::function<void(const CompileReport &)> onCompiled;
 };
 
+// Matmul tiles measured on this host: a few register tiles and cache depths timed on ViT
+// projection shapes, the fastest cached as `cacheDir`/tiles-<cpu>-<width>.json (`retune` measures
+// again). Takes about two seconds the first time.
+Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir,
+                           bool retune = false);
+
 // Builds programs for runtime::MeshRunner and friends. The module is compiled at its first
 // program and the machine code shared by every device (and every later program) of that module;
 // each program binds its device's parameters, computes weight-only values and packs weights once,

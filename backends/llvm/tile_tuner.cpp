@@ -1,0 +1,107 @@
+// Choosing matmul tile sizes by measuring them on this host.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "backends/llvm/compiler.h"
+#include "support/files.h"
+
+namespace vitc::llvmbe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct AlignedFloats {
+  explicit AlignedFloats(int64_t n)
+      : p(static_cast<float *>(
+            std::aligned_alloc(64, static_cast<size_t>((n * 4 + 63) / 64 * 64)))) {
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+  }
+  ~AlignedFloats() { std::free(p); }
+  float *p;
+};
+
+// Seconds for the ViT-B/16 projection shapes at both token counts with these tiles.
+Expected<double> timeTiles(const Target &base, const Tiles &tiles) {
+  Options o;
+  o.cpu = base.cpu;
+  o.features = base.features;
+  o.tiles = tiles;
+  VITC_ASSIGN(Target target, resolveTarget(o));
+  double total = 0;
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1576, 768, 768},
+                         {197, 768, 3072},
+                         {1576, 3072, 768}}) {
+    Plan plan;
+    MatmulDesc mm;
+    mm.m = m, mm.n = n, mm.k = k, mm.bPacked = true, mm.tiles = matmulTiles(m, n, target.tiles);
+    PackDesc pack;
+    pack.n = n, pack.k = k, pack.transposeB = true, pack.nr = target.tiles.nr,
+    pack.vectorWidth = target.tiles.vectorWidth;
+    plan.kernels = {mm, pack};
+    plan.keys = {kernelKey(mm), kernelKey(pack)};
+    CompileReport report;
+    VITC_ASSIGN(std::unique_ptr<JitKernels> kernels, compileJit(plan, target, "", report));
+    AlignedFloats a(m * k), w(n * k), c(m * n), packed(packedFloats(pack)),
+        scratch(scratchBytes(mm) / 4 + 16);
+    float *packArgs[] = {packed.p, w.p};
+    kernels->functions[1](packArgs, 0, workItems(pack), scratch.p);
+    float *args[] = {c.p, a.p, packed.p};
+    double best = 1e9;
+    for (int r = 0; r < 4; ++r) {
+      auto t0 = Clock::now();
+      kernels->functions[0](args, 0, workItems(mm), scratch.p);
+      best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    total += best;
+  }
+  return total;
+}
+
+} // namespace
+
+Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, bool retune) {
+  VITC_ASSIGN(Target target, resolveTarget(options));
+  std::string cache =
+      cacheDir + "/tiles-" + target.cpu + "-" + std::to_string(target.vectorWidth) + ".json";
+  if (!retune) {
+    if (Expected<std::string> text = readFile(cache); text) {
+      try {
+        nlohmann::json j = nlohmann::json::parse(*text);
+        return Tiles{j.at("mr"), j.at("nr"), j.at("kc"), j.at("mc"), j.at("nc")};
+      } catch (const std::exception &) {
+        // A damaged cache: measure again.
+      }
+    }
+  }
+  // A few register tiles that fill the vector registers, and cache depths around L1/L2.
+  int64_t vw = target.vectorWidth;
+  std::vector<Tiles> candidates =
+      vw >= 16 ? std::vector<Tiles>{{14, 32, 256, 168, 768}, {14, 32, 384, 168, 768},
+                                    {12, 32, 384, 168, 768}, {8, 48, 256, 160, 768},
+                                    {6, 64, 256, 144, 768},  {14, 32, 512, 112, 768}}
+               : std::vector<Tiles>{
+                     {6, 16, 256, 72, 1024}, {6, 16, 384, 72, 1024}, {4, 24, 256, 64, 1008}};
+  Tiles best = candidates[0];
+  double bestSeconds = 1e9;
+  for (const Tiles &t : candidates) {
+    VITC_ASSIGN(double s, timeTiles(target, t));
+    if (s < bestSeconds) {
+      bestSeconds = s;
+      best = t;
+    }
+  }
+  nlohmann::json j{{"mr", best.mr}, {"nr", best.nr},     {"kc", best.kc},         {"mc", best.mc},
+                   {"nc", best.nc}, {"cpu", target.cpu}, {"seconds", bestSeconds}};
+  std::error_code ec;
+  std::filesystem::create_directories(cacheDir, ec);
+  if (!ec)
+    (void)writeFileAtomically(cache, j.dump(2) + "\n"); // a cache: failing to write it is fine
+  return best;
+}
+
+} // namespace vitc::llvmbe
