@@ -214,10 +214,15 @@ Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
   VITC_TRY(runner->run(inputs)); // a warm-up, and a second run: both are recorded
   VITC_TRY(runner->run(inputs));
   nlohmann::json events = nlohmann::json::parse(runner->tracer()->eventsJson());
-  // Seconds per op name, averaged over the two runs (compute spans are on thread 1).
+  // Seconds per op name, averaged over the two runs, from the compute track.
+  int computeTid = -1;
+  for (const nlohmann::json &e : events)
+    if (e.value("ph", "") == "M" && e.value("name", "") == "thread_name" &&
+        e["args"].value("name", "") == runtime::kComputeTrack)
+      computeTid = e.value("tid", -1);
   std::map<std::string, double> seconds;
   for (const nlohmann::json &e : events)
-    if (e.value("ph", "") == "X" && e.value("tid", 0) == 1)
+    if (e.value("ph", "") == "X" && e.value("tid", -2) == computeTid)
       seconds[e.value("name", "")] += e.value("dur", 0.0) * 1e-6 / 2;
   std::map<std::string, std::pair<double, double>> byKind; // keyword -> (seconds, work)
   for (const auto &op : m->ops()) {

@@ -205,6 +205,7 @@ private:
     c.kernel = kernelIndex(desc);
     c.work = workItems(desc);
     c.opName = op.name;
+    c.opKind = std::string(op.keyword());
     if (!atLoad)
       for (size_t i = 1; i < args.size(); ++i)
         markRead(args[i]);

@@ -49,6 +49,7 @@ struct KernelCall {
   std::vector<BufferRef> args;
   int64_t work = 0;   // work items; a call runs [0, work)
   std::string opName; // for traces and errors
+  std::string opKind; // the op's keyword, for traces
 };
 
 // A collective over a mesh axis of more than one device, as the interpreter does it.

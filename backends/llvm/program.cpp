@@ -11,6 +11,7 @@
 #include "backends/llvm/compiler.h"
 #include "backends/llvm/worker_pool.h"
 #include "runtime/blocks.h"
+#include "runtime/tracer.h"
 
 namespace vitc::llvmbe {
 namespace {
@@ -125,11 +126,20 @@ public:
       if (inputs[i].shape() != plan_.inputs[i].shape)
         return makeError(Loc{}, "input '{}' has shape {}, expected {}", plan_.inputs[i].name,
                          shapeString(inputs[i].shape()), shapeString(plan_.inputs[i].shape));
+    runtime::Tracer *tracer = comm.tracer();
     for (const Step &step : plan_.run) {
-      if (step.isKernel)
+      if (!step.isKernel) {
+        VITC_TRY(collective(step.collective, inputs, comm)); // collectives trace themselves
+        continue;
+      }
+      if (!tracer) {
         invoke(step.kernel, &inputs);
-      else
-        VITC_TRY(collective(step.collective, inputs, comm));
+        continue;
+      }
+      auto t0 = runtime::Tracer::now();
+      invoke(step.kernel, &inputs);
+      tracer->span(device_, runtime::kComputeTrack, step.kernel.opName, t0, runtime::Tracer::now(),
+                   {{"op", step.kernel.opKind}});
     }
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < plan_.outputs.size(); ++i) {

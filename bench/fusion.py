@@ -1,0 +1,48 @@
+"""fuse-parallel-linear's speed-up: a parallel-block model with the pass and without it, on the
+LLVM backend, 1 and 2 threads, batch 1 and 4 (medians of `vitc run --repeat`).
+
+Usage: python3 bench/fusion.py [VITC]
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VITC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE), "build/tools/vitc")
+MODEL = os.path.join(HERE, "parallel-large.vit")
+
+
+def write_images(path, batch):
+    import struct
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, 3, 224, 224), }" % batch
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    count = batch * 3 * 224 * 224
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack("<%df" % count, *[((i * 7919) % 1000) / 1000.0 - 0.5 for i in range(count)]))
+
+
+def time(images, threads, extra):
+    out = subprocess.run([VITC, "run", MODEL, "--weights", "random:0", "--input", images, "--output",
+                          images + ".out.npy", "--threads", str(threads), "--repeat", "7"] + extra,
+                         check=True, capture_output=True, text=True).stdout
+    return float(re.search(r"median latency ([0-9.]+) ms", out).group(1))
+
+
+def main():
+    print("%5s %7s | %12s %12s | %8s" % ("batch", "threads", "fused ms", "unfused ms", "speed-up"))
+    with tempfile.TemporaryDirectory() as d:
+        for batch in (1, 4):
+            images = os.path.join(d, "x%d.npy" % batch)
+            write_images(images, batch)
+            for threads in (1, 2):
+                fused = time(images, threads, [])
+                unfused = time(images, threads, ["--disable-pass=fuse-parallel-linear"])
+                print("%5d %7d | %12.2f %12.2f | %7.2fx" % (batch, threads, fused, unfused, unfused / fused),
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

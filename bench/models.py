@@ -1,0 +1,83 @@
+"""Whole-model speed: vitc (LLVM backend) against ONNX Runtime and PyTorch on ViT-Ti/16 and
+ViT-B/16, batch 1 and 8, 1 and 2 threads. Prints a table of median latency, images/s, achieved
+GFLOP/s, percentage of the FMA limit (per thread x threads) and vitc's speed-up over each peer.
+
+Usage (bench/run.sh does all of it): python3 bench/models.py FMA_GFLOPS [VITC]
+Needs: bench/peers/models/*.onnx (export_onnx.py), node with onnxruntime-node in bench/peers,
+Debian's python3-torch and python3-torchvision for the PyTorch peer.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEAK = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+VITC = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "build/tools/vitc")
+GFLOPS = {"vit-ti16": 2.51, "vit-b16": 35.13}  # per image, from `vitc stats`
+
+
+def runs_for(model, batch):
+    return 20 if model == "vit-ti16" and batch == 1 else 9 if model == "vit-ti16" or batch == 1 else 5
+
+
+def vitc(model, batch, threads, images):
+    out = subprocess.run([VITC, "run", os.path.join(ROOT, "examples", model + ".vit"), "--weights", "random:0",
+                          "--input", images, "--output", images + ".out.npy",
+                          "--threads", str(threads), "--repeat", str(runs_for(model, batch))],
+                         check=True, capture_output=True, text=True).stdout
+    return float(re.search(r"median latency ([0-9.]+) ms", out).group(1)) / 1e3
+
+
+def onnxruntime(model, batch, threads):
+    out = subprocess.run(["node", os.path.join(HERE, "peers", "ort_bench.js"),
+                          os.path.join(HERE, "peers", "models", model + ".onnx"), str(batch), str(threads),
+                          str(runs_for(model, batch))], check=True, capture_output=True, text=True,
+                         cwd=os.path.join(HERE, "peers")).stdout
+    return json.loads(out.strip().splitlines()[-1])["seconds"]
+
+
+def pytorch(model, batch, threads):
+    env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OMP_WAIT_POLICY="PASSIVE")
+    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "peers", "torch_bench.py"), model, str(batch),
+                          str(threads), str(runs_for(model, batch))], check=True, capture_output=True,
+                         text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])["seconds"]
+
+
+def write_images(path, batch):
+    import struct
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, 3, 224, 224), }" % batch
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    count = batch * 3 * 224 * 224
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack("<%df" % count, *[((i * 7919) % 1000) / 1000.0 - 0.5 for i in range(count)]))
+
+
+def main():
+    print("%-9s %5s %7s | %10s %9s %8s %7s | %10s %6s | %10s %6s" % (
+        "model", "batch", "threads", "vitc ms", "images/s", "GFLOP/s", "% FMA", "ORT ms", "x ORT",
+        "torch ms", "x torch"))
+    with tempfile.TemporaryDirectory() as d:
+        for model in ("vit-ti16", "vit-b16"):
+            for batch in (1, 8):
+                images = os.path.join(d, "x%d.npy" % batch)
+                if not os.path.exists(images):
+                    write_images(images, batch)
+                for threads in (1, 2):
+                    v = vitc(model, batch, threads, images)
+                    o = onnxruntime(model, batch, threads)
+                    t = pytorch(model, batch, threads)
+                    gflops = GFLOPS[model] * batch / v
+                    print("%-9s %5d %7d | %10.2f %9.2f %8.1f %6.1f%% | %10.2f %5.2fx | %10.2f %5.2fx" % (
+                        model, batch, threads, v * 1e3, batch / v, gflops,
+                        100 * gflops / (PEAK * threads) if PEAK else 0, o * 1e3, o / v, t * 1e3, t / v),
+                        flush=True)
+
+
+if __name__ == "__main__":
+    main()
