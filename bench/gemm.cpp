@@ -76,39 +76,26 @@ int main(int argc, char **argv) {
                         {3072, 768},
                         {768, 5376},
                         {3840, 768}}) {
-      llvmbe::Plan plan;
-      llvmbe::MatmulDesc mm;
-      mm.m = m, mm.n = n, mm.k = k, mm.bPacked = true, mm.tiles = llvmbe::matmulTiles(m, n, t);
-      llvmbe::PackDesc pack;
-      pack.n = n, pack.k = k, pack.transposeB = true, pack.nr = t.nr,
-      pack.vectorWidth = t.vectorWidth;
-      plan.kernels = {mm, pack};
-      plan.keys = {llvmbe::kernelKey(mm), llvmbe::kernelKey(pack)};
-      llvmbe::CompileReport report;
-      auto kernels = llvmbe::compileJit(plan, *target, "", report);
-      if (!kernels) {
-        std::fprintf(stderr, "%s\n", kernels.error().str().c_str());
+      auto mm = llvmbe::compileStandaloneMatmul(*target, m, n, k);
+      if (!mm) {
+        std::fprintf(stderr, "%s\n", mm.error().str().c_str());
         return 1;
       }
       float *a = floats(m * k, 1), *c = floats(m * n, 2), *cRef = floats(m * n, 3);
-      float *scratch = floats(llvmbe::scratchBytes(mm) / 4 + 16, 4);
+      float *scratch = floats(llvmbe::scratchBytes(mm->matmul) / 4 + 16, 4);
       int copies = static_cast<int>(std::max<int64_t>(2, 160'000'000 / (n * k * 4)));
       std::vector<float *> w, packed;
       for (int i = 0; i < copies; ++i) {
         w.push_back(floats(n * k, 5 + i));
-        packed.push_back(floats(llvmbe::packedFloats(pack), 6));
-        float *packArgs[] = {packed.back(), w.back()};
-        (*kernels)->functions[1](packArgs, 0, llvmbe::workItems(pack), scratch);
+        packed.push_back(floats(llvmbe::packedFloats(mm->pack), 6));
+        mm->packWeights(packed.back(), w.back(), scratch);
       }
-      auto fn = (*kernels)->functions[0];
-      int64_t work = llvmbe::workItems(mm);
       std::vector<double> tv, tb, td;
       int reps = m * n * k > 1'000'000'000 ? 9 : 25;
       for (int r = -1; r < reps; ++r) {
         int i = (r + copies) % copies;
         auto t0 = Clock::now();
-        float *args[] = {c, a, packed[static_cast<size_t>(i)]};
-        fn(args, 0, work, scratch);
+        mm->multiply(c, a, packed[static_cast<size_t>(i)], scratch);
         auto t1 = Clock::now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
                     static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(k),
@@ -124,8 +111,7 @@ int main(int argc, char **argv) {
         td.push_back(std::chrono::duration<double>(t3 - t2).count());
       }
       // The products agree (the last call of each used the same weights).
-      float *args[] = {c, a, packed[static_cast<size_t>((reps - 1 + copies) % copies)]};
-      fn(args, 0, work, scratch);
+      mm->multiply(c, a, packed[static_cast<size_t>((reps - 1 + copies) % copies)], scratch);
       double err = 0;
       for (int64_t i = 0; i < m * n; ++i)
         err = std::max(err, static_cast<double>(std::fabs(c[i] - cRef[i])));

@@ -13,6 +13,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from npy import write_images  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEAK = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
@@ -46,16 +49,6 @@ def pytorch(model, batch, threads):
                           str(threads), str(runs_for(model, batch))], check=True, capture_output=True,
                          text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["seconds"]
-
-
-def write_images(path, batch):
-    import struct
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, 3, 224, 224), }" % batch
-    header += " " * (63 - (10 + len(header)) % 64) + "\n"
-    count = batch * 3 * 224 * 224
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack("<%df" % count, *[((i * 7919) % 1000) / 1000.0 - 0.5 for i in range(count)]))
 
 
 def main():

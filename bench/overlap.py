@@ -17,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from npy import write_images  # noqa: E402
+
 VITC = sys.argv[1] if len(sys.argv) > 1 else "build/tools/vitc"
 MODEL = sys.argv[2] if len(sys.argv) > 2 else "bench/parallel-medium.vit"
 MESH = sys.argv[3] if len(sys.argv) > 3 else "data=1,model=2"
@@ -33,17 +36,6 @@ def run(extra, out_dir, trace=None):
         cmd += ["--trace", trace]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(re.search(r"median latency ([0-9.]+) ms", text).group(1))
-
-
-def write_images(path, batch, size):
-    # A float32 NCHW .npy without numpy.
-    import struct
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, 3, %d, %d), }" % (batch, size, size)
-    header += " " * (63 - (10 + len(header)) % 64) + "\n"
-    count = batch * 3 * size * size
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack("<%df" % count, *[((i * 7919) % 1000) / 1000.0 - 0.5 for i in range(count)]))
 
 
 def main():

@@ -39,6 +39,19 @@ Expected<std::unique_ptr<JitKernels>> compileJit(const Plan &plan, const Target 
                                                  const std::string &saveObject,
                                                  CompileReport &report);
 
+// One C[m, n] = A[m, k] * W[n, k]^T product on its own, with W packed into panels first, as
+// programs do with weights at load: for the tile tuner and the benchmarks.
+struct StandaloneMatmul {
+  MatmulDesc matmul;
+  PackDesc pack;
+  std::unique_ptr<JitKernels> kernels; // functions[0]: the product, functions[1]: the packing
+  // Packs `w` into `packed` (packedFloats(pack) floats); then C = A * W^T into `c`.
+  void packWeights(float *packed, const float *w, float *scratch) const;
+  void multiply(float *c, const float *a, const float *packed, float *scratch) const;
+};
+Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t m, int64_t n,
+                                                   int64_t k);
+
 enum class OutputKind { LlvmIr, Assembly, Object };
 // The plan's kernels (and its program table when `table`) as text or an object file image.
 Expected<std::string> compileToBuffer(const Plan &plan, const Target &target, bool table,

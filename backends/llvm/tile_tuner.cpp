@@ -36,25 +36,14 @@ Expected<double> timeTiles(const Target &base, const Tiles &tiles) {
   for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1576, 768, 768},
                          {197, 768, 3072},
                          {1576, 3072, 768}}) {
-    Plan plan;
-    MatmulDesc mm;
-    mm.m = m, mm.n = n, mm.k = k, mm.bPacked = true, mm.tiles = matmulTiles(m, n, target.tiles);
-    PackDesc pack;
-    pack.n = n, pack.k = k, pack.transposeB = true, pack.nr = target.tiles.nr,
-    pack.vectorWidth = target.tiles.vectorWidth;
-    plan.kernels = {mm, pack};
-    plan.keys = {kernelKey(mm), kernelKey(pack)};
-    CompileReport report;
-    VITC_ASSIGN(std::unique_ptr<JitKernels> kernels, compileJit(plan, target, "", report));
-    AlignedFloats a(m * k), w(n * k), c(m * n), packed(packedFloats(pack)),
-        scratch(scratchBytes(mm) / 4 + 16);
-    float *packArgs[] = {packed.p, w.p};
-    kernels->functions[1](packArgs, 0, workItems(pack), scratch.p);
-    float *args[] = {c.p, a.p, packed.p};
+    VITC_ASSIGN(StandaloneMatmul mm, compileStandaloneMatmul(target, m, n, k));
+    AlignedFloats a(m * k), w(n * k), c(m * n), packed(packedFloats(mm.pack)),
+        scratch(scratchBytes(mm.matmul) / 4 + 16);
+    mm.packWeights(packed.p, w.p, scratch.p);
     double best = 1e9;
     for (int r = 0; r < 4; ++r) {
       auto t0 = Clock::now();
-      kernels->functions[0](args, 0, workItems(mm), scratch.p);
+      mm.multiply(c.p, a.p, packed.p, scratch.p);
       best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
     }
     total += best;
@@ -63,6 +52,32 @@ Expected<double> timeTiles(const Target &base, const Tiles &tiles) {
 }
 
 } // namespace
+
+void StandaloneMatmul::packWeights(float *packed, const float *w, float *scratch) const {
+  float *args[] = {packed, const_cast<float *>(w)};
+  kernels->functions[1](args, 0, workItems(pack), scratch);
+}
+
+void StandaloneMatmul::multiply(float *c, const float *a, const float *packed,
+                                float *scratch) const {
+  float *args[] = {c, const_cast<float *>(a), const_cast<float *>(packed)};
+  kernels->functions[0](args, 0, workItems(matmul), scratch);
+}
+
+Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t m, int64_t n,
+                                                   int64_t k) {
+  StandaloneMatmul s;
+  s.matmul.m = m, s.matmul.n = n, s.matmul.k = k, s.matmul.bPacked = true;
+  s.matmul.tiles = matmulTiles(m, n, target.tiles);
+  s.pack.n = n, s.pack.k = k, s.pack.transposeB = true, s.pack.nr = target.tiles.nr;
+  s.pack.vectorWidth = target.tiles.vectorWidth;
+  Plan plan;
+  plan.kernels = {s.matmul, s.pack};
+  plan.keys = {kernelKey(s.matmul), kernelKey(s.pack)};
+  CompileReport report;
+  VITC_ASSIGN(s.kernels, compileJit(plan, target, "", report));
+  return s;
+}
 
 Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, bool retune) {
   VITC_ASSIGN(Target target, resolveTarget(options));

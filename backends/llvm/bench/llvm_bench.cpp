@@ -47,39 +47,26 @@ int benchMatmul(const llvmbe::Options &options, bool cold) {
   for (int64_t m : {197, 1576}) {
     for (auto [k, n] :
          {std::pair<int64_t, int64_t>{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}}) {
-      llvmbe::Plan plan;
-      llvmbe::MatmulDesc mm;
-      mm.m = m, mm.n = n, mm.k = k, mm.bPacked = true, mm.tiles = llvmbe::matmulTiles(m, n, t);
-      llvmbe::PackDesc pack;
-      pack.n = n, pack.k = k, pack.transposeB = true, pack.nr = t.nr,
-      pack.vectorWidth = t.vectorWidth;
-      plan.kernels = {mm, pack};
-      plan.keys = {llvmbe::kernelKey(mm), llvmbe::kernelKey(pack)};
-      llvmbe::CompileReport report;
-      auto kernels = llvmbe::compileJit(plan, *target, "", report);
-      if (!kernels) {
-        std::fprintf(stderr, "%s\n", kernels.error().str().c_str());
+      auto mm = llvmbe::compileStandaloneMatmul(*target, m, n, k);
+      if (!mm) {
+        std::fprintf(stderr, "%s\n", mm.error().str().c_str());
         return 1;
       }
       float *a = alignedFloats(m * k), *w = alignedFloats(n * k), *c = alignedFloats(m * n);
-      float *scratch = alignedFloats(llvmbe::scratchBytes(mm) / 4 + 16);
+      float *scratch = alignedFloats(llvmbe::scratchBytes(mm->matmul) / 4 + 16);
       // Cold weights (as in a forward pass, where every matrix comes from memory once): rotate
       // through copies that together overflow the last-level cache.
       int copies = cold ? static_cast<int>(std::max<int64_t>(2, 128'000'000 / (n * k * 4))) : 1;
       std::vector<float *> packed;
       for (int i = 0; i < copies; ++i) {
-        packed.push_back(alignedFloats(llvmbe::packedFloats(pack)));
-        float *packArgs[] = {packed.back(), w};
-        (*kernels)->functions[1](packArgs, 0, llvmbe::workItems(pack), scratch);
+        packed.push_back(alignedFloats(llvmbe::packedFloats(mm->pack)));
+        mm->packWeights(packed.back(), w, scratch);
       }
-      auto fn = (*kernels)->functions[0];
-      int64_t work = llvmbe::workItems(mm);
       double best = 1e9, total = 0;
       int reps = std::max(copies, m * n * k > 1'000'000'000 ? 5 : 20);
       for (int r = -1; r < reps; ++r) {
-        float *args[] = {c, a, packed[static_cast<size_t>((r + copies) % copies)]};
         auto t0 = Clock::now();
-        fn(args, 0, work, scratch);
+        mm->multiply(c, a, packed[static_cast<size_t>((r + copies) % copies)], scratch);
         double s = seconds(t0);
         if (r >= 0) {
           best = std::min(best, s);
