@@ -10,13 +10,16 @@ namespace vitc::tools {
 int runCompile(int argc, char **argv) {
   ModelOptions model;
   PassFlags passFlags;
-  std::string emit = "ir", output;
+  std::string emit = "ir", output, cpu = "host";
   po::options_description desc("vitc compile options");
   desc.add_options()("help,h", "show this help");
   model.add(desc);
   desc.add_options()("emit", po::value(&emit)->default_value("ir"),
                      "what to produce: ir, dot, llvm, asm, obj or exe")(
-      "output,o", po::value(&output), "output file (default: standard output)");
+      "output,o", po::value(&output), "output file (default: standard output)")(
+      "cpu", po::value(&cpu)->default_value("host"),
+      "CPU to generate code for (llvm, asm, obj, exe): host, or an LLVM CPU name such as "
+      "x86-64-v3 (any AVX2 machine) or x86-64-v4 (AVX-512)");
   passFlags.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -51,6 +54,7 @@ int runCompile(int argc, char **argv) {
     std::cerr << "remark: " << remark << "\n";
 
   llvmbe::Options backend;
+  backend.cpu = cpu;
   llvmbe::CompileReport compiled;
   if (emit == "obj" || emit == "exe") {
     Status s = emit == "obj" ? llvmbe::emitObject(m, output, backend, &compiled)
