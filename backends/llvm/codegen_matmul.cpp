@@ -365,24 +365,46 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     Value *vHead = e.at(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
     Value *oHead = e.at(out, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
 
-    // K^T in panels of nr keys: key t's features go down column t % nr of panel t / nr.
-    e.loop(0, d.tk, 1, [&](Value *key) {
-      Value *panel = b.CreateUDiv(key, e.c64(t.nr));
-      Value *dst = e.at(kPanels, b.CreateAdd(b.CreateMul(panel, e.c64(d.dh * t.nr)),
-                                             b.CreateURem(key, e.c64(t.nr))));
-      normalizedRow(e.at(kHead, b.CreateMul(key, e.c64(width))), kScale, kBias,
-                    [&](Value *j, int64_t lanes, Value *x) {
-                      e.scatter(x, e.at(dst, b.CreateMul(j, e.c64(t.nr))), t.nr, lanes);
-                    });
+    // K^T in panels of nr keys: key t's features go down column t % nr of panel t / nr. Keys
+    // come in blocks of vw (a panel holds whole blocks), and each vw x vw block of (key, feature)
+    // is transposed in registers, so every store is a whole vector. Keys past tk are zero up to
+    // the end of the last panel: they score zero and are never read, but stay free of stale values.
+    e.loop(0, keyPanels * t.nr, e.vw, [&](Value *k0) {
+      Value *panelBase =
+          e.at(kPanels, b.CreateAdd(b.CreateMul(b.CreateUDiv(k0, e.c64(t.nr)), e.c64(d.dh * t.nr)),
+                                    b.CreateURem(k0, e.c64(t.nr))));
+      std::vector<Value *> rowPtr, valid, mean, inv;
+      for (int64_t r = 0; r < e.vw; ++r) {
+        Value *key = b.CreateAdd(k0, e.c64(r));
+        valid.push_back(b.CreateICmpULT(key, e.c64(d.tk)));
+        // Past tk, read the last key (always there) and zero it below.
+        Value *clamped = b.CreateSelect(valid.back(), key, e.c64(d.tk - 1));
+        rowPtr.push_back(e.at(kHead, b.CreateMul(clamped, e.c64(width))));
+        if (d.qkNorm) {
+          auto [m, sInv] = e.rowMoments(rowPtr.back(), d.dh, d.eps);
+          mean.push_back(e.splat(m));
+          inv.push_back(e.splat(sInv));
+        }
+      }
+      for (int64_t f0 = 0; f0 < d.dh; f0 += e.vw) {
+        int64_t lanes = std::min(e.vw, d.dh - f0);
+        std::vector<Value *> rows;
+        for (int64_t r = 0; r < e.vw; ++r) {
+          Value *x = e.load(e.at(rowPtr[static_cast<size_t>(r)], f0), lanes);
+          if (d.qkNorm) {
+            x = b.CreateFMul(b.CreateFMul(b.CreateFSub(x, mean[static_cast<size_t>(r)]),
+                                          inv[static_cast<size_t>(r)]),
+                             e.load(e.at(kScale, f0), lanes));
+            if (kBias)
+              x = b.CreateFAdd(x, e.load(e.at(kBias, f0), lanes));
+          }
+          rows.push_back(b.CreateSelect(valid[static_cast<size_t>(r)], x, e.vf(0.0f)));
+        }
+        std::vector<Value *> cols = e.transpose(rows);
+        for (int64_t f = 0; f < lanes; ++f)
+          e.store(cols[static_cast<size_t>(f)], e.at(panelBase, (f0 + f) * t.nr));
+      }
     });
-    // Keys past tk score zero (and are never read): keep the panel free of stale values.
-    if (d.tk % t.nr != 0)
-      e.loop(0, d.dh, 1, [&](Value *f) {
-        Value *row = e.at(kPanels, b.CreateAdd(e.c64((keyPanels - 1) * d.dh * t.nr),
-                                               b.CreateMul(f, e.c64(t.nr))));
-        for (int64_t j = d.tk % t.nr; j < t.nr; ++j)
-          e.storeScalar(e.cf(0.0f), e.at(row, j));
-      });
     // V in panels of nr features: [panel][t][nr], zero past dh.
     e.loop(0, d.tk, 1, [&](Value *key) {
       Value *row = e.at(vHead, b.CreateMul(key, e.c64(width)));

@@ -230,6 +230,28 @@ void Emitter::scatter(Value *v, Value *p, int64_t stride, int64_t lanes) {
   b.CreateMaskedScatter(v, ptrs, llvm::Align(4), mask(lanes < 0 ? vw : lanes));
 }
 
+std::vector<Emitter::Value *> Emitter::transpose(std::vector<Value *> r) {
+  // Swap the off-diagonal blocks of size s, for s = vw/2 down to 1: element (i, k) moves to
+  // (k, i) after the last stage. Two shuffles per pair of rows per stage.
+  int n = static_cast<int>(vw);
+  assert(static_cast<int>(r.size()) == n && "transpose takes vw rows of vw lanes");
+  for (int s = n / 2; s >= 1; s /= 2) {
+    std::vector<int> lo(static_cast<size_t>(n)), hi(static_cast<size_t>(n));
+    for (int k = 0; k < n; ++k) {
+      lo[static_cast<size_t>(k)] = (k & s) == 0 ? k : n + k - s;
+      hi[static_cast<size_t>(k)] = (k & s) == 0 ? k + s : n + k;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (i & s)
+        continue;
+      Value *a = r[static_cast<size_t>(i)], *c = r[static_cast<size_t>(i + s)];
+      r[static_cast<size_t>(i)] = b.CreateShuffleVector(a, c, lo);
+      r[static_cast<size_t>(i + s)] = b.CreateShuffleVector(a, c, hi);
+    }
+  }
+  return r;
+}
+
 std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(Value *row, int64_t d,
                                                                   float eps) {
   Value *zero = vf(0.0f);

@@ -89,6 +89,8 @@ public:
   // (two passes: the sum, then the squared deviations).
   std::pair<Value *, Value *> rowMoments(Value *row, int64_t d, float eps);
 
+  // The transpose of a vw x vw block held as vw row vectors: result i holds column i.
+  std::vector<Value *> transpose(std::vector<Value *> rows);
   Value *fma(Value *a, Value *x, Value *c); // a * x + c, fused where the target can
   Value *sumOf(Value *v);                   // horizontal sum
   Value *maxOf(Value *v);                   // horizontal maximum
