@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "backends/interpreter/interpreter.h"
+#include "backends/llvm/llvm_backend.h"
 #include "frontend/load_model.h"
 #include "frontend/weights.h"
 #include "passes/analysis.h"
@@ -15,6 +16,7 @@ struct Case {
   const char *model;
   const char *mesh;
   int64_t batch;
+  const char *backend = "interpreter";
 };
 
 class StatsMemory : public ::testing::TestWithParam<Case> {};
@@ -41,7 +43,9 @@ TEST_P(StatsMemory, PredictionMatchesTheRun) {
   std::vector<Tensor> params;
   for (const ir::Op *p : module->params())
     params.push_back(byName.at(p->attrs.getStr("name")));
-  auto runner = runtime::MeshRunner::create(module, interp::interpreterFactory(), params);
+  runtime::ProgramFactory factory =
+      std::string(c.backend) == "llvm" ? llvmbe::jitFactory() : interp::interpreterFactory();
+  auto runner = runtime::MeshRunner::create(module, factory, params);
   ASSERT_TRUE(runner) << runner.error().str();
   Tensor images = Tensor::zeros(module->inputs()[0]->shape());
   for (int64_t i = 0; i < images.numel(); ++i)
@@ -63,14 +67,16 @@ TEST_P(StatsMemory, PredictionMatchesTheRun) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, StatsMemory,
-                         ::testing::Values(Case{"examples/parallel-tiny.vit", "data=1,model=1", 1},
-                                           Case{"examples/parallel-tiny.vit", "data=1,model=2", 2},
-                                           Case{"examples/parallel-tiny.vit", "data=2,model=2", 2},
-                                           Case{"examples/parallel-tiny.vit", "data=1,model=4", 4},
-                                           Case{"tests/fixtures/tv_tok/config.json",
-                                                "data=2,model=2", 4},
-                                           Case{"examples/vit-s16.vit", "data=1,model=2", 1}));
+INSTANTIATE_TEST_SUITE_P(
+    All, StatsMemory,
+    ::testing::Values(Case{"examples/parallel-tiny.vit", "data=1,model=1", 1},
+                      Case{"examples/parallel-tiny.vit", "data=1,model=2", 2},
+                      Case{"examples/parallel-tiny.vit", "data=2,model=2", 2},
+                      Case{"examples/parallel-tiny.vit", "data=1,model=4", 4},
+                      Case{"tests/fixtures/tv_tok/config.json", "data=2,model=2", 4},
+                      Case{"examples/vit-s16.vit", "data=1,model=2", 1},
+                      Case{"examples/vit-s16.vit", "data=1,model=2", 1, "llvm"},
+                      Case{"examples/vit-b16.vit", "data=2,model=2", 2, "llvm"}));
 
 } // namespace
 } // namespace vitc
