@@ -25,7 +25,8 @@ public:
   Expected<bool> run(ir::Module &m, PassContext &) override {
     bool changed = false;
     for (bool again = true; again;) {
-      again = foldOnce(m) | eliminateCommonSubexpressions(m);
+      again = foldOnce(m);
+      again |= eliminateCommonSubexpressions(m);
       again |= ir::eraseDeadOps(m) > 0;
       changed |= again;
     }

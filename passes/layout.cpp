@@ -1,6 +1,8 @@
 // Layouts: pass settings and JSON files.
 #include "passes/layout.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "support/files.h"
@@ -13,7 +15,8 @@ std::vector<std::pair<std::string, std::string>> Layout::settings() const {
           {"layout.activations", activations == Activations::Tokens ? "tokens" : "replicated"},
           {"layout.params-over-data", paramsOverData ? "true" : "false"},
           {"layout.params-over-data-min-bytes", std::to_string(paramsOverDataMinBytes)},
-          {"layout.collective-matmul", collectiveMatmul ? "true" : "false"}};
+          {"layout.collective-matmul", collectiveMatmul ? "true" : "false"},
+          {"layout.microbatches", std::to_string(microbatches)}};
 }
 
 Layout Layout::fromOptions(const PassOptions &o) {
@@ -25,6 +28,7 @@ Layout Layout::fromOptions(const PassOptions &o) {
   l.paramsOverData = o.get("layout.params-over-data", "false") == "true";
   l.paramsOverDataMinBytes = std::stoll(o.get("layout.params-over-data-min-bytes", "1048576"));
   l.collectiveMatmul = o.get("layout.collective-matmul", "true") == "true";
+  l.microbatches = std::max<int64_t>(1, std::stoll(o.get("layout.microbatches", "1")));
   return l;
 }
 
@@ -36,6 +40,8 @@ Expected<LayoutFile> readLayoutFile(const std::string &path) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error &e) {
     return makeError(at, "malformed JSON at byte {}", e.byte);
+  } catch (const nlohmann::json::exception &) { // a number too large for a double: "1e400"
+    return makeError(at, "malformed JSON: a number is out of range");
   }
   if (!j.is_object())
     return makeError(at, "a layout is a JSON object");

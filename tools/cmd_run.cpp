@@ -5,6 +5,7 @@
 
 #include "frontend/formats/npy.h"
 #include "passes/analysis.h"
+#include "passes/layout.h"
 #include "runtime/mpi/mpi_runtime.h"
 #include "tools/model_run.h"
 
@@ -33,6 +34,34 @@ void printTop5(const Tensor &logits, const std::vector<std::string> &labels) {
     }
     std::cout << "\n";
   }
+}
+
+// The batch in `parts` equal parts along dimension 0.
+std::vector<Tensor> splitBatch(const Tensor &t, int64_t parts) {
+  if (parts == 1)
+    return {t};
+  Shape shape = t.shape();
+  shape[0] /= parts;
+  int64_t n = numElements(shape);
+  std::vector<Tensor> out;
+  for (int64_t i = 0; i < parts; ++i) {
+    Tensor part = Tensor::zeros(shape);
+    std::copy(t.data() + i * n, t.data() + (i + 1) * n, part.mutableData());
+    out.push_back(std::move(part));
+  }
+  return out;
+}
+
+Tensor joinBatch(const std::vector<Tensor> &parts) {
+  if (parts.size() == 1)
+    return parts[0];
+  Shape shape = parts[0].shape();
+  shape[0] *= static_cast<int64_t>(parts.size());
+  Tensor t = Tensor::zeros(shape);
+  int64_t n = parts[0].numel();
+  for (size_t i = 0; i < parts.size(); ++i)
+    std::copy(parts[i].data(), parts[i].data() + n, t.mutableData() + static_cast<int64_t>(i) * n);
+  return t;
 }
 
 struct RunFlags {
@@ -111,15 +140,29 @@ int runRun(int argc, char **argv) {
   Expected<Tensor> images = formats::readNpy(f.input);
   if (!images)
     return report(images.error());
-  // The batch comes from the input file; build the model for it.
-  model.batch = images->rank() > 0 ? images->dim(0) : 1;
+  // The batch comes from the input file; build the model for it, or for one micro-batch of it
+  // when the layout runs the batch in parts.
+  int64_t micro = 1;
+  if (!model.layout.empty()) {
+    Expected<passes::LayoutFile> layout = passes::readLayoutFile(model.layout);
+    if (!layout)
+      return report(layout.error());
+    micro = layout->layout.microbatches;
+  }
+  int64_t batch = images->rank() > 0 ? images->dim(0) : 1;
+  if (batch % micro != 0)
+    return report(makeError(Loc::inFile(model.layout),
+                            "the layout runs {} micro-batches, which do not divide the batch ({})",
+                            micro, batch));
+  model.batch = batch / micro;
   passes::PassContext ctx;
   ctx.options = passFlags.passOptions();
   Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
   if (!loaded)
     return report(loaded.error());
-  if (Expected<int64_t> batch = checkImageBatch(*images, f.input, *loaded); !batch)
-    return report(batch.error());
+  if (Expected<int64_t> checked = checkImageBatch(*images, f.input, *loaded); !checked)
+    return report(checked.error());
+  std::vector<Tensor> parts = splitBatch(*images, micro);
 
   std::string weights = f.weights.empty() ? loaded->defaultWeights : f.weights;
   if (weights.empty())
@@ -157,15 +200,25 @@ int runRun(int argc, char **argv) {
       runtime::MeshRunner::create(module, *factory, paramsInOrder(*module, *params), runnerOptions);
   if (!runner)
     return report(runner.error());
-  Expected<std::vector<Tensor>> outs = (*runner)->run({*images});
-  if (!outs)
-    return report(outs.error());
+  // One pass over every micro-batch; the outputs joined back along the batch.
+  auto forward = [&]() -> Expected<Tensor> {
+    std::vector<Tensor> outs;
+    for (const Tensor &part : parts) {
+      VITC_ASSIGN(std::vector<Tensor> out, (*runner)->run({part}));
+      if (out.empty())
+        return Tensor(); // not the writer under MPI
+      outs.push_back(std::move(out[0]));
+    }
+    return joinBatch(outs);
+  };
+  Expected<Tensor> out = forward();
+  if (!out)
+    return report(out.error());
 
   std::vector<double> seconds;
   for (int i = 0; i < f.repeat; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    Expected<std::vector<Tensor>> again = (*runner)->run({*images});
-    if (!again)
+    if (Expected<Tensor> again = forward(); !again)
       return report(again.error());
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -174,13 +227,12 @@ int runRun(int argc, char **argv) {
       return report(s.error());
   if (!(*runner)->isWriter())
     return 0;
-  if (Status s = formats::writeNpy(f.output, (*outs)[0]); !s)
+  if (Status s = formats::writeNpy(f.output, *out); !s)
     return report(s.error());
 
   std::vector<std::string> labels = loaded->labels();
-  const Tensor &out = (*outs)[0];
-  if (out.rank() == 2 && !labels.empty() && static_cast<int64_t>(labels.size()) == out.dim(1))
-    printTop5(out, labels);
+  if (out->rank() == 2 && !labels.empty() && static_cast<int64_t>(labels.size()) == out->dim(1))
+    printTop5(*out, labels);
   if (!seconds.empty()) {
     std::sort(seconds.begin(), seconds.end());
     double median = seconds[seconds.size() / 2];

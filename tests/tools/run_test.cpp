@@ -243,3 +243,29 @@ TEST(Run, OutputFolderThatDoesNotExistIsAnError) {
 
 } // namespace
 } // namespace vitc
+
+namespace vitc {
+namespace {
+
+TEST(Run, ALayoutWithMicroBatchesRunsTheBatchInParts) {
+  std::string dir = test::makeTempDir("run-micro");
+  std::ofstream(dir + "/two.json") << R"({"mesh": {"data": 1, "model": 2}, "microbatches": 2})";
+  std::ofstream(dir + "/three.json") << R"({"microbatches": 3})";
+  std::string fx = test::sourcePath("tests/fixtures/parallel_map");
+  auto r = test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors",
+                          "--input", fx + "/input.npy", "--output", dir + "/out.npy", "--layout",
+                          dir + "/two.json"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_LE(maxDiff(dir + "/out.npy", fx + "/logits.npy"), 1e-4);
+  auto bad = test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors",
+                            "--input", fx + "/input.npy", "--output", dir + "/bad.npy", "--layout",
+                            dir + "/three.json"});
+  EXPECT_EQ(bad.exit, 1);
+  EXPECT_NE(bad.err.find("three.json: error: the layout runs 3 micro-batches, which do not divide "
+                         "the batch (2)"),
+            std::string::npos)
+      << bad.err;
+}
+
+} // namespace
+} // namespace vitc
