@@ -39,6 +39,8 @@ Expected<Target> parseTarget(std::string_view text, const std::string &path) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error &e) {
     return makeError(at, "malformed JSON at byte {}", e.byte);
+  } catch (const nlohmann::json::exception &) { // a number too large for a double: "1e400"
+    return makeError(at, "malformed JSON: a number is out of range");
   }
   if (!j.is_object())
     return makeError(at, "a target is a JSON object");
@@ -66,10 +68,16 @@ Expected<Target> parseTarget(std::string_view text, const std::string &path) {
     return makeError(at, "'matmul_efficiency' must be in (0, 1]");
   if (dtype != 2 && dtype != 4)
     return makeError(at, "'dtype_bytes' must be 2 (bf16) or 4 (f32)");
+  // Converting a double beyond int64's range is undefined behaviour.
+  if (memory >= 0x1p63 || cores >= 0x1p63)
+    return makeError(at, "'memory_bytes' and 'cores_per_host' must be below 2^63");
   t.opOverheadSeconds = overheadUs * 1e-6;
   t.dtypeBytes = static_cast<int64_t>(dtype);
   t.memoryBytes = static_cast<int64_t>(memory);
   t.coresPerHost = static_cast<int64_t>(cores);
+  for (const char *key : {"name", "comment"})
+    if (j.contains(key) && !j[key].is_string())
+      return makeError(at, "'{}' must be a string", key);
   t.name = j.value("name", std::filesystem::path(path).stem().string());
   t.comment = j.value("comment", "");
   if (auto links = j.find("links"); links != j.end()) {
@@ -79,6 +87,9 @@ Expected<Target> parseTarget(std::string_view text, const std::string &path) {
       if (!link.is_object() || !link.contains("gbps") || !link["gbps"].is_number() ||
           link["gbps"].get<double>() <= 0)
         return makeError(at, "link '{}' needs a positive \"gbps\"", axis);
+      if (link.contains("latency_us") &&
+          (!link["latency_us"].is_number() || link["latency_us"].get<double>() < 0))
+        return makeError(at, "link '{}' needs a non-negative \"latency_us\"", axis);
       runtime::Link l{link["gbps"].get<double>(), link.value("latency_us", 0.0)};
       if (axis == "*")
         t.links.setDefault(l);

@@ -46,6 +46,12 @@ Loc locateKey(const Loc &file, std::string_view text, std::string_view key) {
   return file;
 }
 
+// A value for a message: scalars as written, arrays and objects by kind (dumping those would
+// recurse as deep as they nest).
+std::string jsonText(const json &v) {
+  return v.is_structured() ? fmt::format("a JSON {}", v.type_name()) : v.dump();
+}
+
 class ConfigReader {
 public:
   ConfigReader(const json &j, std::string_view text, ModelConfig &c) : j_(j), text_(text), c_(c) {}
@@ -128,6 +134,12 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
     std::string detail = colon == std::string::npos ? what : what.substr(colon + 2);
     return Error(locAtOffset(c.file, text, e.byte > 0 ? e.byte - 1 : 0),
                  fmt::format("malformed JSON: {}", detail));
+  } catch (const json::exception &e) {
+    // A number too large for a double ("1e400") is an out_of_range error, with no position.
+    std::string what = e.what();
+    size_t close = what.find("] ");
+    return makeError(c.file, "malformed JSON: {}",
+                     close == std::string::npos ? what : what.substr(close + 2));
   }
   if (!j.is_object())
     return makeError(c.file.at(1, 1), "config.json must hold a JSON object");
@@ -146,7 +158,7 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
 
   if (auto it = j.find("model_type"); it != j.end() && (!it->is_string() || *it != "vit"))
     return makeError(locateKey(c.file, text, "model_type"),
-                     "model_type {} is not a ViT (expected \"vit\")", it->dump());
+                     "model_type {} is not a ViT (expected \"vit\")", jsonText(*it));
 
   ConfigReader r(j, text, c);
   VITC_TRY(r.integer("hidden_size", "width", c.width));
@@ -161,7 +173,7 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
 
   if (auto it = j.find("hidden_act"); it != j.end()) {
     Loc at = r.remember("hidden_act", "gelu");
-    std::string act = it->is_string() ? it->get<std::string>() : it->dump();
+    std::string act = it->is_string() ? it->get<std::string>() : jsonText(*it);
     if (act == "gelu")
       c.gelu = GeluKind::Erf;
     else if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
@@ -186,6 +198,7 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
       if (!it->is_object())
         return makeError(at, "'id2label' must be an object of index -> label");
       std::vector<std::string> labels(it->size());
+      std::vector<bool> given(labels.size()); // "1" and "01" name one index: one would be missing
       for (auto &[key, value] : it->items()) {
         size_t index = 0;
         try {
@@ -198,6 +211,9 @@ Expected<ModelConfig> parseHfConfig(std::string_view text, const std::string &pa
         }
         if (index >= labels.size() || !value.is_string())
           return makeError(at, "'id2label' must map 0..{} to strings", labels.size() - 1);
+        if (given[index])
+          return makeError(at, "'id2label' gives index {} twice", index);
+        given[index] = true;
         labels[index] = value.get<std::string>();
       }
       c.classes = static_cast<int64_t>(labels.size());

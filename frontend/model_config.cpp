@@ -42,6 +42,13 @@ Status validate(const ModelConfig &c) {
   if (c.image % c.patch != 0)
     return makeError(c.locOf("patch"), "patch ({}) must divide the image size ({})", c.patch,
                      c.image);
+  // The attention scores ([heads, tokens, tokens] per image) and the patch embedding weight
+  // ([width, channels, patch, patch]) are the largest tensors: keep them far from overflow too.
+  if (c.patchesPerImage() > (1 << 16) || c.channels * c.patch * c.patch > (1 << 24))
+    return makeError(c.locOf("patch"),
+                     "patch {} of a {}x{} image with {} channels is out of range (at most 65536 "
+                     "patches of at most 16777216 values)",
+                     c.patch, c.image, c.image, c.channels);
   if (c.classes < 0 || c.classes > (1 << 24))
     return makeError(c.locOf("classes"), "classes must be between 0 and 16777216, got {}",
                      c.classes);

@@ -181,12 +181,77 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
   return Status::ok();
 }
 
+// toml++ 3.3 mishandles some input instead of reporting it: it builds the tables of a dotted key
+// (`a.b.c = 1`, `[a.b.c]`) recursively with no limit, so a long enough key overflows the stack;
+// and whether some non-ASCII characters are whitespace is undefined behaviour in it
+// (marzer/tomlplusplus#295), which it asks of characters outside strings and after a backslash in
+// a multi-line basic string. A spec needs neither: refuse both before toml++ sees them.
+Status checkBeforeToml(std::string_view text, const Loc &file) {
+  constexpr int kMaxDots = 64; // dots and braces per line; a spec nests tables one level deep
+  int line = 1, dots = 0;
+  char last = '\n'; // the last character that was not white space, a comment or in a string
+  auto nonAscii = [&](size_t i) { return i < text.size() && (text[i] & 0x80); };
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      dots = 0;
+      last = c;
+    } else if (nonAscii(i)) {
+      return makeError(file.at(line, 0), "non-ASCII character outside a string");
+    } else if (c == '#') {
+      while (i + 1 < text.size() && text[i + 1] != '\n')
+        ++i;
+    } else if ((c == '"' || c == '\'') &&
+               std::string_view("\n=[,{.").find(last) != std::string_view::npos) {
+      // A string where a key or a value starts (elsewhere a quote is part of a bad token, which
+      // toml++ reads on). An unterminated one is toml++'s to report.
+      std::string_view quotes = c == '"' ? R"(""")" : "'''";
+      bool multiLine = text.substr(i, 3) == quotes;
+      std::string_view close = multiLine ? quotes : quotes.substr(0, 1);
+      size_t j = i + close.size();
+      while (j < text.size() && text.substr(j, close.size()) != close &&
+             (multiLine || text[j] != '\n')) {
+        if (c == '"' && text[j] == '\\' && j + 1 < text.size()) {
+          ++j; // the escaped character, perhaps a quote
+          if (multiLine) {
+            // A line-ending backslash: toml++ skips the white space after it, character by one.
+            size_t k = j;
+            while (k < text.size() &&
+                   std::string_view(" \t\r\n").find(text[k]) != std::string_view::npos)
+              line += text[k++] == '\n';
+            if (nonAscii(j) || (k > j && nonAscii(k)))
+              return makeError(file.at(line, 0),
+                               "non-ASCII character after a backslash in a multi-line string");
+            if (k > j) {
+              j = k;
+              continue;
+            }
+          }
+        }
+        line += text[j] == '\n';
+        ++j;
+      }
+      // Go on after the closing quotes, or at the line break that ends a one-line string.
+      i = j < text.size() && text[j] == '\n' ? j - 1 : j + close.size() - 1;
+      last = c;
+    } else if (c != ' ' && c != '\t' && c != '\r') {
+      if ((c == '.' || c == '{') && ++dots > kMaxDots)
+        return makeError(file.at(line, 0),
+                         "keys nest too deeply (a spec has tables one level deep)");
+      last = c;
+    }
+  }
+  return Status::ok();
+}
+
 } // namespace
 
 Expected<ModelConfig> parseSpec(std::string_view text, const std::string &path) {
   ModelConfig c;
   c.file = Loc::inFile(path);
   c.name = std::filesystem::path(path).stem().string();
+  VITC_TRY(checkBeforeToml(text, c.file));
   toml::table table;
   try {
     table = toml::parse(text, path);
@@ -203,7 +268,7 @@ Expected<ModelConfig> parseSpec(std::string_view text, const std::string &path) 
   for (const char *required : {"width", "depth", "heads"})
     if (!c.keyLocs.count(required))
       return makeError(c.file, "missing key '{}' in [encoder]", required);
-  if (!mlpGiven)
+  if (!mlpGiven && c.width > 0 && c.width <= (1 << 20)) // validate() refuses other widths
     c.mlp = 4 * c.width;
   VITC_TRY(validate(c));
   return c;
@@ -214,11 +279,32 @@ Expected<ModelConfig> readSpecFile(const std::string &path) {
   return parseSpec(text, path);
 }
 
+namespace {
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string tomlString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\')
+      out += {'\\', c};
+    else if (c == '\n')
+      out += "\\n";
+    else if (u < 0x20 || u == 0x7f)
+      out += fmt::format("\\u{:04x}", u);
+    else
+      out += c;
+  }
+  return out + '"';
+}
+
+} // namespace
+
 std::string writeSpec(const ModelConfig &c) {
   std::string labels;
   for (size_t i = 0; i < c.labels.size(); ++i)
-    labels += fmt::format("{}\"{}\"", i ? ", " : "", c.labels[i]);
-  return fmt::format(R"(name = "{}"
+    labels += fmt::format("{}{}", i ? ", " : "", tomlString(c.labels[i]));
+  return fmt::format(R"(name = {}
 
 [image]
 size = {}
@@ -245,9 +331,9 @@ norm = {}
 pool = "{}"
 classes = {}
 {})",
-                     c.name, c.image, c.patch, c.channels, c.width, c.depth, c.mlp, c.heads,
-                     blockKindName(c.block), c.qkNorm, geluKindName(c.gelu), c.eps, c.biasQkv,
-                     c.biasOut, c.biasMlp, c.biasNorm, poolKindName(c.pool), c.classes,
+                     tomlString(c.name), c.image, c.patch, c.channels, c.width, c.depth, c.mlp,
+                     c.heads, blockKindName(c.block), c.qkNorm, geluKindName(c.gelu), c.eps,
+                     c.biasQkv, c.biasOut, c.biasMlp, c.biasNorm, poolKindName(c.pool), c.classes,
                      labels.empty() ? "" : fmt::format("labels = [{}]\n", labels));
 }
 

@@ -1,12 +1,16 @@
 // Parsing IR text back into a module.
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <unordered_map>
 
 #include "ir/text.h"
 
 namespace vitc::ir {
 namespace {
+
+// More devices than any machine has; the limit keeps device counts and ids far from overflow.
+constexpr int64_t kMaxDevices = int64_t{1} << 24;
 
 bool isNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
@@ -141,6 +145,7 @@ private:
     Mesh m;
     if (acceptChar(')'))
       return m;
+    int64_t devices = 1;
     do {
       Loc at = (skip(), here());
       VITC_ASSIGN(std::string axis, axisIdent());
@@ -148,6 +153,9 @@ private:
       VITC_ASSIGN(int64_t size, integer("an axis size"));
       if (size <= 0)
         return Error(at, fmt::format("mesh axis '{}' needs a positive size", axis));
+      if (size > kMaxDevices / devices)
+        return Error(at, fmt::format("the mesh has more than {} devices", kMaxDevices));
+      devices *= size;
       if (m.axisIndex(axis) >= 0)
         return Error(at, fmt::format("mesh axis '{}' appears twice", axis));
       m.axes.push_back({axis, size});
@@ -218,6 +226,9 @@ private:
       auto [p, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), d);
       if (ec != std::errc() || p != tok.data() + tok.size())
         return error(fmt::format("bad number '{}'", tok));
+      // NaN equals nothing, so a module holding one could never equal itself parsed again.
+      if (std::isnan(d))
+        return error(fmt::format("bad number '{}': attributes cannot be NaN", tok));
       v = d;
     } else {
       int64_t i = 0;
@@ -274,7 +285,10 @@ private:
           if (ds.axis < 0)
             return Error(axisAt, fmt::format("unknown mesh axis '{}'", axis));
           if (acceptChar('+')) {
+            Loc rotationAt = (skip(), here());
             VITC_ASSIGN(ds.rotation, integer("a rotation"));
+            if (ds.rotation < 0) // `@axis+-1` would print as `@axis-1`, which does not parse
+              return Error(rotationAt, "a rotation cannot be negative");
           }
         }
         t.shape.push_back(d);

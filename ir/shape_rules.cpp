@@ -332,7 +332,8 @@ Expected<TensorType> inferConcat(const Op &op, const Mesh &mesh) {
     if (t.sharding.partial != first.sharding.partial)
       return fail("concat operands differ in which axes they are partial over");
     VITC_TRY(requireDimLocal(t, axis, mesh, "concat joins along it"));
-    r.shape[axis] += t.shape[axis];
+    if (__builtin_add_overflow(r.shape[axis], t.shape[axis], &r.shape[axis]))
+      return fail("concat result along axis {} does not fit in 64 bits", axis);
   }
   return r;
 }
@@ -341,8 +342,8 @@ Expected<TensorType> inferSlice(const Op &op, const Mesh &mesh) {
   const TensorType &x = op.operand(0)->type;
   VITC_ASSIGN(size_t axis, dimAttr(op, "axis", x.rank()));
   int64_t start = op.attrs.getInt("start"), size = op.attrs.getInt("size");
-  if (start < 0 || size <= 0 || start + size > x.shape[axis])
-    return fail("slice [{}, {}) is outside dimension {} of size {}", start, start + size, axis,
+  if (start < 0 || size <= 0 || size > x.shape[axis] - start)
+    return fail("slice of size {} at {} is outside dimension {} of size {}", size, start, axis,
                 x.shape[axis]);
   VITC_TRY(requireDimLocal(x, axis, mesh, "slice cuts along it"));
   TensorType r = x;
@@ -553,7 +554,7 @@ Expected<TensorType> inferCollectivePermute(const Op &op, const Mesh &mesh) {
   TensorType r = x;
   for (DimSharding &d : r.sharding.dims)
     if (d.axis == axis)
-      d.rotation = ((d.rotation - shift) % k + k) % k;
+      d.rotation = ((d.rotation - shift % k) % k + k) % k;
   return r;
 }
 

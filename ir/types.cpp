@@ -65,7 +65,10 @@ std::string Mesh::str() const {
 }
 
 Expected<Mesh> parseMesh(std::string_view text, const Loc &loc) {
+  // As in IR text: more devices than any machine has; the limit keeps device ids from overflow.
+  constexpr int64_t kMaxDevices = int64_t{1} << 24;
   Mesh mesh;
+  int64_t devices = 1;
   size_t pos = 0;
   auto skipSpace = [&] {
     while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos])))
@@ -89,6 +92,9 @@ Expected<Mesh> parseMesh(std::string_view text, const Loc &loc) {
     auto [end, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), size);
     if (ec != std::errc() || size <= 0)
       return makeError(loc, "bad mesh '{}': axis '{}' needs a positive size", text, name);
+    if (size > kMaxDevices / devices)
+      return makeError(loc, "bad mesh '{}': more than {} devices", text, kMaxDevices);
+    devices *= size;
     pos = static_cast<size_t>(end - text.data());
     if (mesh.axisIndex(name) >= 0)
       return makeError(loc, "bad mesh '{}': axis '{}' appears twice", text, name);

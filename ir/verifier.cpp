@@ -58,9 +58,14 @@ std::optional<std::string> checkType(const TensorType &t, const Mesh &mesh) {
   if (t.sharding.dims.size() != t.shape.size())
     return fmt::format("sharding has {} dimensions for a rank-{} type", t.sharding.dims.size(),
                        t.shape.size());
+  int64_t bytes = dtypeBytes(t.dtype);
   for (size_t d = 0; d < t.shape.size(); ++d) {
     if (t.shape[d] <= 0)
       return fmt::format("dimension {} has size {}", d, t.shape[d]);
+    // Element counts and byte sizes are computed everywhere without checks: they must fit.
+    if (__builtin_mul_overflow(bytes, t.shape[d], &bytes))
+      return fmt::format("shape {} is too large: its byte size does not fit in 64 bits",
+                         shapeString(t.shape));
     const DimSharding &ds = t.sharding.dims[d];
     if (ds.axis == kNoAxis)
       continue;
@@ -123,11 +128,14 @@ Diagnostics verify(const Module &m) {
         operandsOk = false;
       }
     }
+    bool typeOk = true; // shape rules may read the declared type, so only a valid one
     if (op.hasResult()) {
       if (!names.insert(op.name).second)
         diags.add(opError(op, "value name is used twice"));
-      if (auto problem = checkType(op.type, m.mesh))
+      if (auto problem = checkType(op.type, m.mesh)) {
         diags.add(opError(op, *problem));
+        typeOk = false;
+      }
     }
     if (op.is(OpKind::Input) || op.is(OpKind::Param)) {
       const AttrValue *name = op.attrs.find("name");
@@ -145,7 +153,7 @@ Diagnostics verify(const Module &m) {
             opError(op, fmt::format("must be used by exactly one {}",
                                     opInfo(asyncDoneKind(syncCollectiveKind(op.kind))).keyword)));
     }
-    if (!operandsOk || !attrsValid(op) || !op.hasResult())
+    if (!operandsOk || !attrsValid(op) || !op.hasResult() || !typeOk)
       continue;
     bool operandTypesOk = true;
     for (const Op *operand : op.operands)

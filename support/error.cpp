@@ -1,6 +1,8 @@
 // Formatting of locations and diagnostics.
 #include "support/error.h"
 
+#include <algorithm>
+
 namespace vitc {
 
 std::string Loc::str() const {
@@ -13,7 +15,34 @@ std::string Loc::str() const {
   return fmt::format("{}:{}:{}", *file, line, col);
 }
 
-Error::Error(const Loc &loc, std::string message) : loc_(loc), message_(std::move(message)) {}
+namespace {
+
+// Messages quote what users wrote (keys, names, a parser's view of the text), which may hold line
+// breaks and other control characters; escaping them keeps every error on one line.
+std::string escapeControls(std::string message) {
+  auto isControl = [](char c) {
+    return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+  };
+  if (std::none_of(message.begin(), message.end(), isControl))
+    return message;
+  std::string out;
+  for (char c : message) {
+    if (!isControl(c))
+      out += c;
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+  }
+  return out;
+}
+
+} // namespace
+
+Error::Error(const Loc &loc, std::string message)
+    : loc_(loc), message_(escapeControls(std::move(message))) {}
 
 std::string Error::str() const {
   std::string where = loc_.str();

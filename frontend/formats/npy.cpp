@@ -18,6 +18,8 @@ namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
 
+struct PyField;
+
 // A Python literal as .npy headers use them. `text` is the literal as written, for messages.
 struct PyValue {
   enum class Kind { Str, Int, Bool, None, Tuple, List, Dict };
@@ -26,8 +28,14 @@ struct PyValue {
   std::string str;
   int64_t integer = 0;
   bool boolean = false;
-  std::vector<PyValue> items;                          // Tuple, List
-  std::vector<std::pair<std::string, PyValue>> fields; // Dict, whose keys are strings
+  std::vector<PyValue> items;  // Tuple, List
+  std::vector<PyField> fields; // Dict, whose keys are strings
+};
+
+// A dict entry. (Not a std::pair: clang cannot instantiate a pair of a type still being defined.)
+struct PyField {
+  std::string key;
+  PyValue value;
 };
 
 // Parses the literals numpy writes: dicts with string keys, tuples, lists, strings, integers
@@ -201,7 +209,7 @@ private:
       std::optional<PyValue> value = parseValue(depth + 1);
       if (!value)
         return std::nullopt;
-      v.fields.emplace_back(std::move(key->str), std::move(*value));
+      v.fields.push_back({std::move(key->str), std::move(*value)});
       if (!accept(',') && !peek('}'))
         return fail("expected ',' or '}'");
     }
@@ -373,7 +381,8 @@ Expected<NpyHeader> parseHeader(const uint8_t *data, size_t size, const Loc &loc
 // the row-major offset up to date as a mixed-radix counter whose first digit runs fastest.
 void fortranToC(const float *in, const Shape &shape, float *out) {
   int64_t n = numElements(shape);
-  if (shape.size() < 2) { // column-major and row-major agree
+  // Column-major and row-major agree; with no elements, the strides below could overflow.
+  if (shape.size() < 2 || n == 0) {
     std::copy(in, in + n, out);
     return;
   }

@@ -72,6 +72,10 @@ Expected<NpzFile> NpzFile::open(const std::string &path) {
   NpzFile npz;
   npz.path_ = path;
   std::vector<std::pair<std::string, uint64_t>> members;
+  // The members' compressed bytes are disjoint parts of the file. Members that claim more in all
+  // share their data, and loading each would inflate the same bytes again and again: a zip bomb
+  // that needs no nesting (and no member that is implausible on its own).
+  uint64_t compressed = 0;
   zip_int64_t count = zip_get_num_entries(archive->zip, 0);
   for (zip_int64_t i = 0; i < count; ++i) {
     const char *raw = zip_get_name(archive->zip, static_cast<zip_uint64_t>(i), ZIP_FL_ENC_RAW);
@@ -83,7 +87,17 @@ Expected<NpzFile> NpzFile::open(const std::string &path) {
       continue;
     name.remove_suffix(kSuffix.size());
     members.emplace_back(std::string(name), static_cast<uint64_t>(i));
+    zip_stat_t st;
+    zip_stat_init(&st);
+    if (zip_stat_index(archive->zip, static_cast<zip_uint64_t>(i), 0, &st) == 0 &&
+        (st.valid & ZIP_STAT_COMP_SIZE) &&
+        __builtin_add_overflow(compressed, st.comp_size, &compressed))
+      compressed = UINT64_MAX;
   }
+  if (compressed > archive->file->size())
+    return makeError(loc,
+                     "the .npy members claim {} compressed bytes in all, more than the file's {}",
+                     compressed, archive->file->size());
   std::sort(members.begin(), members.end());
   for (size_t i = 0; i < members.size(); ++i) {
     if (i > 0 && members[i].first == members[i - 1].first)

@@ -74,6 +74,15 @@ std::string jsonMessage(const std::exception &e) {
   return std::string(what);
 }
 
+// A value for a message: scalars and flat arrays as written, other values by kind (dumping those
+// would recurse as deep as they nest).
+std::string jsonText(const Json &v) {
+  bool flat = v.is_primitive() ||
+              (v.is_array() &&
+               std::none_of(v.begin(), v.end(), [](const Json &e) { return e.is_structured(); }));
+  return flat ? v.dump() : fmt::format("a JSON {}", v.type_name());
+}
+
 // Reads the entries of one tensor from its header object; `dataSize` is the data section's size.
 class HeaderReader {
 public:
@@ -134,10 +143,10 @@ private:
       const Json &d = (*shape)[i];
       if (!d.is_number_integer())
         return fail(name, "shape dimension {} is {}; dimensions must be non-negative integers", i,
-                    d.dump());
+                    jsonText(d));
       if (d.is_number_unsigned() ? d.get<uint64_t>() > uint64_t(INT64_MAX) : d.get<int64_t>() < 0)
         return fail(name, "shape dimension {} is {}; dimensions must be non-negative integers", i,
-                    d.dump());
+                    jsonText(d));
       dims.push_back(d.get<int64_t>());
       if (__builtin_mul_overflow(numel, dims.back(), &numel))
         return fail(name, "shape {} has more elements than fit in 64 bits", shape->dump());
@@ -153,7 +162,7 @@ private:
     if (!offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
         !(*offsets)[1].is_number_unsigned())
       return fail(name, "'data_offsets' is {}; it must be [begin, end] with non-negative integers",
-                  offsets->dump());
+                  jsonText(*offsets));
     uint64_t begin = (*offsets)[0].get<uint64_t>();
     uint64_t end = (*offsets)[1].get<uint64_t>();
     if (begin > end)
