@@ -118,6 +118,17 @@ MappedFile::~MappedFile() {
 Expected<std::unique_ptr<AtomicFile>> AtomicFile::create(const std::string &path) {
   std::unique_ptr<AtomicFile> f(new AtomicFile());
   f->path_ = path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode))
+      return makeError(Loc::inFile(path), "cannot create output file: it is a directory");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      return makeError(Loc::inFile(path), "cannot open output file: {}", errnoText());
+    f->fd_ = fd;
+    f->inPlace_ = true;
+    return f;
+  }
   std::string pattern = path + ".tmp.XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
@@ -159,6 +170,14 @@ Status AtomicFile::write(const void *data, size_t size) {
 }
 
 Status AtomicFile::commit(bool executable) {
+  if (inPlace_) {
+    int fd = fd_;
+    fd_ = -1;
+    committed_ = true;
+    if (::close(fd) != 0)
+      return makeError(Loc::inFile(path_), "cannot write output file: {}", errnoText());
+    return Status::ok();
+  }
   if (::fchmod(fd_, executable ? 0755 : 0644) != 0)
     return makeError(Loc::inFile(path_), "cannot set permissions: {}", errnoText());
   if (::close(fd_) != 0) {

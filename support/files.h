@@ -2,8 +2,10 @@
 //
 // Every output vitc writes (results, IR dumps, executables, layouts) goes through `AtomicFile`:
 // the bytes go to a temporary name beside the target and are renamed over it only on `commit()`,
-// so an error, an exception or Ctrl-C never leaves a half-written file behind. (Tests set
-// VITC_SLOW_WRITES to slow writes down enough to interrupt one in progress.)
+// so an error, an exception or Ctrl-C never leaves a half-written file behind. A target that is not
+// a regular file (`/dev/null`, a FIFO, a terminal) is written in place instead: renaming over it
+// would replace the device with a file. (Tests set VITC_SLOW_WRITES to slow writes down enough to
+// interrupt one in progress.)
 #pragma once
 
 #include <cstddef>
@@ -39,7 +41,8 @@ private:
 
 class AtomicFile {
 public:
-  // Creates the temporary file; fails if the target's folder is not writable.
+  // Creates the temporary file (or opens a target that is not a regular file); fails if the
+  // target's folder is not writable.
   static Expected<std::unique_ptr<AtomicFile>> create(const std::string &path);
   ~AtomicFile(); // removes the temporary file unless committed
   AtomicFile(const AtomicFile &) = delete;
@@ -49,7 +52,7 @@ public:
   Status write(std::string_view text) { return write(text.data(), text.size()); }
   // Flushes, optionally marks the file executable, and renames it over the target.
   Status commit(bool executable = false);
-  const std::string &tempPath() const { return temp_; }
+  const std::string &tempPath() const { return temp_; } // empty when written in place
 
 private:
   AtomicFile() = default;
@@ -58,6 +61,7 @@ private:
   int fd_ = -1;
   int slot_ = -1; // place in the table the signal handler cleans up
   bool committed_ = false;
+  bool inPlace_ = false; // the target is a device or FIFO: written directly, never renamed
 };
 
 // Writes `text` to `path` through an AtomicFile.

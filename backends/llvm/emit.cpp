@@ -130,6 +130,9 @@ Status emitExecutable(const ir::Module &m, const std::string &path, const Option
     return Error(fmt::format("cannot make an executable of module '{}': its mesh ({}) has {} "
                              "devices; executables run on one device",
                              m.name, m.mesh.str(), m.mesh.numDevices()));
+  // The executable is renamed over its target, which would replace a device such as /dev/null.
+  if (std::filesystem::exists(path) && !std::filesystem::is_regular_file(path))
+    return Error(Loc::inFile(path), "cannot write an executable here: not a regular file");
   std::string runtime = runtimeLibrary();
   if (!std::filesystem::exists(runtime))
     return Error(fmt::format("the executable runtime library '{}' is missing (set "

@@ -397,7 +397,11 @@ void writeNpy(const std::string &path, const std::vector<int64_t> &shape, const 
   head += '\0';
   head += static_cast<char>(dict.size() & 0xff);
   head += static_cast<char>(dict.size() >> 8);
-  std::string temp = path + ".tmp" + std::to_string(getpid());
+  // A regular file is written beside its target and renamed over it, so it appears whole or not
+  // at all; a device or FIFO (`/dev/null`) is written in place, since a rename would replace it.
+  struct stat st {};
+  bool inPlace = ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+  std::string temp = inPlace ? path : path + ".tmp" + std::to_string(getpid());
   FILE *f = std::fopen(temp.c_str(), "wb");
   if (!f)
     fail("cannot write " + path + ": " + std::strerror(errno));
@@ -405,8 +409,9 @@ void writeNpy(const std::string &path, const std::vector<int64_t> &shape, const 
             std::fwrite(dict.data(), 1, dict.size(), f) == dict.size() &&
             std::fwrite(data, 4, static_cast<size_t>(count), f) == static_cast<size_t>(count);
   ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(temp.c_str(), path.c_str()) != 0) {
-    std::remove(temp.c_str());
+  if (!ok || (!inPlace && std::rename(temp.c_str(), path.c_str()) != 0)) {
+    if (!inPlace)
+      std::remove(temp.c_str());
     fail("cannot write " + path + ": " + std::strerror(errno));
   }
 }
