@@ -14,7 +14,12 @@ packages=(
   libopenmpi-dev openmpi-bin                          # the MPI runtime
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision nodejs npm)
+  packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision)
+  # ONNX Runtime comes from npm. A machine whose nodejs already brings npm (NodeSource's does)
+  # cannot take Debian's npm, which conflicts with it.
+  if ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
 fi
 
 missing=()
