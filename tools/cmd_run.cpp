@@ -193,7 +193,9 @@ int runRun(int argc, char **argv) {
   int threads = f.threads > 0
                     ? f.threads
                     : defaultThreads(runnerOptions.processes ? 1 : module->mesh.numDevices());
-  Expected<runtime::ProgramFactory> factory = backendFactory(f.backend, threads);
+  // MPI ranks compile alike: only a single process says what it compiled.
+  Expected<runtime::ProgramFactory> factory =
+      backendFactory(f.backend, threads, runnerOptions.processes ? nullptr : &std::cerr);
   if (!factory)
     return report(factory.error());
   Expected<std::unique_ptr<runtime::MeshRunner>> runner =

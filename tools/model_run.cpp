@@ -49,7 +49,8 @@ std::vector<Tensor> paramsInOrder(const ir::Module &m,
   return params;
 }
 
-Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads) {
+Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads,
+                                                 std::ostream *remarks) {
   if (name == "interpreter")
     return interp::interpreterFactory();
   if (name == "llvm") {
@@ -62,6 +63,12 @@ Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int th
       std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
       VITC_ASSIGN(options.tiles, llvmbe::tunedTiles(options, dir));
     }
+    if (remarks)
+      options.onCompiled = [remarks](const llvmbe::CompileReport &r) {
+        *remarks << fmt::format(
+            "remark: llvm: {} kernels ({} calls) JIT-compiled for {} in {:.2f} s\n",
+            r.uniqueKernels, r.kernels, r.cpu, r.seconds);
+      };
     return llvmbe::jitFactory(options);
   }
   return makeError(Loc::inFile("--backend"), "unknown backend '{}' (known: llvm, interpreter)",

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <ostream>
 
 #include "frontend/weights.h"
 #include "runtime/runner.h"
@@ -22,8 +23,9 @@ Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
 std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
 
 // The program factory of a backend: "llvm" (JIT-compiled kernels; `threads` per device) or
-// "interpreter".
-Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads);
+// "interpreter". With `remarks`, the llvm backend says there what it compiled and how long it took.
+Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads,
+                                                 std::ostream *remarks = nullptr);
 // Threads per device when the user did not say: the host's cores shared by the mesh's devices.
 int defaultThreads(int64_t devices);
 
