@@ -26,6 +26,7 @@ if (($# > 0)); then
 fi
 build=${BUILD_DIR:-build-fuzz}
 
+scripts/install-deps.sh --fuzz
 CC=clang-19 CXX=clang++-19 cmake -S . -B "$build" -G Ninja -DVITC_FUZZ=ON -DVITC_BUILD_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 nice -n 19 ninja -C "$build" vitc_fuzzers

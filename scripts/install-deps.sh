@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages vitc needs that are missing. Safe to run again: it installs
-# nothing when everything is present. Pass --bench to add the peers the benchmarks compare against.
+# nothing when everything is present. Pass --bench to add the peers the benchmarks compare against,
+# --fuzz for what scripts/fuzz.sh needs.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,9 @@ packages=(
   libgtest-dev libgmock-dev                           # tests
   libopenmpi-dev openmpi-bin                          # the MPI runtime
 )
+if [[ "${1:-}" == "--fuzz" ]]; then
+  packages+=(libclang-rt-19-dev) # libFuzzer and the sanitizer runtimes of clang-19
+fi
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision)
   # ONNX Runtime comes from npm. A machine whose nodejs already brings npm (NodeSource's does)
