@@ -60,8 +60,11 @@ for target in "${targets[@]}"; do
   nice -n 19 "$build/fuzz/fuzz_$target" "${flags[@]}" "$corpus" "$build/seeds/$target" \
     >"$log" 2>&1 || status=$?
   elapsed=$(($(date +%s) - start))
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" |
-    awk '{s += $2} END {print s + 0}')
+  # One process prints its total in its final stats; in fork mode (jobs > 1) the parent's last
+  # status line (#N: ...) counts the executions of all its children.
+  execs=$(awk '/stat::number_of_executed_units:/ {s += $2; stat = 1}
+               /^#[0-9]+:/ {last = substr($1, 2) + 0}
+               END {print stat ? s : last + 0}' "$log")
   kept=0
   for artifact in "$artifacts"/*; do
     [[ -f $artifact ]] || continue
