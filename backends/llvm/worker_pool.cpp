@@ -1,7 +1,29 @@
 // The worker pool.
 #include "backends/llvm/worker_pool.h"
 
+#include <chrono>
+#include <immintrin.h>
+
 namespace vitc::llvmbe {
+namespace {
+
+// How long a thread polls before it sleeps: longer than the gap between two kernel calls of a
+// pass, short enough that an idle program gives its cores back at once.
+constexpr std::chrono::microseconds kSpin{200};
+
+// Polls `done` until it holds or kSpin has passed; returns whether it holds.
+template <typename Done> bool spinUntil(Done done) {
+  auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done())
+      return true;
+    _mm_pause();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until)
+      return done();
+  }
+}
+
+} // namespace
 
 WorkerPool::WorkerPool(int threads) {
   for (int t = 1; t < threads; ++t)
@@ -28,27 +50,33 @@ void WorkerPool::run(int64_t work, const std::function<void(int, int64_t, int64_
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &fn;
     work_ = work;
-    pending_ = n - 1;
-    ++generation_;
+    pending_.store(n - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  wake_.notify_all();
+  wake_.notify_all(); // no system call when every worker is still spinning
   fn(0, 0, work / n);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
+  auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spinUntil(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   job_ = nullptr;
 }
 
 void WorkerPool::loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
+    auto called = [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; };
     const std::function<void(int, int64_t, int64_t)> *job;
     int64_t work;
+    spinUntil(called);
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lock, called);
       if (stop_)
         return;
-      seen = generation_;
+      seen = generation_.load(std::memory_order_relaxed);
       job = job_;
       work = work_;
     }
@@ -56,9 +84,11 @@ void WorkerPool::loop(int thread) {
     int64_t begin = work * thread / n, end = work * (thread + 1) / n;
     if (begin < end)
       (*job)(thread, begin, end);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--pending_ == 0)
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // Under the lock, so that a caller between its check and its sleep cannot miss this.
+      std::lock_guard<std::mutex> lock(mutex_);
       done_.notify_one();
+    }
   }
 }
 
