@@ -28,6 +28,15 @@ TEST_P(LlvmFixture, ShardedMatchesTheReference) {
   EXPECT_LE(run->maxAbsDiff, 1e-4) << GetParam();
 }
 
+TEST_P(LlvmFixture, IntraOpThreadsMatchTheReference) {
+  // Every kernel call split over three threads of one device, so that parts are uneven.
+  llvmbe::Options options = test::verifiedOptions();
+  options.threads = 3;
+  auto run = test::runFixture(GetParam(), llvmbe::jitFactory(options));
+  ASSERT_TRUE(run) << run.error().str();
+  EXPECT_LE(run->maxAbsDiff, 1e-4) << GetParam();
+}
+
 INSTANTIATE_TEST_SUITE_P(All, LlvmFixture, ::testing::ValuesIn(test::fixtureNames()),
                          [](const auto &info) { return info.param; });
 
