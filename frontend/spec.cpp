@@ -181,11 +181,36 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
   return Status::ok();
 }
 
+// Whether toml++ would scan a non-ASCII character reading the bare value (a number, boolean or
+// date) that starts at `i`: it reads on to a value terminator, at most 127 characters (over
+// quotes too: `1"é"` is one bad token to it), and past one space after a 10-character date.
+bool bareValueHasNonAscii(std::string_view text, size_t i) {
+  constexpr size_t kScan = 128 * 4; // toml++'s history of 128 characters, in UTF-8 bytes at most
+  auto terminates = [](char c) {
+    return (c >= '\n' && c <= '\r') ||
+           std::string_view(" \t]},#").find(c) != std::string_view::npos;
+  };
+  size_t start = i;
+  for (size_t j = i; j < text.size() && j - start < kScan; ++j) {
+    if (text[j] & 0x80)
+      return true;
+    if (!terminates(text[j]))
+      continue;
+    if (text[j] == ' ' && j - i == 10) { // `1979-05-27 07:32:00`: the time is read on
+      i = j + 1;
+      continue;
+    }
+    return false;
+  }
+  return false;
+}
+
 // toml++ 3.3 mishandles some input instead of reporting it: it builds the tables of a dotted key
 // (`a.b.c = 1`, `[a.b.c]`) recursively with no limit, so a long enough key overflows the stack;
 // and whether some non-ASCII characters are whitespace is undefined behaviour in it
-// (marzer/tomlplusplus#295), which it asks of characters outside strings and after a backslash in
-// a multi-line basic string. A spec needs neither: refuse both before toml++ sees them.
+// (marzer/tomlplusplus#295), which it asks of characters outside strings, of every character of a
+// bare value up to where it ends, and after a backslash in a multi-line basic string. A spec needs
+// none of these: refuse them before toml++ sees them.
 Status checkBeforeToml(std::string_view text, const Loc &file) {
   constexpr int kMaxDots = 64; // dots and braces per line; a spec nests tables one level deep
   int line = 1, dots = 0;
@@ -236,6 +261,10 @@ Status checkBeforeToml(std::string_view text, const Loc &file) {
       i = j < text.size() && text[j] == '\n' ? j - 1 : j + close.size() - 1;
       last = c;
     } else if (c != ' ' && c != '\t' && c != '\r') {
+      if (std::string_view("=[,").find(last) != std::string_view::npos &&
+          std::string_view("[]{},").find(c) == std::string_view::npos &&
+          bareValueHasNonAscii(text, i))
+        return makeError(file.at(line, 0), "non-ASCII character in a value");
       if ((c == '.' || c == '{') && ++dots > kMaxDots)
         return makeError(file.at(line, 0),
                          "keys nest too deeply (a spec has tables one level deep)");

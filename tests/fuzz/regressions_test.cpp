@@ -148,6 +148,22 @@ TEST(Fixes, SpecKeepsNonAsciiInStringsAndWritesLabelsBack) {
   EXPECT_EQ(outside.error().str(), "t.vit:1: error: non-ASCII character outside a string");
 }
 
+// toml++ reads a bare value on to where it ends, quotes included, and asks of each character
+// whether it is white space: undefined behaviour for some non-ASCII ones.
+TEST(Fixes, SpecRefusesNonAsciiWhereABareValueIsRead) {
+  for (const char *text : {"a = 19e['\u01e2']\n", "a = [1, 2\"\u01e2\"]\n",
+                           "a = 1979-05-27 \"\u01e2\"\n"}) {
+    auto c = frontend::parseSpec(text, "t.vit");
+    ASSERT_FALSE(c) << text;
+    EXPECT_EQ(c.error().str(), "t.vit:1: error: non-ASCII character in a value") << text;
+  }
+  // A value that ends before the string is not read into it.
+  auto c = frontend::parseSpec("name = \"\u01e2\"\n[encoder]\nwidth = 8\ndepth = 1\nheads = 1 "
+                               "# \u01e2\n[head]\nclasses = 1\nlabels = [\"\u01e2\"]\n",
+                               "t.vit");
+  ASSERT_TRUE(c) << c.error().str();
+}
+
 TEST(Fixes, ErrorsQuotingLineBreaksStayOnOneLine) {
   auto c = frontend::parseSpec("\"a\\nb\" = 1\n", "t.vit");
   ASSERT_FALSE(c);
