@@ -80,7 +80,7 @@ int64_t collectiveCount(const Op &op, const ir::Mesh &mesh) {
 
 } // namespace
 
-Prediction simulate(const ir::Module &m, const Target &target) {
+Prediction simulate(const ir::Module &m, const Target &target, const OpSeconds *measured) {
   Prediction p;
   int64_t devices = m.mesh.numDevices();
   double flopsRate = target.effectiveFlops(devices);
@@ -121,8 +121,11 @@ Prediction simulate(const ir::Module &m, const Target &target) {
     }
     auto [work, isFlops] = workOf(op, m.mesh, target.dtypeBytes);
     double seconds = 0;
-    if (auto it = target.secondsPerUnit.find(std::string(op.keyword()));
-        it != target.secondsPerUnit.end()) {
+    if (auto it = measured ? measured->find(op.name) : OpSeconds::const_iterator();
+        measured && it != measured->end()) {
+      seconds = it->second;
+    } else if (auto it = target.secondsPerUnit.find(std::string(op.keyword()));
+               it != target.secondsPerUnit.end()) {
       // Measured on this model; devices sharing a core run proportionally slower.
       seconds = work * it->second * (target.effectiveFlops(1) / flopsRate);
     } else if (work > 0) {

@@ -148,13 +148,35 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
       Prediction p1 = simulate(**m1, o.target);
       Prediction p =
           config.depth > 1 ? extrapolate(p1, simulate(**m2, o.target), config.depth) : p1;
+      // Memory does not depend on timing: check it before profiling anything.
+      int64_t memory = p.weightBytes + p.activationBytes;
+      if (o.train) {
+        // Gradients in the training precision, and fp32 master weights with Adam's two moments
+        // (12 bytes a parameter): split over the data axis with the weights when they are
+        // (ZeRO-3), and over it anyway otherwise (ZeRO-1: they are only needed at the update).
+        int64_t elements = p.weightBytes / o.target.dtypeBytes; // this device's weights
+        e.optimizerBytes =
+            p.weightBytes + 12 * (base.layout.paramsOverData ? elements : elements / t);
+        memory += e.optimizerBytes + p.savedActivationBytes;
+      }
+      e.memoryBytes = memory;
+      bool fits = memory <= o.target.memoryBytes;
+      // The profile runs the largest compiled program (two layers; every op of the one-layer
+      // program is in it under the same name), and only where all its devices fit in memory.
+      const ir::Module &largest = config.depth > 1 ? **m2 : **m1;
+      if (fits && o.profile &&
+          memory <= o.target.memoryBytes / std::max<int64_t>(1, largest.mesh.numDevices())) {
+        VITC_ASSIGN(OpSeconds measured, o.profile(largest));
+        p1 = simulate(**m1, o.target, &measured);
+        p = config.depth > 1 ? extrapolate(p1, simulate(**m2, o.target, &measured), config.depth)
+                             : p1;
+      }
       double m = static_cast<double>(micro);
       Prediction step = p;
       step.computeSeconds *= m;
       step.commSeconds *= m;
       step.exposedCommSeconds *= m;
       step.stepSeconds *= m;
-      int64_t memory = p.weightBytes + p.activationBytes;
       if (o.train) {
         // Backward: twice the forward's compute, its collectives mirrored; then the gradients
         // are reduced over the data axis while the backward pass of earlier layers runs.
@@ -176,19 +198,11 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
         step.commSeconds = 2 * step.commSeconds + gradSeconds;
         step.exposedCommSeconds = 2 * step.exposedCommSeconds + exposedGrad;
         step.stepSeconds = step.computeSeconds + step.exposedCommSeconds;
-        // Gradients in the training precision, and fp32 master weights with Adam's two moments
-        // (12 bytes a parameter): split over the data axis with the weights when they are
-        // (ZeRO-3), and over it anyway otherwise (ZeRO-1: they are only needed at the update).
-        int64_t elements = p.weightBytes / o.target.dtypeBytes; // this device's weights
-        e.optimizerBytes =
-            p.weightBytes + 12 * (base.layout.paramsOverData ? elements : elements / t);
-        memory += e.optimizerBytes + p.savedActivationBytes;
       }
       e.perStep = step;
-      e.memoryBytes = memory;
       e.mfu = result.modelFlopsPerStep /
               (step.stepSeconds * static_cast<double>(o.devices) * o.target.peakFlops);
-      if (memory > o.target.memoryBytes) {
+      if (!fits) {
         e.rejected = fmt::format(
             "needs {:.1f} GiB per device (weights {:.1f}, activations {:.1f}"
             "{}), the device has {:.1f} GiB",

@@ -6,7 +6,8 @@
 // activations do not fit otherwise. A candidate is compiled at depth 1 and 2 (identical blocks
 // cost the same, so the full depth is extrapolated from the difference: ViT-22B's 48 layers plan
 // in milliseconds) and simulated on the target (cost_model.h). Candidates that do not fit in the
-// device's memory are dropped with the reason.
+// device's memory are dropped with the reason. On a target this host can run, each candidate that
+// fits is profiled first: its two-layer program runs once, and its ops cost what they took.
 #pragma once
 
 #include <functional>
@@ -39,6 +40,9 @@ struct SearchOptions {
   int64_t batch = 1;
   bool train = false;
   Target target;
+  // Set for targets this host can run (cpu): profiles a candidate's compiled program, whose ops
+  // then cost what they measured instead of the target's rates.
+  std::function<Expected<OpSeconds>(const ir::Module &)> profile;
 };
 
 struct SearchResult {

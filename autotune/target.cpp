@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -212,35 +213,66 @@ std::vector<Tensor> timingParams(const ir::Module &m) {
   return params;
 }
 
-Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
-                        const runtime::ProgramFactory &factory) {
-  auto m = std::shared_ptr<const ir::Module>(oneLayer.clone());
+Expected<OpSeconds> profileOps(const ir::Module &module, const runtime::ProgramFactory &factory) {
+  constexpr int kRuns = 3; // timed, after one warm-up (first touches of every buffer)
+  auto m = std::shared_ptr<const ir::Module>(module.clone());
   std::vector<Tensor> params = timingParams(*m);
-  runtime::RunnerOptions options;
-  options.trace = true;
-  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
   std::vector<Tensor> inputs;
   for (const ir::Op *in : m->inputs())
     inputs.push_back(Tensor::zeros(in->shape()));
-  VITC_TRY(runner->run(inputs)); // a warm-up, and a second run: both are recorded
-  VITC_TRY(runner->run(inputs));
+  runtime::RunnerOptions options;
+  options.trace = true;
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
+  std::vector<double> walls;
+  for (int run = 0; run <= kRuns; ++run) {
+    auto t0 = std::chrono::steady_clock::now();
+    VITC_TRY(runner->run(inputs));
+    walls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   nlohmann::json events = nlohmann::json::parse(runner->tracer()->eventsJson());
-  // Seconds per op name, averaged over the two runs, from the compute track.
-  int computeTid = -1;
+  // Every device names its compute track alike; spans on it are named after their op, one a run.
+  std::set<std::pair<int, int>> computeTracks; // (device, thread id)
   for (const nlohmann::json &e : events)
     if (e.value("ph", "") == "M" && e.value("name", "") == "thread_name" &&
         e["args"].value("name", "") == runtime::kComputeTrack)
-      computeTid = e.value("tid", -1);
-  std::map<std::string, double> seconds;
+      computeTracks.insert({e.value("pid", -1), e.value("tid", -1)});
+  std::map<std::pair<int, std::string>, std::vector<double>> spans; // (device, op) -> per run
   for (const nlohmann::json &e : events)
-    if (e.value("ph", "") == "X" && e.value("tid", -2) == computeTid)
-      seconds[e.value("name", "")] += e.value("dur", 0.0) * 1e-6 / 2;
+    if (e.value("ph", "") == "X" && computeTracks.count({e.value("pid", -2), e.value("tid", -2)}))
+      spans[{e.value("pid", -1), e.value("name", "")}].push_back(e.value("dur", 0.0) * 1e-6);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // Each op's median over the timed runs, averaged over the devices.
+  OpSeconds seconds;
+  double devices = static_cast<double>(m->mesh.numDevices());
+  for (auto &[key, durations] : spans) {
+    if (durations.size() > 1)
+      durations.erase(durations.begin()); // the warm-up
+    seconds[key.second] += median(durations) / devices;
+  }
+  double total = 0;
+  for (const auto &[name, s] : seconds)
+    total += s;
+  // With more devices than cores, a device also waits for a core, mostly between its spans (the
+  // scheduler rarely preempts a kernel): spread the run's time over its ops.
+  double wall = median(std::vector<double>(walls.begin() + 1, walls.end()));
+  if (devices > std::thread::hardware_concurrency() && total > 0 && wall > total)
+    for (auto &[name, s] : seconds)
+      s *= wall / total;
+  return seconds;
+}
+
+Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
+                        const runtime::ProgramFactory &factory) {
+  VITC_ASSIGN(OpSeconds seconds, profileOps(oneLayer, factory));
   std::map<std::string, std::pair<double, double>> byKind; // keyword -> (seconds, work)
-  for (const auto &op : m->ops()) {
+  for (const auto &op : oneLayer.ops()) {
     auto it = seconds.find(op->name);
     if (it == seconds.end())
       continue;
-    auto [work, isFlops] = workOf(*op, m->mesh, 4);
+    auto [work, isFlops] = workOf(*op, oneLayer.mesh, 4);
     if (work <= 0)
       continue;
     auto &[s, w] = byKind[std::string(op->keyword())];

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <string>
+#include <unordered_map>
 
 #include "runtime/link_model.h"
 #include "runtime/program.h"
@@ -48,8 +49,18 @@ Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std:
 // Values for every parameter of `m` (random: timing needs the sizes, not the values).
 std::vector<Tensor> timingParams(const ir::Module &m);
 
-// Refines a cpu target on the model itself: runs a one-layer version of it on one device with
-// tracing and records each op kind's measured rate.
+// Compute seconds of the ops of one compiled program, by op name.
+using OpSeconds = std::unordered_map<std::string, double>;
+
+// Profiles a compiled program on this host: runs `m` on the thread runtime with communication free
+// (a warm-up and three traced runs) and returns each op's median compute time, averaged over the
+// devices. The
+// devices share the host's cores as they do when the program runs for real, so what sharing costs
+// is in the times.
+Expected<OpSeconds> profileOps(const ir::Module &m, const runtime::ProgramFactory &factory);
+
+// Refines a cpu target on the model itself: profiles a one-layer version of it on one device and
+// records each op kind's measured rate.
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
                         const runtime::ProgramFactory &factory);
 

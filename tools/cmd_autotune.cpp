@@ -141,6 +141,8 @@ int runAutotune(int argc, char **argv) {
   options.batch = batch;
   options.train = mode == "train";
   options.target = *target;
+  if (targetSpec == "cpu")
+    options.profile = [&](const ir::Module &m) { return autotune::profileOps(m, *factory); };
   auto started = std::chrono::steady_clock::now();
   Expected<autotune::SearchResult> result =
       autotune::search(config, options, [&](size_t done, size_t total, const std::string &what) {
@@ -211,7 +213,7 @@ int runAutotune(int argc, char **argv) {
         std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
                                  e.candidate.layoutString())
                   << std::flush;
-      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *factory, 3);
+      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *factory, 5);
       if (terminal)
         std::cerr << "\r\033[K" << std::flush;
       if (!seconds)

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "autotune/search.h"
+#include "backends/interpreter/interpreter.h"
 #include "frontend/spec.h"
 #include "tests/common/subprocess.h"
 
@@ -98,6 +99,44 @@ TEST(Autotune, SearchRanksByPredictedTimeAndExtrapolatesDepth) {
   EXPECT_NEAR(predicted, p.computeSeconds, 0.01 * p.computeSeconds);
   EXPECT_NEAR(static_cast<double>(result->ranked.front().perStep.weightBytes),
               static_cast<double>(p.weightBytes), 0.01 * p.weightBytes);
+}
+
+// On a host it can run, the search profiles each candidate that fits, and its ops then cost what
+// they took: all of them, so that doubling the profile doubles the predicted compute.
+TEST(Autotune, ProfiledCandidatesCostWhatTheirOpsMeasured) {
+  auto config = frontend::readSpecFile(sourcePath("examples/parallel-tiny.vit"));
+  ASSERT_TRUE(config);
+  autotune::Candidate c;
+  c.mesh = ir::Mesh{{{"data", 1}, {"model", 2}}};
+  auto m = autotune::compileCandidate(*config, 2, c, 2);
+  ASSERT_TRUE(m) << m.error().str();
+  auto measured = autotune::profileOps(**m, interp::interpreterFactory());
+  ASSERT_TRUE(measured) << measured.error().str();
+  EXPECT_GT(measured->size(), 20u);
+  autotune::OpSeconds doubled = *measured;
+  for (auto &[name, seconds] : doubled) {
+    EXPECT_GT(seconds, 0) << name;
+    seconds *= 2;
+  }
+  autotune::Target target = autotune::tpuv4(); // its rates must not matter
+  autotune::Prediction once = autotune::simulate(**m, target, &*measured);
+  autotune::Prediction twice = autotune::simulate(**m, target, &doubled);
+  EXPECT_GT(once.computeSeconds, 0);
+  EXPECT_NEAR(twice.computeSeconds, 2 * once.computeSeconds, 1e-9 * once.computeSeconds);
+
+  autotune::SearchOptions o;
+  o.devices = 2;
+  o.batch = 2;
+  o.target = target;
+  int profiled = 0;
+  o.profile = [&](const ir::Module &candidate) -> Expected<autotune::OpSeconds> {
+    ++profiled;
+    EXPECT_EQ(candidate.mesh.numDevices(), 2);
+    return autotune::profileOps(candidate, interp::interpreterFactory());
+  };
+  auto result = autotune::search(*config, o);
+  ASSERT_TRUE(result) << result.error().str();
+  EXPECT_EQ(profiled, static_cast<int>(result->ranked.size()));
 }
 
 } // namespace
