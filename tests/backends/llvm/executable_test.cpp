@@ -1,7 +1,9 @@
 // Objects and standalone executables: fixtures run by the linked program, which needs only libc.
 #include <filesystem>
+#include <future>
 #include <map>
 #include <sstream>
+#include <sys/stat.h>
 
 #include "frontend/formats/npy.h"
 #include "frontend/load_model.h"
@@ -78,6 +80,30 @@ TEST_P(LlvmExecutable, ComputesTheFixtureLogits) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, LlvmExecutable,
                          ::testing::Values("tv_tok", "parallel_map", "tv_bf16"),
                          [](const auto &info) { return info.param; });
+
+// Outputs go through a temporary file renamed over the target, except where the target is a
+// device or a FIFO (`--output /dev/null`): a rename would replace it with a file.
+TEST(LlvmExecutable, WritesIntoAFifoInPlace) {
+  std::string exe = executableFor("tv_tok");
+  ASSERT_TRUE(test::fileExists(exe));
+  std::string dir = fixtureDir("tv_tok");
+  std::string fifo = test::makeTempDir("llvm_exe_fifo") + "/logits.npy";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto reader = std::async(std::launch::async, [&] { return test::slurp(fifo); });
+  test::CommandResult r = test::runCommand({exe, "--weights", dir + "/model.safetensors", "--input",
+                                            dir + "/input.npy", "--output", fifo});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  std::string bytes = reader.get();
+  EXPECT_EQ(bytes.substr(0, 6), "\x93NUMPY");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  // An executable is never written over one.
+  auto m = fixtureModule("tv_tok");
+  ASSERT_TRUE(m) << m.error().str();
+  Status s = llvmbe::emitExecutable(**m, fifo, test::verifiedOptions());
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().str().find("not a regular file"), std::string::npos) << s.error().str();
+  EXPECT_TRUE(fs::is_fifo(fifo));
+}
 
 TEST(LlvmExecutable, NeedsOnlyTheCLibraries) {
   std::string exe = executableFor("tv_tok");
