@@ -45,7 +45,8 @@ Error::Error(const Loc &loc, std::string message)
     : loc_(loc), message_(escapeControls(std::move(message))) {}
 
 std::string Error::str() const {
-  std::string where = loc_.str();
+  // File names are what users (or archives: a zip member's name) chose, line breaks included.
+  std::string where = escapeControls(loc_.str());
   if (where.empty())
     return fmt::format("error: {}", message_);
   return fmt::format("{}: error: {}", where, message_);
