@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -72,6 +73,8 @@ Expected<Target> parseTarget(std::string_view text, const std::string &path) {
   // Converting a double beyond int64's range is undefined behaviour.
   if (memory >= 0x1p63 || cores >= 0x1p63)
     return makeError(at, "'memory_bytes' and 'cores_per_host' must be below 2^63");
+  if (std::floor(memory) != memory || std::floor(cores) != cores)
+    return makeError(at, "'memory_bytes' and 'cores_per_host' must be whole numbers");
   t.opOverheadSeconds = overheadUs * 1e-6;
   t.dtypeBytes = static_cast<int64_t>(dtype);
   t.memoryBytes = static_cast<int64_t>(memory);
