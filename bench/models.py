@@ -1,6 +1,7 @@
 """Whole-model speed: vitc (LLVM backend) against ONNX Runtime and PyTorch on ViT-Ti/16 and
 ViT-B/16, batch 1 and 8, 1 and 2 threads. Prints a table of median latency, images/s, achieved
 GFLOP/s, percentage of the FMA limit (per thread x threads) and vitc's speed-up over each peer.
+The three take turns ROUNDS times (default 3) for every configuration; each reports its median.
 
 Usage (bench/run.sh does all of it): python3 bench/models.py FMA_GFLOPS [VITC]
 Needs: bench/peers/models/*.onnx (export_onnx.py), node with onnxruntime-node in bench/peers,
@@ -9,6 +10,7 @@ Debian's python3-torch and python3-torchvision for the PyTorch peer.
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ ROOT = os.path.dirname(HERE)
 PEAK = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
 VITC = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "build/tools/vitc")
 GFLOPS = {"vit-ti16": 2.51, "vit-b16": 35.13}  # per image, from `vitc stats`
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
 def runs_for(model, batch):
@@ -44,7 +47,9 @@ def onnxruntime(model, batch, threads):
 
 
 def pytorch(model, batch, threads):
-    env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OMP_WAIT_POLICY="PASSIVE")
+    # torch.set_num_threads bounds PyTorch's own threads, not OpenBLAS's pool: bound both.
+    env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OMP_WAIT_POLICY="PASSIVE",
+               OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "peers", "torch_bench.py"), model, str(batch),
                           str(threads), str(runs_for(model, batch))], check=True, capture_output=True,
                          text=True, env=env).stdout
@@ -62,9 +67,14 @@ def main():
                 if not os.path.exists(images):
                     write_images(images, batch)
                 for threads in (1, 2):
-                    v = vitc(model, batch, threads, images)
-                    o = onnxruntime(model, batch, threads)
-                    t = pytorch(model, batch, threads)
+                    # The peers take turns, ROUNDS times, so that a noisy minute of the machine
+                    # falls on all of them; each takes the median of its rounds.
+                    times = {"vitc": [], "ort": [], "torch": []}
+                    for _ in range(ROUNDS):
+                        times["vitc"].append(vitc(model, batch, threads, images))
+                        times["ort"].append(onnxruntime(model, batch, threads))
+                        times["torch"].append(pytorch(model, batch, threads))
+                    v, o, t = (statistics.median(times[k]) for k in ("vitc", "ort", "torch"))
                     gflops = GFLOPS[model] * batch / v
                     print("%-9s %5d %7d | %10.2f %9.2f %8.1f %6.1f%% | %10.2f %5.2fx | %10.2f %5.2fx" % (
                         model, batch, threads, v * 1e3, batch / v, gflops,
