@@ -217,7 +217,7 @@ std::vector<Tensor> timingParams(const ir::Module &m) {
 }
 
 Expected<OpSeconds> profileOps(const ir::Module &module, const runtime::ProgramFactory &factory) {
-  constexpr int kRuns = 3; // timed, after one warm-up (first touches of every buffer)
+  constexpr int kRuns = 5; // timed, after one warm-up (first touches of every buffer)
   auto m = std::shared_ptr<const ir::Module>(module.clone());
   std::vector<Tensor> params = timingParams(*m);
   std::vector<Tensor> inputs;

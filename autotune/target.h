@@ -53,7 +53,7 @@ std::vector<Tensor> timingParams(const ir::Module &m);
 using OpSeconds = std::unordered_map<std::string, double>;
 
 // Profiles a compiled program on this host: runs `m` on the thread runtime with communication free
-// (a warm-up and three traced runs) and returns each op's median compute time, averaged over the
+// (a warm-up and five traced runs) and returns each op's median compute time, averaged over the
 // devices. The
 // devices share the host's cores as they do when the program runs for real, so what sharing costs
 // is in the times.
