@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <spawn.h>
+#include <sstream>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -88,6 +89,27 @@ TEST(Faults, ARunTooBigForTheMachineIsRefusedBeforeItAllocates) {
   EXPECT_FALSE(fs::exists(dir + "/w.safetensors"));
 }
 
+// Whether the process /proc/<pid> was started, directly or not, by `ancestor`.
+bool descendsFrom(fs::path proc, pid_t ancestor) {
+  for (int depth = 0; depth < 8; ++depth) {
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+    std::string stat = test::slurp((proc / "stat").string());
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos)
+      return false;
+    std::istringstream rest(stat.substr(close + 1));
+    std::string state;
+    long parent = 0;
+    rest >> state >> parent;
+    if (parent == ancestor)
+      return true;
+    if (parent <= 1)
+      return false;
+    proc = fs::path("/proc") / std::to_string(parent);
+  }
+  return false;
+}
+
 TEST(Faults, AKilledMpiRankEndsTheRunWithAnError) {
   std::string dir = test::makeTempDir("mpi-kill");
   std::string fx = test::sourcePath("tests/fixtures/parallel_map");
@@ -99,13 +121,14 @@ TEST(Faults, AKilledMpiRankEndsTheRunWithAnError) {
             {});
   ASSERT_GT(pid, 0);
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  // Kill one rank: a process running the vitc binary itself (not mpirun).
+  // Kill one rank: a process running the vitc binary itself, started by this mpirun (other tests
+  // may run vitc under mpirun at the same time).
   pid_t rank = 0;
   std::string vitc = fs::canonical(VITC_BINARY).string();
   for (const auto &e : fs::directory_iterator("/proc")) {
     std::error_code ec;
     fs::path exe = fs::read_symlink(e.path() / "exe", ec);
-    if (!ec && exe.string() == vitc &&
+    if (!ec && exe.string() == vitc && descendsFrom(e.path(), pid) &&
         test::slurp((e.path() / "cmdline").string()).find("--runtime=mpi") != std::string::npos) {
       rank = static_cast<pid_t>(std::stol(e.path().filename().string()));
       break;
