@@ -164,7 +164,7 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
       // The profile runs the largest compiled program (two layers; every op of the one-layer
       // program is in it under the same name), and only where all its devices fit in memory.
       const ir::Module &largest = config.depth > 1 ? **m2 : **m1;
-      if (fits && o.profile &&
+      if (o.profile &&
           memory <= o.target.memoryBytes / std::max<int64_t>(1, largest.mesh.numDevices())) {
         VITC_ASSIGN(OpSeconds measured, o.profile(largest));
         p1 = simulate(**m1, o.target, &measured);

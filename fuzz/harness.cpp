@@ -125,14 +125,18 @@ void checkWrittenSpec(const char *target, const frontend::ModelConfig &c) {
     fail(target, "the written spec reads back differently:\n" + written);
 }
 
+// A parsed model description: a one-line error, or a config that writes back and builds.
+void checkConfig(const char *target, const Expected<frontend::ModelConfig> &c) {
+  if (!c)
+    return checkError(target, c.error());
+  checkWrittenSpec(target, *c);
+  checkModel(target, *c);
+}
+
 } // namespace
 
 void runSpec(const uint8_t *data, size_t size) {
-  auto c = frontend::parseSpec(textOf(data, size), "fuzz.vit");
-  if (!c)
-    return checkError("spec", c.error());
-  checkWrittenSpec("spec", *c);
-  checkModel("spec", *c);
+  checkConfig("spec", frontend::parseSpec(textOf(data, size), "fuzz.vit"));
 }
 
 void runIr(const uint8_t *data, size_t size) {
@@ -146,11 +150,7 @@ void runIr(const uint8_t *data, size_t size) {
 }
 
 void runHfConfig(const uint8_t *data, size_t size) {
-  auto c = frontend::parseHfConfig(textOf(data, size), "fuzz/config.json");
-  if (!c)
-    return checkError("hf_config", c.error());
-  checkWrittenSpec("hf_config", *c);
-  checkModel("hf_config", *c);
+  checkConfig("hf_config", frontend::parseHfConfig(textOf(data, size), "fuzz/config.json"));
 }
 
 void runSafetensors(const uint8_t *data, size_t size) {

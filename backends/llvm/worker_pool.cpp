@@ -60,8 +60,6 @@ void WorkerPool::run(int64_t work, const std::function<void(int, int64_t, int64_
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, finished);
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  job_ = nullptr;
 }
 
 void WorkerPool::loop(int thread) {

@@ -34,7 +34,7 @@ private:
   std::vector<std::thread> workers_;
   std::mutex mutex_; // guards job_ and work_, and the sleeping on the condition variables
   std::condition_variable wake_, done_;
-  const std::function<void(int, int64_t, int64_t)> *job_ = nullptr;
+  const std::function<void(int, int64_t, int64_t)> *job_ = nullptr; // read only during its call
   int64_t work_ = 0;
   std::atomic<uint64_t> generation_{0}; // one more for every call
   std::atomic<int> pending_{0};         // workers still on the current call
