@@ -78,7 +78,7 @@ TileConfig defaultTiles(int64_t vw, const Tiles &user) {
   TileConfig t;
   t.vectorWidth = vw;
   if (vw >= 16) {
-    t.mr = 14, t.nr = 2 * vw, t.kc = 256, t.mc = 168, t.nc = 768;
+    t.mr = 8, t.nr = 3 * vw, t.kc = 768, t.mc = 160, t.nc = 768;
   } else {
     t.mr = 6, t.nr = 2 * vw, t.kc = 256, t.mc = 72, t.nc = 1024;
   }

@@ -25,10 +25,10 @@ namespace vitc::llvmbe {
 // Matmul tile sizes after defaults are applied (see llvm_backend.h: Tiles).
 struct TileConfig {
   int64_t vectorWidth = 16; // floats per vector register
-  int64_t mr = 14;          // rows of the register tile
-  int64_t nr = 32;          // columns of the register tile, a multiple of vectorWidth
-  int64_t kc = 256;         // depth of a cache block
-  int64_t mc = 168;         // rows of a cache block, a multiple of mr
+  int64_t mr = 8;           // rows of the register tile
+  int64_t nr = 48;          // columns of the register tile, a multiple of vectorWidth
+  int64_t kc = 768;         // depth of a cache block
+  int64_t mc = 160;         // rows of a cache block, a multiple of mr
   int64_t nc = 768;         // columns of a cache block, a multiple of nr
   int64_t threads = 1;      // threads that will split each call: blocks are sized to feed them
 };

@@ -17,8 +17,8 @@
 
 namespace vitc::llvmbe {
 
-// Matmul (and attention) tile sizes; 0 picks the default for the target's vector width: 14 x 32
-// register tiles, kc 256, mc 168, nc 768 with AVX-512; 6 x 16, kc 256, mc 72, nc 1024 with AVX2.
+// Matmul (and attention) tile sizes; 0 picks the default for the target's vector width: 8 x 48
+// register tiles, kc 768, mc 160, nc 768 with AVX-512; 6 x 16, kc 256, mc 72, nc 1024 with AVX2.
 // Each product balances its blocks around mc and nc (kernels.h: matmulTiles).
 struct Tiles {
   int64_t mr = 0; // rows of the register tile

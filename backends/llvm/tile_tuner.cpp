@@ -81,8 +81,9 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
 
 Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, bool retune) {
   VITC_ASSIGN(Target target, resolveTarget(options));
-  std::string cache =
-      cacheDir + "/tiles-" + target.cpu + "-" + std::to_string(target.vectorWidth) + ".json";
+  // The version names the candidates and kernels measured: a change to either measures again.
+  std::string cache = cacheDir + "/tiles-v2-" + target.cpu + "-" +
+                      std::to_string(target.vectorWidth) + ".json";
   if (!retune) {
     if (Expected<std::string> text = readFile(cache); text) {
       try {
@@ -93,14 +94,17 @@ Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, 
       }
     }
   }
-  // A few register tiles that fill the vector registers, and cache depths around L1/L2.
+  // A few register tiles that fill the vector registers, and depth blocks from one L1-sized B
+  // panel up to whole ViT widths (the tile then keeps C in registers over the whole depth).
   int64_t vw = target.vectorWidth;
   std::vector<Tiles> candidates =
-      vw >= 16 ? std::vector<Tiles>{{14, 32, 256, 168, 768}, {14, 32, 384, 168, 768},
-                                    {12, 32, 384, 168, 768}, {8, 48, 256, 160, 768},
-                                    {6, 64, 256, 144, 768},  {14, 32, 512, 112, 768}}
-               : std::vector<Tiles>{
-                     {6, 16, 256, 72, 1024}, {6, 16, 384, 72, 1024}, {4, 24, 256, 64, 1008}};
+      vw >= 16 ? std::vector<Tiles>{{8, 48, 768, 160, 768},  {6, 64, 768, 144, 768},
+                                    {14, 32, 768, 168, 768}, {12, 32, 768, 168, 768},
+                                    {8, 48, 384, 160, 768},  {14, 32, 256, 168, 768}}
+               : std::vector<Tiles>{{6, 16, 768, 72, 1024},
+                                    {6, 16, 256, 72, 1024},
+                                    {4, 24, 768, 64, 1008},
+                                    {4, 24, 256, 64, 1008}};
   Tiles best = candidates[0];
   double bestSeconds = 1e9;
   for (const Tiles &t : candidates) {
