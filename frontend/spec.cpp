@@ -183,21 +183,30 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
 
 // Whether toml++ would scan a non-ASCII character reading the bare value (a number, boolean or
 // date) that starts at `i`: it reads on to a value terminator, at most 127 characters (over
-// quotes too: `1"é"` is one bad token to it), and past one space after a 10-character date.
+// quotes too: `1"é"` is one bad token to it), and past one space after a 10-character date; when
+// a digit follows that space it takes the character after the digit without asking whether it
+// ends the value (`1979-05-27 0#é` reads on into the comment).
 bool bareValueHasNonAscii(std::string_view text, size_t i) {
   constexpr size_t kScan = 128 * 4; // toml++'s history of 128 characters, in UTF-8 bytes at most
   auto terminates = [](char c) {
     return (c >= '\n' && c <= '\r') ||
            std::string_view(" \t]},#").find(c) != std::string_view::npos;
   };
+  auto digit = [&](size_t j) { return j < text.size() && text[j] >= '0' && text[j] <= '9'; };
   size_t start = i;
+  bool timeRead = false;
   for (size_t j = i; j < text.size() && j - start < kScan; ++j) {
     if (text[j] & 0x80)
       return true;
     if (!terminates(text[j]))
       continue;
-    if (text[j] == ' ' && j - i == 10) { // `1979-05-27 07:32:00`: the time is read on
-      i = j + 1;
+    if (text[j] == ' ' && j - i == 10 && !timeRead) {
+      timeRead = true;
+      if (digit(j + 1)) {
+        j += 2; // the digit, and the character after it whatever it is
+        if (j < text.size() && (text[j] & 0x80))
+          return true;
+      }
       continue;
     }
     return false;

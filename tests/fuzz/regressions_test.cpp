@@ -152,7 +152,7 @@ TEST(Fixes, SpecKeepsNonAsciiInStringsAndWritesLabelsBack) {
 // whether it is white space: undefined behaviour for some non-ASCII ones.
 TEST(Fixes, SpecRefusesNonAsciiWhereABareValueIsRead) {
   for (const char *text : {"a = 19e['\u01e2']\n", "a = [1, 2\"\u01e2\"]\n",
-                           "a = 1979-05-27 \"\u01e2\"\n"}) {
+                           "a = 1979-05-27 \"\u01e2\"\n", "n = [ 1979-05-27 0#\u01e2\n"}) {
     auto c = frontend::parseSpec(text, "t.vit");
     ASSERT_FALSE(c) << text;
     EXPECT_EQ(c.error().str(), "t.vit:1: error: non-ASCII character in a value") << text;
