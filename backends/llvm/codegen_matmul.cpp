@@ -9,9 +9,9 @@
 //
 // The matmul kernel follows BLIS: B is packed into panels of nr columns ([panel][k][nr], zero
 // padded), at load for weights or per batch into scratch otherwise; a work item is a block of
-// about mc rows and nc columns of one batch's C; for each depth block of at most kc the block's
-// rows of A are copied into scratch at an odd cache-line stride, then every (column panel, row
-// panel) pair runs a tile. The A block and the C block stay in L2; with kc as deep as a ViT's
+// about mc rows and nc columns of one batch's C; for each depth block of at most kc every (column
+// panel, row panel) pair runs a tile, reading A where it is (or, when too many rows of a tile
+// would share an L1 set, from a copy of the block's rows at an odd cache-line stride). The A block and the C block stay in L2; with kc as deep as a ViT's
 // width (the AVX-512 default) C stays in registers for the whole product and the B panel streams
 // from L2, which only works because the row tiles of a panel prefetch the next panel into L2
 // between them, a slice each, a line every few steps: prefetching a whole panel per tile (as
@@ -228,7 +228,6 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
   Value *bias = d.bias ? e.arg(next++) : nullptr;
   Value *res = d.residual ? e.arg(next++) : nullptr;
   MatmulScratch ms = matmulScratch(d);
-  Value *aBlock = e.scratch;
   Value *bScratch = e.at(e.scratch, ms.b);
   int64_t mBlocks = ceilDiv(d.m, t.mc), nBlocks = ceilDiv(d.n, t.nc);
   int64_t kb = depthBlock(d.k, t);
@@ -273,13 +272,17 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
 
     // One depth block [pc, pc + kc): copy A's rows, then every (column panel, row panel) tile.
     auto depthBlock = [&](Value *pc, int64_t kc, Value *first, bool last) {
-      e.loop(e.c64(0), rows, 1, [&](Value *r) {
-        Value *from = e.at(aRows, b.CreateAdd(b.CreateMul(r, e.c64(d.k)), pc));
-        Value *to = e.at(aBlock, b.CreateMul(r, e.c64(ms.aStride)));
-        e.chunks(kc, [&](Value *j, int64_t lanes) {
-          e.store(e.load(e.at(from, j), lanes), e.at(to, j), lanes);
+      Value *aBlock = e.at(aRows, pc);
+      if (!ms.aInPlace) {
+        aBlock = e.scratch;
+        e.loop(e.c64(0), rows, 1, [&](Value *r) {
+          Value *from = e.at(aRows, b.CreateAdd(b.CreateMul(r, e.c64(d.k)), pc));
+          Value *to = e.at(aBlock, b.CreateMul(r, e.c64(ms.aStride)));
+          e.chunks(kc, [&](Value *j, int64_t lanes) {
+            e.store(e.load(e.at(from, j), lanes), e.at(to, j), lanes);
+          });
         });
-      });
+      }
       Value *accumulate = b.CreateNot(first);
       Value *rowPanels = b.CreateUDiv(rows, e.c64(t.mr));
       Value *depth = e.c64(kc);
@@ -457,11 +460,18 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
       scores.aRow = as.qStride;
       scores.bStride = t.nr;
       scores.ldc = as.sStride;
-      e.loop(0, keyPanels, 1, [&](Value *p) {
-        callTile(e, scores, qBlock, e.at(kPanels, b.CreateMul(p, e.c64(d.dh * t.nr))),
+      auto scorePanel = [&](const TileShape &shape, Value *p) {
+        callTile(e, shape, qBlock, e.at(kPanels, b.CreateMul(p, e.c64(d.dh * t.nr))),
                  e.at(sBlock, b.CreateMul(p, e.c64(t.nr))), nullptr, nullptr, e.c64(d.dh),
                  b.getFalse());
-      });
+      };
+      e.loop(0, d.tk / t.nr, 1, [&](Value *p) { scorePanel(scores, p); });
+      if (int64_t rest = d.tk % t.nr; rest > 0) {
+        // The last keys: only the vectors that hold some (197 keys are 4 x 48 and 5 more).
+        TileShape tail = scores;
+        tail.vecs = ceilDiv(rest, e.vw);
+        scorePanel(tail, e.c64(d.tk / t.nr));
+      }
       // Softmax numerators in place; 1 / sum per row for the epilogue.
       Value *minusInf = e.vf(-std::numeric_limits<float>::infinity());
       for (int64_t i = 0; i < rows; ++i) {

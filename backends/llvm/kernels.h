@@ -147,7 +147,10 @@ int64_t oddLineStride(int64_t n);
 
 // Where a matmul keeps its scratch data (offsets and sizes in floats).
 struct MatmulScratch {
-  int64_t aStride = 0; // row stride of the copied A block (mc rows of one depth block)
+  // Whether the tiles read A where it is (rows k apart) rather than from a copy of the block at
+  // an odd cache-line stride: they do unless too many rows of a tile would share an L1 set.
+  bool aInPlace = false;
+  int64_t aStride = 0; // row stride of the A the tiles read: k in place, else the copy's
   int64_t b = 0;       // offset of the packed B of one batch, when B is not packed at load
   int64_t total = 0;
 };

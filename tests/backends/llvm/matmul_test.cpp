@@ -1,6 +1,7 @@
 // The matmul and fused_linear kernels against the interpreter, on shapes that fit no tile.
 #include <fmt/format.h>
 
+#include "backends/llvm/kernels.h"
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {
@@ -75,6 +76,32 @@ TEST(MatmulKernels, BatchedOperandsAndSharedWeights) {
   output %s, %o, %y, %ab
 }
 )");
+}
+
+TEST(MatmulKernels, ACopiedOnlyWhereItsRowsWouldShareAnL1Set) {
+  // Rows 1024 floats apart all fall into one L1 set: 14-row tiles read a copy of A's block,
+  // 8-row tiles A itself, at K = 1024 and (both) at ViT-B/16's 768.
+  llvmbe::MatmulDesc d;
+  d.m = 29, d.n = 40, d.k = 1024;
+  d.tiles.mr = 14;
+  EXPECT_FALSE(llvmbe::matmulScratch(d).aInPlace);
+  d.tiles.mr = 8;
+  EXPECT_TRUE(llvmbe::matmulScratch(d).aInPlace);
+  d.k = 768;
+  d.tiles.mr = 14;
+  EXPECT_TRUE(llvmbe::matmulScratch(d).aInPlace);
+  std::string module = R"(module @rows mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[2,29,1024]
+  %w = param {name = "w"} : f32[40,1024]
+  %b = param {name = "b"} : f32[40]
+  %y = fused_linear %x, %w, %b {bias = true, transpose_b = true} : f32[2,29,40]
+  output %y
+}
+)";
+  llvmbe::Options copied = test::verifiedOptions();
+  copied.tiles.mr = 14, copied.tiles.nr = 32, copied.tiles.kc = 256, copied.tiles.mc = 28;
+  EXPECT_MATCHES_INTERPRETER(module, copied);
+  EXPECT_MATCHES_INTERPRETER(module);
 }
 
 // fused_linear with every combination of its epilogue steps.
