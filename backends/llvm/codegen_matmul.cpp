@@ -383,8 +383,10 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
   };
 
   e.forEachWorkItem([&](Value *w) {
-    Value *batch = b.CreateUDiv(w, e.c64(d.heads));
-    Value *head = b.CreateURem(w, e.c64(d.heads));
+    Value *chunk = b.CreateURem(w, e.c64(d.queryChunks));
+    Value *batchHead = b.CreateUDiv(w, e.c64(d.queryChunks));
+    Value *batch = b.CreateUDiv(batchHead, e.c64(d.heads));
+    Value *head = b.CreateURem(batchHead, e.c64(d.heads));
     Value *headCol = b.CreateMul(head, e.c64(d.dh));
     Value *qHead = e.at(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
     Value *kHead = e.at(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
@@ -505,11 +507,17 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
                  nullptr, e.c64(d.tk), b.getFalse());
       }
     };
-    int64_t fullBlocks = d.tq / t.mr;
-    if (fullBlocks > 0)
-      e.loop(0, fullBlocks * t.mr, t.mr, [&](Value *q0) { queryBlock(q0, t.mr); });
-    if (d.tq % t.mr != 0)
-      queryBlock(e.c64(fullBlocks * t.mr), d.tq % t.mr);
+    // This work item's queries: whole row tiles of its chunk, then (in the last chunk) the rest.
+    int64_t chunkRows = attentionChunkRows(d);
+    int64_t lastStart = (d.queryChunks - 1) * chunkRows;
+    int64_t lastFull = (d.tq - lastStart) / t.mr * t.mr;
+    assert(lastStart < d.tq && "a chunk of no queries");
+    Value *first = b.CreateMul(chunk, e.c64(chunkRows));
+    Value *isLast = b.CreateICmpEQ(chunk, e.c64(d.queryChunks - 1));
+    Value *full = b.CreateSelect(isLast, e.c64(lastFull), e.c64(chunkRows));
+    e.loop(first, b.CreateAdd(first, full), t.mr, [&](Value *q0) { queryBlock(q0, t.mr); });
+    if (int64_t rest = d.tq - lastStart - lastFull; rest > 0)
+      e.ifThen(isLast, [&] { queryBlock(e.c64(lastStart + lastFull), rest); });
   });
   b.CreateRetVoid();
 }

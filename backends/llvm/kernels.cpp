@@ -58,9 +58,10 @@ struct KeyOf {
     return fmt::format("fill n{} value{} vw{}", d.n, floatKey(d.value), d.vectorWidth);
   }
   std::string operator()(const AttentionDesc &d) const {
-    return fmt::format("attention batch{} tq{} tk{} heads{} dh{} scale{} qknorm{} bias{} eps{} {}",
-                       d.batch, d.tq, d.tk, d.heads, d.dh, floatKey(d.scale), d.qkNorm, d.normBias,
-                       floatKey(d.eps), tilesKey(d.tiles));
+    return fmt::format(
+        "attention batch{} tq{} tk{} heads{} dh{} chunks{} scale{} qknorm{} bias{} eps{} {}",
+        d.batch, d.tq, d.tk, d.heads, d.dh, d.queryChunks, floatKey(d.scale), d.qkNorm, d.normBias,
+        floatKey(d.eps), tilesKey(d.tiles));
   }
 };
 
@@ -101,7 +102,7 @@ struct WorkOf {
     return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1);
   }
   int64_t operator()(const FillDesc &) const { return 1; }
-  int64_t operator()(const AttentionDesc &d) const { return d.batch * d.heads; }
+  int64_t operator()(const AttentionDesc &d) const { return d.batch * d.heads * d.queryChunks; }
 };
 
 struct ArgsOf {
@@ -186,6 +187,21 @@ MatmulScratch matmulScratch(const MatmulDesc &d) {
   s.b = s.aInPlace ? 0 : roundUp(d.tiles.mc * s.aStride, 16);
   s.total = s.b + (d.bPacked ? 0 : roundUp(d.n, d.tiles.nr) * d.k);
   return s;
+}
+
+int64_t attentionQueryChunks(const AttentionDesc &d) {
+  // The fewest chunks, up to 4, that split the work items evenly over the threads (ViT-Ti's 3
+  // heads: 2 chunks for 2 threads), each chunk holding some queries.
+  for (int64_t chunks = 1; d.tiles.threads > 1 && chunks <= 4; ++chunks) {
+    int64_t rows = roundUp(ceilDiv(d.tq, chunks), d.tiles.mr);
+    if (d.batch * d.heads * chunks % d.tiles.threads == 0 && (chunks - 1) * rows < d.tq)
+      return chunks;
+  }
+  return 1;
+}
+
+int64_t attentionChunkRows(const AttentionDesc &d) {
+  return roundUp(ceilDiv(d.tq, d.queryChunks), d.tiles.mr);
 }
 
 AttentionScratch attentionScratch(const AttentionDesc &d) {

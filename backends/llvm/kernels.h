@@ -113,6 +113,9 @@ struct FillDesc {
 // kScale, [kBias]].
 struct AttentionDesc {
   int64_t batch = 0, tq = 0, tk = 0, heads = 0, dh = 0;
+  // Work items per head: its queries in this many parts of whole row tiles (each packs the head's
+  // K and V again), so that few heads still split evenly over threads.
+  int64_t queryChunks = 1;
   float scale = 1;
   bool qkNorm = false, normBias = false;
   float eps = 0;
@@ -155,6 +158,12 @@ struct MatmulScratch {
   int64_t total = 0;
 };
 MatmulScratch matmulScratch(const MatmulDesc &desc);
+
+// The query chunks for an attention kernel of `heads` heads per batch: 1 unless the heads of
+// a call would split unevenly over the tiles' threads.
+int64_t attentionQueryChunks(const AttentionDesc &desc);
+// Rows of queries in each chunk but the last (a multiple of mr).
+int64_t attentionChunkRows(const AttentionDesc &desc);
 
 // Where an attention kernel keeps one head's data (offsets and sizes in floats).
 struct AttentionScratch {

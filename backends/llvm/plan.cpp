@@ -484,6 +484,7 @@ private:
     d.normBias = d.qkNorm && op.attrs.getBool("norm_bias");
     d.eps = d.qkNorm ? static_cast<float>(op.attrs.getFloat("eps")) : 0.0f;
     d.tiles = tiles_;
+    d.queryChunks = attentionQueryChunks(d);
     std::vector<BufferRef> args{at(&op)};
     for (const Op *o : op.operands)
       args.push_back(at(o));

@@ -1,6 +1,7 @@
 // The fused attention kernel against the interpreter.
 #include <fmt/format.h>
 
+#include "backends/llvm/kernels.h"
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {
@@ -67,6 +68,30 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(AttentionKernel, SmallTiles) {
   EXPECT_MATCHES_INTERPRETER(attentionModule({"", 2, 13, 11, 2, 24, true, true}),
                              test::smallTileOptions());
+}
+
+TEST(AttentionKernel, FewHeadsSplitTheirQueriesOverThreads) {
+  // ViT-Ti's 3 heads on 2 threads: each head's queries in 2 chunks, 3 work items a thread.
+  llvmbe::AttentionDesc d;
+  d.batch = 1, d.tq = 197, d.tk = 197, d.heads = 3, d.dh = 64;
+  d.tiles.mr = 8, d.tiles.threads = 2;
+  EXPECT_EQ(llvmbe::attentionQueryChunks(d), 2);
+  d.tiles.threads = 4;
+  EXPECT_EQ(llvmbe::attentionQueryChunks(d), 4);
+  d.heads = 12;
+  EXPECT_EQ(llvmbe::attentionQueryChunks(d), 1);
+  // 33 queries in 4 chunks of 16 would leave the last empty: 3 chunks of 16, 16 and 1.
+  d.heads = 1, d.tq = 33, d.tiles.threads = 3;
+  EXPECT_EQ(llvmbe::attentionQueryChunks(d), 3);
+  for (int threads : {2, 3, 4}) {
+    llvmbe::Options o = test::verifiedOptions();
+    o.threads = threads;
+    EXPECT_MATCHES_INTERPRETER(attentionModule({"", 1, 197, 197, 3, 64, false, false}), o);
+    EXPECT_MATCHES_INTERPRETER(attentionModule({"", 1, 33, 20, 1, 16, true, true}), o);
+    llvmbe::Options small = test::smallTileOptions();
+    small.threads = threads;
+    EXPECT_MATCHES_INTERPRETER(attentionModule({"", 1, 13, 11, 1, 24, true, false}), small);
+  }
 }
 
 } // namespace
