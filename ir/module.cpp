@@ -236,4 +236,25 @@ std::unordered_set<const Op *> weightOnlyOps(const Module &m) {
   return weightOnly;
 }
 
+std::unordered_set<const Op *> attentionViews(const Module &m) {
+  std::unordered_set<const Op *> views;
+  std::unordered_set<const Op *> weightOnly = weightOnlyOps(m);
+  UserMap users = m.users();
+  for (const auto &op : m.ops()) {
+    if (!op->is(OpKind::Slice) || weightOnly.count(op->operand(0)) ||
+        op->attrs.getInt("axis") != static_cast<int64_t>(op->type.shape.size()) - 1)
+      continue;
+    const std::vector<Op *> &readers = users[op.get()];
+    bool onlyAttention = !readers.empty();
+    for (const Op *user : readers) {
+      onlyAttention &= user->is(OpKind::Attention);
+      for (size_t i = 3; onlyAttention && i < user->operands.size(); ++i)
+        onlyAttention &= user->operands[i] != op.get();
+    }
+    if (onlyAttention)
+      views.insert(op.get());
+  }
+  return views;
+}
+
 } // namespace vitc::ir

@@ -72,4 +72,9 @@ size_t eraseDeadOps(Module &m);
 // weights load.
 std::unordered_set<const Op *> weightOnlyOps(const Module &m);
 
+// Slices along the last axis of an activation that only attention reads, as its queries, keys
+// or values (the q/k/v of a fused projection): strided views of their operand, never copied.
+// plan-memory keeps the operand alive for them; backends read it in place.
+std::unordered_set<const Op *> attentionViews(const Module &m);
+
 } // namespace vitc::ir

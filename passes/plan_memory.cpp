@@ -30,10 +30,12 @@ public:
       return it == root.end() ? op : it->second;
     };
     std::unordered_map<const Op *, size_t> lastUse;
+    std::unordered_set<const Op *> attentionViews = ir::attentionViews(m);
     for (size_t i = 0; i < m.ops().size(); ++i) {
       const Op *op = m.ops()[i].get();
-      // A reshape is a view of its operand; a done op's value is what its start received.
-      if (op->is(OpKind::Reshape) || op->info().has(ir::kAsyncDone))
+      // A reshape is a view of its operand, and so is a slice only attention reads; a done op's
+      // value is what its start received.
+      if (op->is(OpKind::Reshape) || attentionViews.count(op) || op->info().has(ir::kAsyncDone))
         root[op] = rootOf(op->operand(0));
       for (const Op *operand : op->operands)
         lastUse[rootOf(operand)] = i;

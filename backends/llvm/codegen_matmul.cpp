@@ -359,7 +359,10 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
   Value *kPanels = e.at(e.scratch, as.kPanels), *vPanels = e.at(e.scratch, as.vPanels);
   Value *qBlock = e.at(e.scratch, as.q), *sBlock = e.at(e.scratch, as.s);
   Value *rowScale = e.at(e.scratch, as.rowScale);
-  int64_t width = d.heads * d.dh; // row stride of q, k, v and out
+  int64_t width = d.heads * d.dh; // row stride of out
+  // Row strides of q, k and v (wider when they are views of a fused projection).
+  int64_t qRow = d.qRow > 0 ? d.qRow : width, kRow = d.kRow > 0 ? d.kRow : width;
+  int64_t vRow = d.vRow > 0 ? d.vRow : width;
   int64_t keyPanels = ceilDiv(d.tk, t.nr);
 
   // Normalized (when qk_norm) values of a row of dh features, handed out a vector at a time.
@@ -388,9 +391,9 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     Value *batch = b.CreateUDiv(batchHead, e.c64(d.heads));
     Value *head = b.CreateURem(batchHead, e.c64(d.heads));
     Value *headCol = b.CreateMul(head, e.c64(d.dh));
-    Value *qHead = e.at(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
-    Value *kHead = e.at(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
-    Value *vHead = e.at(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * width)), headCol));
+    Value *qHead = e.at(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * qRow)), headCol));
+    Value *kHead = e.at(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * kRow)), headCol));
+    Value *vHead = e.at(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * vRow)), headCol));
     Value *oHead = e.at(out, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
 
     // K^T in panels of nr keys: key t's features go down column t % nr of panel t / nr. Keys
@@ -407,7 +410,7 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
         valid.push_back(b.CreateICmpULT(key, e.c64(d.tk)));
         // Past tk, read the last key (always there) and zero it below.
         Value *clamped = b.CreateSelect(valid.back(), key, e.c64(d.tk - 1));
-        rowPtr.push_back(e.at(kHead, b.CreateMul(clamped, e.c64(width))));
+        rowPtr.push_back(e.at(kHead, b.CreateMul(clamped, e.c64(kRow))));
         if (d.qkNorm) {
           auto [m, sInv] = e.rowMoments(rowPtr.back(), d.dh, d.eps);
           mean.push_back(e.splat(m));
@@ -435,7 +438,7 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     });
     // V in panels of nr features: [panel][t][nr], zero past dh.
     e.loop(0, d.tk, 1, [&](Value *key) {
-      Value *row = e.at(vHead, b.CreateMul(key, e.c64(width)));
+      Value *row = e.at(vHead, b.CreateMul(key, e.c64(vRow)));
       for (int64_t p = 0; p < ceilDiv(d.dh, t.nr); ++p)
         for (int64_t u = 0; u < t.nr / e.vw; ++u) {
           int64_t col = p * t.nr + u * e.vw;
@@ -449,7 +452,7 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     // One block of `rows` queries starting at q0.
     auto queryBlock = [&](Value *q0, int64_t rows) {
       for (int64_t i = 0; i < rows; ++i) {
-        Value *row = e.at(qHead, b.CreateMul(b.CreateAdd(q0, e.c64(i)), e.c64(width)));
+        Value *row = e.at(qHead, b.CreateMul(b.CreateAdd(q0, e.c64(i)), e.c64(qRow)));
         normalizedRow(row, qScale, qBias, [&](Value *j, int64_t lanes, Value *x) {
           e.store(b.CreateFMul(x, e.vf(d.scale)),
                   e.at(qBlock, b.CreateAdd(j, e.c64(i * as.qStride))), lanes);

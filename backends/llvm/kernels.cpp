@@ -59,9 +59,10 @@ struct KeyOf {
   }
   std::string operator()(const AttentionDesc &d) const {
     return fmt::format(
-        "attention batch{} tq{} tk{} heads{} dh{} chunks{} scale{} qknorm{} bias{} eps{} {}",
-        d.batch, d.tq, d.tk, d.heads, d.dh, d.queryChunks, floatKey(d.scale), d.qkNorm, d.normBias,
-        floatKey(d.eps), tilesKey(d.tiles));
+        "attention batch{} tq{} tk{} heads{} dh{} chunks{} rows{},{},{} scale{} qknorm{} bias{} "
+        "eps{} {}",
+        d.batch, d.tq, d.tk, d.heads, d.dh, d.queryChunks, d.qRow, d.kRow, d.vRow,
+        floatKey(d.scale), d.qkNorm, d.normBias, floatKey(d.eps), tilesKey(d.tiles));
   }
 };
 

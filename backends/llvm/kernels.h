@@ -116,6 +116,9 @@ struct AttentionDesc {
   // Work items per head: its queries in this many parts of whole row tiles (each packs the head's
   // K and V again), so that few heads still split evenly over threads.
   int64_t queryChunks = 1;
+  // Floats from one row (token) of q, k and v to the next: heads * dh, or more when they are
+  // views of a wider value (the fused q/k/v projection).
+  int64_t qRow = 0, kRow = 0, vRow = 0;
   float scale = 1;
   bool qkNorm = false, normBias = false;
   float eps = 0;

@@ -96,6 +96,14 @@ public:
     plan_.ops = static_cast<int64_t>(m_.size());
 
     std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(m_);
+    // Slices attention reads in place, where plan-memory made them views (at their operand's
+    // offset; a module planned otherwise copies them).
+    for (const Op *view : ir::attentionViews(m_)) {
+      const ir::AttrValue *at = view->attrs.find("offset");
+      const ir::AttrValue *from = view->operand(0)->attrs.find("offset");
+      if ((at == nullptr) == (from == nullptr) && (!at || *at == *from))
+        views_.insert(view);
+    }
     // Weight-only values the forward pass (or the outputs) read, and everything they need.
     std::unordered_set<const Op *> readByRun;
     for (const auto &op : m_.ops())
@@ -125,6 +133,8 @@ public:
       } else if (op->is(OpKind::Reshape)) {
         if (auto it = where_.find(op->operand(0)); it != where_.end())
           where_[op] = it->second;
+      } else if (isAttentionView(op)) {
+        where_[op] = shifted(where_.at(op->operand(0)), op->attrs.getInt("start"));
       } else if (weightOnly.count(op)) {
         if (neededAtLoad.count(op))
           where_[op] = newConst(op->type.localBytes(mesh));
@@ -147,7 +157,8 @@ public:
     }
     for (const auto &ptr : m_.ops()) {
       const Op &op = *ptr;
-      if (weightOnly.count(&op) || op.is(OpKind::Input) || op.is(OpKind::Reshape))
+      if (weightOnly.count(&op) || op.is(OpKind::Input) || op.is(OpKind::Reshape) ||
+          isAttentionView(&op))
         continue;
       if (op.is(OpKind::Output)) {
         for (const Op *o : op.operands) {
@@ -485,6 +496,11 @@ private:
     d.eps = d.qkNorm ? static_cast<float>(op.attrs.getFloat("eps")) : 0.0f;
     d.tiles = tiles_;
     d.queryChunks = attentionQueryChunks(d);
+    // Rows of q, k and v are `width` floats apart, or their operand's width for views.
+    int64_t *strides[] = {&d.qRow, &d.kRow, &d.vRow};
+    for (size_t i = 0; i < 3; ++i)
+      *strides[i] = isAttentionView(op.operand(i)) ? local(op.operand(i)->operand(0)).back()
+                                                    : local(op.operand(i)).back();
     std::vector<BufferRef> args{at(&op)};
     for (const Op *o : op.operands)
       args.push_back(at(o));
@@ -595,6 +611,8 @@ private:
   TileConfig tiles_;
   Plan plan_;
   std::unordered_map<const Op *, BufferRef> where_;
+  std::unordered_set<const Op *> views_; // slices that attention reads in place
+  bool isAttentionView(const Op *op) const { return views_.count(op) > 0; }
   std::map<std::string, int> index_;
   std::map<std::pair<const Op *, bool>, BufferRef> packed_;
   std::unordered_map<const Op *, CollectiveCall> slots_;

@@ -1,4 +1,5 @@
 // Every non-matmul kernel against the interpreter, on ragged shapes (not multiples of 8 or 16).
+#include "backends/llvm/plan.h"
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {
@@ -144,6 +145,38 @@ TEST(ProgramKernels, WeightOnlyValuesViewsAndFills) {
   output %kk, %pqb, %ones
 }
 )");
+}
+
+TEST(ProgramKernels, AttentionReadsSlicesOfAFusedProjectionInPlace) {
+  // q and k are views of the projection (no copy kernels); v is an output too, so it is copied.
+  const char *text = R"(module @qkv mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[2,13,16]
+  %w = param {name = "w"} : f32[48,16]
+  %f = matmul %x, %w {transpose_b = true} : f32[2,13,48]
+  %q = slice %f {axis = 2, size = 16, start = 0} : f32[2,13,16]
+  %k = slice %f {axis = 2, size = 16, start = 16} : f32[2,13,16]
+  %v = slice %f {axis = 2, size = 16, start = 32} : f32[2,13,16]
+  %o = attention %q, %k, %v {heads = 2, scale = 0.25} : f32[2,13,16]
+  output %o, %v
+}
+)";
+  EXPECT_MATCHES_INTERPRETER(text);
+  auto m = test::parseAndPlan(text);
+  ASSERT_TRUE(m) << m.error().str();
+  auto plan = llvmbe::planModule(**m, llvmbe::TileConfig{});
+  ASSERT_TRUE(plan) << plan.error().str();
+  int copies = 0;
+  const llvmbe::AttentionDesc *attention = nullptr;
+  for (const llvmbe::KernelDesc &k : plan->kernels) {
+    copies += std::holds_alternative<llvmbe::CopyDesc>(k);
+    if (const auto *a = std::get_if<llvmbe::AttentionDesc>(&k))
+      attention = a;
+  }
+  EXPECT_EQ(copies, 1);
+  ASSERT_NE(attention, nullptr);
+  EXPECT_EQ(attention->qRow, 48);
+  EXPECT_EQ(attention->kRow, 48);
+  EXPECT_EQ(attention->vRow, 16);
 }
 
 TEST(ProgramKernels, UnplannedModulesArePlannedByTheBackend) {
