@@ -96,6 +96,8 @@ public:
   Value *maxOf(Value *v);                   // horizontal maximum
   Value *exp(Value *v);
   Value *erf(Value *v);
+  // x / y for finite x and y, through a reciprocal estimate refined once (error about 1e-7).
+  Value *finiteDiv(Value *x, Value *y);
   Value *gelu(Value *v, bool approximate);
   Value *min(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOLT(c, a), c, a); }
   Value *max(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOGT(c, a), c, a); }
