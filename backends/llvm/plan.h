@@ -48,6 +48,9 @@ struct KernelCall {
   int kernel = 0; // index into Plan::kernels
   std::vector<BufferRef> args;
   int64_t work = 0;   // work items; a call runs [0, work)
+  // Moves so little data that the calling thread does it alone: splitting it over a device's
+  // threads would cost more in waking and waiting than it saves.
+  bool serial = false;
   std::string opName; // for traces and errors
   std::string opKind; // the op's keyword, for traces
 };

@@ -187,12 +187,18 @@ private:
     auto part = [&](int thread, int64_t begin, int64_t end) {
       fn(args, begin, end, reinterpret_cast<float *>(scratch_[static_cast<size_t>(thread)].data()));
     };
+    auto run = [&] {
+      if (call.serial)
+        part(0, 0, call.work);
+      else
+        pool_->run(call.work, part);
+    };
     if (!profile_) {
-      pool_->run(call.work, part);
+      run();
       return;
     }
     auto t0 = Clock::now();
-    pool_->run(call.work, part);
+    run();
     Profile &p = profile_->at(static_cast<size_t>(call.kernel));
     p.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     ++p.calls;
