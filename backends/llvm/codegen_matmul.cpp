@@ -1,21 +1,23 @@
 // Matmul, weight packing and attention kernels, all built on one register-tile micro-kernel.
 //
 // The micro-kernel ("tile") keeps rows x vecs accumulators of one vector each (by default 8 x 3
-// zmm for AVX-512, 6 x 2 ymm for AVX2) and, for each step of the depth, loads `vecs` vectors of a packed
-// B panel and broadcasts one A element per row into `vecs` FMAs. After the depth loop it adds C's
-// previous value (later depth blocks), applies the epilogue (bias, GELU, residual, or a per-row
-// scale for attention) and stores, masking the last vector of a ragged edge. Tiles are internal
-// functions made once per module for each distinct shape, so kernels of equal strides share them.
+// zmm for AVX-512, 6 x 2 ymm for AVX2) and, for each step of the depth, loads `vecs` vectors of a
+// packed B panel and broadcasts one A element per row into `vecs` FMAs. After the depth loop it
+// adds C's previous value (later depth blocks), applies the epilogue (bias, GELU, residual, or a
+// per-row scale for attention) and stores, masking the last vector of a ragged edge. Tiles are
+// internal functions made once per module for each distinct shape, so kernels of equal strides
+// share them.
 //
 // The matmul kernel follows BLIS: B is packed into panels of nr columns ([panel][k][nr], zero
 // padded), at load for weights or per batch into scratch otherwise; a work item is a block of
 // about mc rows and nc columns of one batch's C; for each depth block of at most kc every (column
 // panel, row panel) pair runs a tile, reading A where it is (or, when too many rows of a tile
-// would share an L1 set, from a copy of the block's rows at an odd cache-line stride). The A block and the C block stay in L2; with kc as deep as a ViT's
-// width (the AVX-512 default) C stays in registers for the whole product and the B panel streams
-// from L2, which only works because the row tiles of a panel prefetch the next panel into L2
-// between them, a slice each, a line every few steps: prefetching a whole panel per tile (as
-// before) left too many misses in flight and stalled (143 -> 160 GFLOP/s at M = 197).
+// would share an L1 set, from a copy of the block's rows at an odd cache-line stride). The A
+// block and the C block stay in L2; with kc as deep as a ViT's width (the AVX-512 default) C stays
+// in registers for the whole product and the B panel streams from L2, which only works because
+// the row tiles of a panel prefetch the next panel into L2 between them, a slice each, a line
+// every few steps: prefetching a whole panel per tile (as before) left too many misses in flight
+// and stalled (143 -> 160 GFLOP/s at M = 197).
 #include <cassert>
 #include <limits>
 

@@ -513,7 +513,7 @@ private:
     int64_t *strides[] = {&d.qRow, &d.kRow, &d.vRow};
     for (size_t i = 0; i < 3; ++i)
       *strides[i] = isAttentionView(op.operand(i)) ? local(op.operand(i)->operand(0)).back()
-                                                    : local(op.operand(i)).back();
+                                                   : local(op.operand(i)).back();
     std::vector<BufferRef> args{at(&op)};
     for (const Op *o : op.operands)
       args.push_back(at(o));

@@ -47,7 +47,7 @@ struct BufferRef {
 struct KernelCall {
   int kernel = 0; // index into Plan::kernels
   std::vector<BufferRef> args;
-  int64_t work = 0;   // work items; a call runs [0, work)
+  int64_t work = 0; // work items; a call runs [0, work)
   // Moves so little data that the calling thread does it alone: splitting it over a device's
   // threads would cost more in waking and waiting than it saves.
   bool serial = false;

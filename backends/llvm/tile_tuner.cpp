@@ -82,8 +82,8 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
 Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, bool retune) {
   VITC_ASSIGN(Target target, resolveTarget(options));
   // The version names the candidates and kernels measured: a change to either measures again.
-  std::string cache = cacheDir + "/tiles-v2-" + target.cpu + "-" +
-                      std::to_string(target.vectorWidth) + ".json";
+  std::string cache =
+      cacheDir + "/tiles-v2-" + target.cpu + "-" + std::to_string(target.vectorWidth) + ".json";
   if (!retune) {
     if (Expected<std::string> text = readFile(cache); text) {
       try {
