@@ -132,12 +132,23 @@ Expected<std::unique_ptr<AtomicFile>> AtomicFile::create(const std::string &path
   std::string pattern = path + ".tmp.XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
+  // Ctrl-C between creating the file and registering it would leave it behind: hold the signals
+  // until the cleanup handler knows the name.
+  sigset_t held, previous;
+  sigemptyset(&held);
+  sigaddset(&held, SIGINT);
+  sigaddset(&held, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &held, &previous);
   int fd = ::mkstemp(buf.data());
+  if (fd >= 0) {
+    f->fd_ = fd;
+    f->temp_ = buf.data();
+    f->slot_ = registerTemp(f->temp_);
+  }
+  int error = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (fd < 0)
-    return makeError(Loc::inFile(path), "cannot create output file: {}", errnoText());
-  f->fd_ = fd;
-  f->temp_ = buf.data();
-  f->slot_ = registerTemp(f->temp_);
+    return makeError(Loc::inFile(path), "cannot create output file: {}", std::strerror(error));
   return f;
 }
 
