@@ -181,8 +181,8 @@ int64_t rowsPerL1Set(int64_t mr, int64_t stride) {
 
 MatmulScratch matmulScratch(const MatmulDesc &d) {
   MatmulScratch s;
-  // Copying the block costs more than it saves (about 5% at ViT-B/16's shapes) until the rows
-  // would fill most of an 8-way set.
+  // Copying the block costs more than it saves (about 5% at ViT-B/16's shapes) unless more than
+  // 8 rows of a tile would share one set (14-row tiles with rows 1024 floats apart).
   s.aInPlace = rowsPerL1Set(d.tiles.mr, d.k) <= 8;
   s.aStride = s.aInPlace ? d.k : oddLineStride(depthBlock(d.k, d.tiles));
   s.b = s.aInPlace ? 0 : roundUp(d.tiles.mc * s.aStride, 16);
