@@ -140,12 +140,12 @@ Expected<std::unique_ptr<AtomicFile>> AtomicFile::create(const std::string &path
   sigaddset(&held, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &held, &previous);
   int fd = ::mkstemp(buf.data());
+  int error = errno;
   if (fd >= 0) {
     f->fd_ = fd;
     f->temp_ = buf.data();
     f->slot_ = registerTemp(f->temp_);
   }
-  int error = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (fd < 0)
     return makeError(Loc::inFile(path), "cannot create output file: {}", std::strerror(error));
