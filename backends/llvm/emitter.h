@@ -96,9 +96,11 @@ public:
   Value *maxOf(Value *v);                   // horizontal maximum
   Value *exp(Value *v);
   Value *erf(Value *v);
+  Values erf(const Values &xs, double scale = 1.0); // erf(scale * x) for each x
   // x / y for finite x and y, through a reciprocal estimate refined once (error about 1e-7).
   Value *finiteDiv(Value *x, Value *y);
   Value *gelu(Value *v, bool approximate);
+  Values gelu(const Values &xs, bool approximate);
   Value *min(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOLT(c, a), c, a); }
   Value *max(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOGT(c, a), c, a); }
   Value *smin(Value *a, Value *c) { return b.CreateSelect(b.CreateICmpSLT(c, a), c, a); }
