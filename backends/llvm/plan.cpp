@@ -444,7 +444,7 @@ private:
       d.m = numElements(Shape(a.begin(), a.end() - 1));
       d.batch = 1;
     }
-    d.tiles = matmulTiles(d.m, d.n, tiles_, d.batch);
+    d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch);
     if (op.is(OpKind::FusedLinear)) {
       d.bias = op.attrs.getBool("bias");
       d.gelu = op.attrs.getBool("gelu");

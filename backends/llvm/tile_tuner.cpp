@@ -68,7 +68,7 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
                                                    int64_t k) {
   StandaloneMatmul s;
   s.matmul.m = m, s.matmul.n = n, s.matmul.k = k, s.matmul.bPacked = true;
-  s.matmul.tiles = matmulTiles(m, n, target.tiles);
+  s.matmul.tiles = matmulTiles(m, n, k, target.tiles);
   s.pack.n = n, s.pack.k = k, s.pack.transposeB = true, s.pack.nr = target.tiles.nr;
   s.pack.vectorWidth = target.tiles.vectorWidth;
   Plan plan;

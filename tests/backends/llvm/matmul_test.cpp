@@ -78,6 +78,23 @@ TEST(MatmulKernels, BatchedOperandsAndSharedWeights) {
 )");
 }
 
+TEST(MatmulKernels, ThreadsSplitSmallWeightsByRowsAndLargeOnesByColumns) {
+  llvmbe::TileConfig t; // mc 160, nc 768
+  t.threads = 2;
+  // ViT-Ti/16's MLP-in (590 KB of weights): two row blocks, all columns in each.
+  llvmbe::TileConfig small = llvmbe::matmulTiles(197, 768, 192, t);
+  EXPECT_EQ(small.mc, 104);
+  EXPECT_EQ(small.nc, 768);
+  // ViT-B/16's MLP-in (9 MB): one row block, four column blocks.
+  llvmbe::TileConfig large = llvmbe::matmulTiles(197, 3072, 768, t);
+  EXPECT_EQ(large.mc, 200);
+  EXPECT_EQ(large.nc, 768);
+  EXPECT_EQ(llvmbe::matmulTiles(197, 768, 3072, t).nc, 192);
+  // One thread: the blocks as the tiles ask.
+  t.threads = 1;
+  EXPECT_EQ(llvmbe::matmulTiles(197, 768, 192, t).mc, 200);
+}
+
 TEST(MatmulKernels, ACopiedOnlyWhereItsRowsWouldShareAnL1Set) {
   // Rows 1024 floats apart all fall into one L1 set: 14-row tiles read a copy of A's block,
   // 8-row tiles A itself, at K = 1024 and (both) at ViT-B/16's 768.
