@@ -163,15 +163,30 @@ void emitCopy(Emitter &e, const CopyDesc &d, const std::string &name) {
   Value *dst = e.at(e.arg(0), d.dstOffset), *src = e.at(e.arg(1), d.srcOffset);
   int64_t inner = d.shape.back();
   int64_t srcInner = d.srcStrides.back(), dstInner = d.dstStrides.back();
-  e.forEachWorkItem([&](Value *w) {
-    Values offsets = rowOffsets(e, w, d.shape, {&d.srcStrides, &d.dstStrides});
-    Value *from = e.at(src, offsets[0]), *to = e.at(dst, offsets[1]);
+  int64_t rows = copyRowsPerItem(d);
+  auto copyRow = [&](Value *from, Value *to) {
     e.chunks(inner, [&](Value *j, int64_t lanes) {
       Value *x = readStrided(e, from, srcInner, j, lanes);
       if (dstInner == 1)
         e.store(x, e.at(to, j), lanes);
       else
         e.scatter(x, e.at(to, b.CreateMul(j, e.c64(dstInner))), dstInner, lanes);
+    });
+  };
+  e.forEachWorkItem([&](Value *w) {
+    if (rows == 1) {
+      Values offsets = rowOffsets(e, w, d.shape, {&d.srcStrides, &d.dstStrides});
+      copyRow(e.at(src, offsets[0]), e.at(dst, offsets[1]));
+      return;
+    }
+    // The item's rows are all of the next-to-last dimension, from its row 0 on.
+    size_t rank = d.shape.size();
+    Values offsets =
+        rowOffsets(e, b.CreateMul(w, e.c64(rows)), d.shape, {&d.srcStrides, &d.dstStrides});
+    int64_t srcRow = d.srcStrides[rank - 2], dstRow = d.dstStrides[rank - 2];
+    e.loop(0, rows, 1, [&](Value *r) {
+      copyRow(e.at(src, b.CreateAdd(offsets[0], b.CreateMul(r, e.c64(srcRow)))),
+              e.at(dst, b.CreateAdd(offsets[1], b.CreateMul(r, e.c64(dstRow)))));
     });
   });
   b.CreateRetVoid();

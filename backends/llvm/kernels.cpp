@@ -100,7 +100,7 @@ struct WorkOf {
   int64_t operator()(const SoftmaxDesc &d) const { return d.rows; }
   int64_t operator()(const MeanDesc &d) const { return d.outer; }
   int64_t operator()(const CopyDesc &d) const {
-    return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1);
+    return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1) / copyRowsPerItem(d);
   }
   int64_t operator()(const FillDesc &) const { return 1; }
   int64_t operator()(const AttentionDesc &d) const { return d.batch * d.heads * d.queryChunks; }
@@ -135,6 +135,11 @@ int64_t scratchBytes(const KernelDesc &desc) {
   if (const auto *at = std::get_if<AttentionDesc>(&desc))
     return attentionScratch(*at).total * 4;
   return 0;
+}
+
+int64_t copyRowsPerItem(const CopyDesc &d) {
+  size_t rank = d.shape.size();
+  return rank >= 2 && d.shape[rank - 1] < 4 * d.vectorWidth ? d.shape[rank - 2] : 1;
 }
 
 int64_t packedFloats(const PackDesc &d) { return d.batch * roundUp(d.n, d.nr) * d.k; }

@@ -97,6 +97,10 @@ struct CopyDesc {
   int64_t srcOffset = 0, dstOffset = 0;
   int64_t vectorWidth = 16;
 };
+// The rows (of the last dimension) one work item of a copy moves: all of the next-to-last
+// dimension where rows are short (a patchify's 16 floats), so that the index arithmetic of an
+// item is spread over many of them; otherwise one.
+int64_t copyRowsPerItem(const CopyDesc &desc);
 
 // out[0, n) = value. Args: out.
 struct FillDesc {
