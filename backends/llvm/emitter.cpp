@@ -269,18 +269,35 @@ std::vector<Emitter::Value *> Emitter::transpose(std::vector<Value *> r) {
 
 std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(Value *row, int64_t d,
                                                                   float eps) {
-  Value *zero = vf(0.0f);
-  Value *sum = chunks(d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
-    return Values{b.CreateFAdd(acc[0], load(at(row, j), lanes))};
-  })[0];
-  Value *mean = b.CreateFMul(sumOf(sum), cf(1.0f / static_cast<float>(d)));
+  // The sum over the row of step(x, acc), in 4 accumulators (a ViT row is a chain of 12 or more
+  // vectors: one accumulator would wait on each add in turn); lanes past d read as `fill`.
+  constexpr int64_t kAccumulators = 4;
+  auto rowSum = [&](Value *fill, const std::function<Value *(Value * x, Value * acc)> &step) {
+    int64_t block = kAccumulators * vw, blocked = d / block * block;
+    Values acc(kAccumulators, vf(0.0f));
+    if (blocked > 0)
+      acc = loop(c64(0), c64(blocked), block, acc, [&](Value *j, const Values &in) {
+        Values out;
+        for (int64_t a = 0; a < kAccumulators; ++a)
+          out.push_back(
+              step(load(at(row, b.CreateAdd(j, c64(a * vw)))), in[static_cast<size_t>(a)]));
+        return out;
+      });
+    Value *rest = at(row, blocked);
+    acc[0] = chunks(d - blocked, {acc[0]}, [&](Value *j, int64_t lanes, const Values &in) {
+      return Values{step(load(at(rest, j), lanes, fill), in[0])};
+    })[0];
+    return sumOf(b.CreateFAdd(b.CreateFAdd(acc[0], acc[1]), b.CreateFAdd(acc[2], acc[3])));
+  };
+  Value *sum = rowSum(nullptr, [&](Value *x, Value *acc) { return b.CreateFAdd(acc, x); });
+  Value *mean = b.CreateFMul(sum, cf(1.0f / static_cast<float>(d)));
   Value *meanV = splat(mean);
   // Masked lanes read as the mean, so they add nothing to the squared deviations.
-  Value *sq = chunks(d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
-    Value *dev = b.CreateFSub(load(at(row, j), lanes, meanV), meanV);
-    return Values{fma(dev, dev, acc[0])};
-  })[0];
-  Value *var = b.CreateFMul(sumOf(sq), cf(1.0f / static_cast<float>(d)));
+  Value *sq = rowSum(meanV, [&](Value *x, Value *acc) {
+    Value *dev = b.CreateFSub(x, meanV);
+    return fma(dev, dev, acc);
+  });
+  Value *var = b.CreateFMul(sq, cf(1.0f / static_cast<float>(d)));
   Value *sd = b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, b.CreateFAdd(var, cf(eps)));
   return {mean, b.CreateFDiv(cf(1.0f), sd)};
 }
