@@ -1,6 +1,7 @@
 // The worker pool.
 #include "backends/llvm/worker_pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <immintrin.h>
 
@@ -42,7 +43,9 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::run(int64_t work, const std::function<void(int, int64_t, int64_t)> &fn) {
   int n = size();
-  if (n == 1 || work <= 1) {
+  if (work <= 0)
+    return;
+  if (n == 1 || work == 1) {
     fn(0, 0, work);
     return;
   }
@@ -50,11 +53,15 @@ void WorkerPool::run(int64_t work, const std::function<void(int, int64_t, int64_
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &fn;
     work_ = work;
+    // About four parts a thread: enough to even out a late thread, few enough that a kernel's
+    // per-call set-up (a matmul packing its B) is not repeated much.
+    grain_ = std::max<int64_t>(1, work / (4 * n));
+    next_.store(0, std::memory_order_relaxed);
     pending_.store(n - 1, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all(); // no system call when every worker is still spinning
-  fn(0, 0, work / n);
+  drain(0);
   auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spinUntil(finished)) {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -62,12 +69,21 @@ void WorkerPool::run(int64_t work, const std::function<void(int, int64_t, int64_
   }
 }
 
+void WorkerPool::drain(int thread) {
+  // job_, work_ and grain_ were set before this call's generation was published, and stay until
+  // every worker has reported the call done.
+  for (;;) {
+    int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+    if (begin >= work_)
+      return;
+    (*job_)(thread, begin, std::min(begin + grain_, work_));
+  }
+}
+
 void WorkerPool::loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
     auto called = [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; };
-    const std::function<void(int, int64_t, int64_t)> *job;
-    int64_t work;
     spinUntil(called);
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -75,13 +91,8 @@ void WorkerPool::loop(int thread) {
       if (stop_)
         return;
       seen = generation_.load(std::memory_order_relaxed);
-      job = job_;
-      work = work_;
     }
-    int n = size();
-    int64_t begin = work * thread / n, end = work * (thread + 1) / n;
-    if (begin < end)
-      (*job)(thread, begin, end);
+    drain(thread);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       // Under the lock, so that a caller between its check and its sleep cannot miss this.
       std::lock_guard<std::mutex> lock(mutex_);

@@ -1,10 +1,14 @@
 // Threads that split one kernel call's work items between them (intra-op parallelism).
 //
 // Every kernel takes a range [begin, end) of work items (row and column blocks of a matmul, heads
-// of an attention, rows of the rest), so a call splits into contiguous parts, one per thread: the
-// calling thread does part 0 and waits for the others. A forward pass is hundreds of calls of tens
-// of microseconds each, about what waking a sleeping thread costs, so workers (and the caller,
-// waiting for them) spin for a while before they sleep: during a pass they never do.
+// of an attention, rows of the rest), so a call splits into parts: the threads, the calling one
+// first, take parts of a few items in turn from a shared counter until none are left, and the
+// caller waits for the others. A thread that is late (woken late, or slowed by its neighbours on
+// a shared machine) takes fewer parts instead of holding up the call; in a quiet run, the first
+// part goes to the caller and the next to the first worker, as a fixed split would give them. A
+// forward pass is hundreds of calls of tens of microseconds each, about what waking a sleeping
+// thread costs, so workers (and the caller, waiting for them) spin for a while before they sleep:
+// during a pass they never do.
 #pragma once
 
 #include <atomic>
@@ -30,12 +34,15 @@ public:
 
 private:
   void loop(int thread);
+  // Takes parts of the current call and runs them on `thread` until none are left.
+  void drain(int thread);
 
   std::vector<std::thread> workers_;
   std::mutex mutex_; // guards job_ and work_, and the sleeping on the condition variables
   std::condition_variable wake_, done_;
   const std::function<void(int, int64_t, int64_t)> *job_ = nullptr; // read only during its call
-  int64_t work_ = 0;
+  int64_t work_ = 0, grain_ = 1;        // the current call's items, and how many a part has
+  std::atomic<int64_t> next_{0};        // the first item no thread has taken yet
   std::atomic<uint64_t> generation_{0}; // one more for every call
   std::atomic<int> pending_{0};         // workers still on the current call
   std::atomic<bool> stop_{false};
