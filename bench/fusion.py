@@ -1,10 +1,12 @@
 """fuse-parallel-linear's speed-up: a parallel-block model with the pass and without it, on the
-LLVM backend, 1 and 2 threads, batch 1 and 4 (medians of `vitc run --repeat`).
+LLVM backend, 1 and 2 threads, batch 1 and 4. The two take turns ROUNDS times (default 3), so that a
+noisy minute of the machine falls on both; each reports the median of its rounds' medians.
 
 Usage: python3 bench/fusion.py [VITC]
 """
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ from npy import write_images  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 VITC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE), "build/tools/vitc")
 MODEL = os.path.join(HERE, "parallel-large.vit")
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
 def time(images, threads, extra):
@@ -31,8 +34,11 @@ def main():
             images = os.path.join(d, "x%d.npy" % batch)
             write_images(images, batch)
             for threads in (1, 2):
-                fused = time(images, threads, [])
-                unfused = time(images, threads, ["--disable-pass=fuse-parallel-linear"])
+                runs = {"fused": [], "unfused": []}
+                for _ in range(ROUNDS):
+                    runs["fused"].append(time(images, threads, []))
+                    runs["unfused"].append(time(images, threads, ["--disable-pass=fuse-parallel-linear"]))
+                fused, unfused = (statistics.median(runs[k]) for k in ("fused", "unfused"))
                 print("%5d %7d | %12.2f %12.2f | %7.2fx" % (batch, threads, fused, unfused, unfused / fused),
                       flush=True)
 
