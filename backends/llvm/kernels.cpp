@@ -149,10 +149,12 @@ TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int
   int64_t rowBlocks = m <= 2 * t.mc ? 1 : ceilDiv(m, t.mc);
   int64_t columnBlocks = 2 * n <= 3 * t.nc ? 1 : ceilDiv(n, t.nc);
   // With several threads, enough blocks for each to get an equal share. A B that fits in a
-  // core's L2 is split by rows: each thread reads all of B but keeps to its own rows of A and C,
-  // which the kernels before and after touched on the same thread (ViT-Ti/16 on 2 threads: about
-  // 4% faster). A larger B is split by columns, so that each thread streams only its part of the
-  // weights (split by rows, ViT-B/16's 9 MB MLP weights made 2 threads 25% slower).
+  // core's L2 (1 MB or less) is split by rows: each thread reads all of B but keeps to its own rows
+  // of A and C, which the kernels before and after touched on the same thread (ViT-Ti/16 on 2
+  // threads: 3-6% faster in medians of two noisy series). A larger B is split by columns, so that
+  // each thread streams only its part of the weights (split by rows, ViT-B/16's 9 MB MLP weights
+  // made 2 threads about 25% slower).
+  constexpr int64_t kRowSplitBytes = 1 << 20;
   if (t.threads > 1) {
     int64_t want = 2 * t.threads;
     auto moreRows = [&](int64_t target) {

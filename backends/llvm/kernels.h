@@ -148,8 +148,7 @@ inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 // The tiles for an m x n product: row blocks of equal size (a multiple of mr) of about mc rows,
 // and column blocks (a multiple of nr) of about nc columns; one block where two would be small.
-// With several threads (t.threads), see the split in matmulTiles.
-constexpr int64_t kRowSplitBytes = 1 << 20;
+// With several threads (t.threads), more blocks: by rows where B is small, else by columns.
 TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int64_t batch = 1);
 // Depth of the cache blocks of a k-long product: at most kc, all blocks but the last equal.
 int64_t depthBlock(int64_t k, const TileConfig &t);

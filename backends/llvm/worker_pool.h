@@ -4,8 +4,9 @@
 // of an attention, rows of the rest), so a call splits into parts: the threads, the calling one
 // first, take parts of a few items in turn from a shared counter until none are left, and the
 // caller waits for the others. A thread that is late (woken late, or slowed by its neighbours on
-// a shared machine) takes fewer parts instead of holding up the call; in a quiet run, the first
-// part goes to the caller and the next to the first worker, as a fixed split would give them. A
+// a shared machine) takes fewer parts instead of holding up the call. In a quiet run a call of
+// as many items as threads (a matmul split by rows) still gives item 0 to the caller and item 1
+// to the first worker, as a fixed split did. A
 // forward pass is hundreds of calls of tens of microseconds each, about what waking a sleeping
 // thread costs, so workers (and the caller, waiting for them) spin for a while before they sleep:
 // during a pass they never do.
