@@ -29,6 +29,11 @@ public:
   virtual int64_t rank() const = 0;
   virtual int64_t size() const = 0;
 
+  // Every collective below waits at most its timeout (`options.timeout` for `connect`) for the
+  // other processes, then fails naming the operation, this device and the timeout. A call that
+  // timed out is abandoned: from then on the processes no longer agree on errors, every later call
+  // fails at once, and `abandoned()` is true.
+
   // Collective. The communicator of this process's device (device id = rank) on `mesh`, whose
   // device count must equal `size()`.
   virtual Expected<std::unique_ptr<Communicator>> connect(const ir::Mesh &mesh,
@@ -36,12 +41,20 @@ public:
   // Collective. Every process passes how its part went; all get ok when every part succeeded,
   // otherwise all get the same error, the one at the root of the failure, as "device N: ...".
   // A failed `local` is announced at once, so that collectives other processes are waiting in
-  // fail instead of hanging.
-  virtual Status agree(const Status &local) = 0;
+  // fail instead of hanging. On a timeout a failed `local` is returned as this device's error, so
+  // that the cause, not the agreement it could not reach, is what the user sees.
+  virtual Status agree(const Status &local, std::chrono::milliseconds timeout) = 0;
   // Collective. Rank 0 gets every process's bytes, in rank order; the others get nothing.
-  virtual std::vector<std::string> gather(std::string_view bytes) = 0;
+  virtual Expected<std::vector<std::string>> gather(std::string_view bytes,
+                                                    std::chrono::milliseconds timeout) = 0;
   // Collective. Returns once every process has called it.
-  virtual void barrier() = 0;
+  virtual Status barrier(std::chrono::milliseconds timeout) = 0;
+
+  // Whether a collective of this process timed out and was abandoned. Each process must then
+  // report its own errors (they are no longer agreed), and should exit with a non-zero status: the
+  // MPI runtime does not finalize MPI after an abandoned collective (that would wait for the
+  // missing process too), and mpirun ends the job when a process exits non-zero.
+  virtual bool abandoned() const = 0;
 };
 
 } // namespace vitc::runtime

@@ -9,6 +9,11 @@
 namespace vitc::runtime {
 namespace {
 
+// "1 process", "2 processes".
+std::string count(int64_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : noun.ends_with('s') ? "es" : "s");
+}
+
 std::vector<Tensor> paramBlocks(const ir::Module &module, const std::vector<Tensor> &params,
                                 int64_t device) {
   std::vector<ir::Op *> paramOps = module.params();
@@ -31,8 +36,8 @@ std::vector<Tensor> inputBlocks(const ir::Module &module, const std::vector<Tens
 Status checkOutputs(const ir::Module &module, const std::vector<Tensor> &outs) {
   const ir::Op *output = module.output();
   if (outs.size() != output->operands.size())
-    return makeError(Loc{}, "the program returned {} outputs, the module has {}", outs.size(),
-                     output->operands.size());
+    return makeError(Loc{}, "the program returned {}, the module has {}",
+                     count(static_cast<int64_t>(outs.size()), "output"), output->operands.size());
   for (size_t i = 0; i < outs.size(); ++i) {
     Shape local = output->operand(i)->type.localShape(module.mesh);
     if (outs[i].shape() != local)
@@ -46,7 +51,8 @@ template <typename T>
 Status checkTensors(const char *what, const std::vector<T *> &ops,
                     const std::vector<Tensor> &values) {
   if (values.size() != ops.size())
-    return makeError(Loc{}, "{} {} tensors for a program that takes {}", values.size(), what,
+    return makeError(Loc{}, "{} for a program that takes {}",
+                     count(static_cast<int64_t>(values.size()), std::string(what) + " tensor"),
                      ops.size());
   for (size_t i = 0; i < values.size(); ++i)
     if (values[i].shape() != ops[i]->shape())
@@ -92,10 +98,9 @@ Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const i
 
   ProcessGroup &group = *opts.processes;
   if (group.size() != mesh.numDevices())
-    return makeError(Loc{},
-                     "the mesh ({}) has {} devices but MPI started {} processes: run with "
-                     "mpirun -np {}",
-                     mesh.str(), mesh.numDevices(), group.size(), mesh.numDevices());
+    return makeError(Loc{}, "the mesh ({}) has {} but MPI started {}: run with mpirun -np {}",
+                     mesh.str(), count(mesh.numDevices(), "device"), count(group.size(), "process"),
+                     mesh.numDevices());
   CollectiveOptions commOptions;
   commOptions.link = opts.link;
   commOptions.timeout = opts.collectiveTimeout;
@@ -103,14 +108,14 @@ Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const i
   VITC_ASSIGN(runner->comm_, group.connect(mesh, commOptions));
   if (runner->tracer_) {
     // Line the processes' clocks up on a common instant.
-    group.barrier();
+    VITC_TRY(group.barrier(opts.collectiveTimeout));
     runner->tracer_->setOrigin(Tracer::now());
   }
   int64_t device = group.rank();
   Expected<std::unique_ptr<DeviceProgram>> program =
       factory(module, device, paramBlocks(*module, params, device));
   Status built = program ? Status::ok() : Status(program.error());
-  VITC_TRY(group.agree(built));
+  VITC_TRY(group.agree(built, opts.collectiveTimeout));
   runner->programs_.push_back(program.take());
   return runner;
 }
@@ -158,7 +163,8 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
     VITC_TRY(checkOutputs(*module_, result));
     return result;
   }();
-  Status agreed = group.agree(outs ? Status::ok() : Status(outs.error()));
+  Status agreed =
+      group.agree(outs ? Status::ok() : Status(outs.error()), options_.collectiveTimeout);
   if (!agreed) {
     poisoned_ = true;
     return agreed.error();
@@ -168,7 +174,12 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
   for (const Tensor &t : *outs)
     bytes.append(reinterpret_cast<const char *>(t.data()),
                  static_cast<size_t>(t.numel()) * sizeof(float));
-  std::vector<std::string> all = group.gather(bytes);
+  Expected<std::vector<std::string>> gathered = group.gather(bytes, options_.collectiveTimeout);
+  if (!gathered) {
+    poisoned_ = true;
+    return gathered.error();
+  }
+  const std::vector<std::string> &all = *gathered;
   if (group.rank() != 0)
     return std::vector<Tensor>{};
   const ir::Op *output = module_->output();
@@ -196,7 +207,8 @@ Status MeshRunner::writeTrace(const std::string &path) {
     return makeError(Loc{}, "this run was not traced (set RunnerOptions::trace)");
   if (!options_.processes)
     return tracer_->write(path);
-  std::vector<std::string> all = options_.processes->gather(tracer_->eventsJson());
+  VITC_ASSIGN(std::vector<std::string> all,
+              options_.processes->gather(tracer_->eventsJson(), options_.collectiveTimeout));
   if (options_.processes->rank() != 0)
     return Status::ok();
   return Tracer::writeMerged(path, all);

@@ -111,12 +111,14 @@ std::string describe(const Collective &c, const ir::Mesh &mesh) {
   std::string members;
   for (int64_t d : c.members)
     members += (members.empty() ? "" : ", ") + std::to_string(d);
-  return fmt::format("{} #{} over '{}' (devices {})", collectiveName(c.kind), c.seq,
-                     mesh.axes[static_cast<size_t>(c.axis)].name, members);
+  return fmt::format("{} #{} over '{}' ({} {})", collectiveName(c.kind), c.seq,
+                     mesh.axes[static_cast<size_t>(c.axis)].name,
+                     c.members.size() == 1 ? "device" : "devices", members);
 }
 
 std::string describeCall(CollectiveKind kind, int64_t count, int64_t shift) {
-  std::string s = fmt::format("{} of {} elements", collectiveName(kind), count);
+  std::string s =
+      fmt::format("{} of {} element{}", collectiveName(kind), count, count == 1 ? "" : "s");
   if (kind == CollectiveKind::Permute)
     s += fmt::format(" shifted by {}", shift);
   return s;

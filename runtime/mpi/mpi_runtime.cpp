@@ -6,6 +6,7 @@
 #include <cassert>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <thread>
 
@@ -30,8 +31,45 @@ struct Transfer {
   MPI_Comm comm = MPI_COMM_NULL; // which must outlive the requests too
 };
 
+// Whether a call of this process was abandoned at its timeout: it then makes no further MPI call,
+// and MPI cannot be started again.
+bool gAbandoned = false;
+
+// The buffers of one call on the world's control communicator. A call abandoned at its timeout
+// keeps them while its world lives, since MPI may still write into them until the process stops
+// calling MPI.
+struct ControlCall {
+  MPI_Request request = MPI_REQUEST_NULL;
+  int64_t send[2] = {0, 0}, recv[2] = {0, 0};
+  int length = 0;
+  std::string bytes, all;
+  std::vector<int> lengths, offsets;
+};
+
+// Waits for a request as MpiRequest::complete does: polls it (driving MPI's progress), yields the
+// core, and gives up at `deadline`.
+bool pollUntil(MPI_Request &request, Clock::time_point deadline) {
+  for (int polls = 0;; ++polls) {
+    int done = 0;
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done)
+      return true;
+    if (Clock::now() >= deadline)
+      return false;
+    // Oversubscribed ranks must leave the cores to the others.
+    if (polls < 64)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
+
 class MpiWorld : public ProcessGroup, public std::enable_shared_from_this<MpiWorld> {
 public:
+  // MPI_Comm_dup blocks without a timeout: it comes right after MPI_Init, whose own start-up
+  // exchange (which no MPI call can bound) has already seen every process arrive.
   MpiWorld(bool ownsMpi) : ownsMpi_(ownsMpi) {
     int rank = 0, size = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -43,6 +81,11 @@ public:
   }
 
   ~MpiWorld() override {
+    // After an abandoned call, MPI_Finalize would wait for the missing process as the call did,
+    // and freeing a communicator with a collective pending crashes MPI: the process exits with
+    // MPI as it is, and mpirun ends the job when it exits non-zero.
+    if (!abandonedCalls_.empty())
+      return;
     if (noticeRequest_ != MPI_REQUEST_NULL) {
       MPI_Cancel(&noticeRequest_);
       MPI_Wait(&noticeRequest_, MPI_STATUS_IGNORE);
@@ -59,17 +102,24 @@ public:
 
   int64_t rank() const override { return rank_; }
   int64_t size() const override { return size_; }
+  bool abandoned() const override { return !abandonedCalls_.empty(); }
 
   Expected<std::unique_ptr<Communicator>> connect(const ir::Mesh &mesh,
                                                   const CollectiveOptions &options) override;
 
-  Status agree(const Status &local) override {
+  Status agree(const Status &local, std::chrono::milliseconds timeout) override {
+    std::string_view what = "agreeing on the outcome with every process (MPI_Iallreduce)";
+    if (abandoned())
+      return local ? Status(unusable(what)) : ownError(local);
     if (!local && !noticed_)
       announceFailure();
+    auto call = std::make_unique<ControlCall>();
     // The lowest rank whose failure is its own wins; echoes count only when nothing else failed.
-    int64_t mine = local ? std::numeric_limits<int64_t>::max() : echo_ ? size_ + rank_ : rank_;
-    int64_t lowest = 0;
-    MPI_Allreduce(&mine, &lowest, 1, MPI_INT64_T, MPI_MIN, control_);
+    call->send[0] = local ? std::numeric_limits<int64_t>::max() : echo_ ? size_ + rank_ : rank_;
+    MPI_Iallreduce(call->send, call->recv, 1, MPI_INT64_T, MPI_MIN, control_, &call->request);
+    if (Status s = wait(call, what, timeout); !s)
+      return local ? s : ownError(local);
+    int64_t lowest = call->recv[0];
     ++epoch_;
     echo_ = false;
     if (noticed_) {
@@ -80,15 +130,20 @@ public:
       return Status::ok();
     int root = static_cast<int>(lowest < size_ ? lowest : lowest - size_);
     // The root's error, sent to everyone: "line col file\nmessage".
-    std::string text;
     if (rank_ == root)
-      text = fmt::format("{} {} {}\n{}", local.error().loc().line, local.error().loc().col,
-                         local.error().loc().file ? *local.error().loc().file : "",
-                         local.error().message());
-    int length = static_cast<int>(text.size());
-    MPI_Bcast(&length, 1, MPI_INT, root, control_);
-    text.resize(static_cast<size_t>(length));
-    MPI_Bcast(text.data(), length, MPI_CHAR, root, control_);
+      call->bytes = fmt::format("{} {} {}\n{}", local.error().loc().line, local.error().loc().col,
+                                local.error().loc().file ? *local.error().loc().file : "",
+                                local.error().message());
+    call->length = static_cast<int>(call->bytes.size());
+    std::string_view sending = "receiving the failed device's error (MPI_Ibcast)";
+    MPI_Ibcast(&call->length, 1, MPI_INT, root, control_, &call->request);
+    if (Status s = wait(call, sending, timeout); !s)
+      return local ? s : ownError(local);
+    call->bytes.resize(static_cast<size_t>(call->length));
+    MPI_Ibcast(call->bytes.data(), call->length, MPI_CHAR, root, control_, &call->request);
+    if (Status s = wait(call, sending, timeout); !s)
+      return local ? s : ownError(local);
+    const std::string &text = call->bytes;
     size_t newline = text.find('\n');
     std::string header = text.substr(0, newline), message = text.substr(newline + 1);
     int line = 0, col = 0, used = 0;
@@ -99,26 +154,43 @@ public:
     return makeError(loc, "device {}: {}", root, message);
   }
 
-  std::vector<std::string> gather(std::string_view bytes) override {
-    int length = toInt(static_cast<int64_t>(bytes.size()));
-    std::vector<int> lengths(rank_ == 0 ? static_cast<size_t>(size_) : 0);
-    MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, control_);
-    std::vector<int> offsets(lengths.size());
+  Expected<std::vector<std::string>> gather(std::string_view bytes,
+                                            std::chrono::milliseconds timeout) override {
+    std::string_view what = "gathering every process's results on device 0 (MPI_Igather)";
+    if (abandoned())
+      return unusable(what);
+    auto call = std::make_unique<ControlCall>();
+    call->bytes.assign(bytes);
+    call->length = toInt(static_cast<int64_t>(bytes.size()));
+    call->lengths.resize(rank_ == 0 ? static_cast<size_t>(size_) : 0);
+    MPI_Igather(&call->length, 1, MPI_INT, call->lengths.data(), 1, MPI_INT, 0, control_,
+                &call->request);
+    VITC_TRY(wait(call, what, timeout));
+    call->offsets.resize(call->lengths.size());
     int64_t total = 0;
-    for (size_t r = 0; r < lengths.size(); ++r) {
-      offsets[r] = toInt(total);
-      total += lengths[r];
+    for (size_t r = 0; r < call->lengths.size(); ++r) {
+      call->offsets[r] = toInt(total);
+      total += call->lengths[r];
     }
-    std::string all(static_cast<size_t>(total), '\0');
-    MPI_Gatherv(bytes.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(),
-                MPI_CHAR, 0, control_);
+    call->all.assign(static_cast<size_t>(total), '\0');
+    MPI_Igatherv(call->bytes.data(), call->length, MPI_CHAR, call->all.data(), call->lengths.data(),
+                 call->offsets.data(), MPI_CHAR, 0, control_, &call->request);
+    VITC_TRY(wait(call, "gathering every process's results on device 0 (MPI_Igatherv)", timeout));
     std::vector<std::string> out;
-    for (size_t r = 0; r < lengths.size(); ++r)
-      out.push_back(all.substr(static_cast<size_t>(offsets[r]), static_cast<size_t>(lengths[r])));
+    for (size_t r = 0; r < call->lengths.size(); ++r)
+      out.push_back(call->all.substr(static_cast<size_t>(call->offsets[r]),
+                                     static_cast<size_t>(call->lengths[r])));
     return out;
   }
 
-  void barrier() override { MPI_Barrier(control_); }
+  Status barrier(std::chrono::milliseconds timeout) override {
+    std::string_view what = "the barrier of every process (MPI_Ibarrier)";
+    if (abandoned())
+      return unusable(what);
+    auto call = std::make_unique<ControlCall>();
+    MPI_Ibarrier(control_, &call->request);
+    return wait(call, what, timeout);
+  }
 
   // Whether another process announced a failure in this epoch; `device` gets which.
   bool failureNoticed(int64_t *device) {
@@ -148,6 +220,25 @@ public:
   }
 
 private:
+  // Waits for `call`'s request; at the timeout abandons the call, keeping its buffers.
+  Status wait(std::unique_ptr<ControlCall> &call, std::string_view what,
+              std::chrono::milliseconds timeout) {
+    if (pollUntil(call->request, Clock::now() + timeout))
+      return Status::ok();
+    abandonedCalls_.push_back(std::move(call));
+    gAbandoned = true;
+    return makeError(Loc{}, "{} timed out after {} s on device {}: some process never arrived",
+                     what, seconds(timeout), rank_);
+  }
+  Error unusable(std::string_view what) const {
+    return makeError(Loc{}, "{} is impossible on device {}: an earlier call timed out", what,
+                     rank_);
+  }
+  // This process's own failure, as the agreement would have named it.
+  Error ownError(const Status &local) const {
+    return makeError(local.error().loc(), "device {}: {}", rank_, local.error().message());
+  }
+
   void postNoticeReceive() {
     MPI_Irecv(notice_, 2, MPI_INT64_T, MPI_ANY_SOURCE, kNoticeTag, control_, &noticeRequest_);
   }
@@ -173,6 +264,7 @@ private:
   bool noticed_ = false;
   bool echo_ = false;
   std::vector<std::shared_ptr<Transfer>> buried_;
+  std::vector<std::unique_ptr<ControlCall>> abandonedCalls_; // MPI may still write into them
 };
 
 class MpiRequest : public Request {
@@ -187,6 +279,10 @@ public:
   ~MpiRequest() override {
     if (waited_)
       return;
+    if (world_->abandoned()) { // no MPI calls any more: see ~MpiWorld
+      world_->bury(t_);
+      return;
+    }
     int done = 0;
     MPI_Testall(static_cast<int>(t_->requests.size()), t_->requests.data(), &done,
                 MPI_STATUSES_IGNORE);
@@ -262,7 +358,7 @@ public:
         options_(std::move(options)), seq_(mesh_.axes.size(), 0) {}
   ~MpiCommunicator() override {
     for (MPI_Comm &c : comms_)
-      if (!world_->buriedOn(c))
+      if (!world_->abandoned() && !world_->buriedOn(c))
         MPI_Comm_free(&c);
   }
 
@@ -331,8 +427,8 @@ private:
     std::string members;
     for (int64_t i = 0; i < mesh_.axisSize(axis); ++i)
       members += (i ? ", " : "") + std::to_string(mesh_.withCoordinate(device(), axis, i));
-    std::string what = fmt::format("{}({}) #{} over '{}' (devices {})", collectiveName(kind), name,
-                                   seq, name, members);
+    std::string what = fmt::format("{}({}) #{} over '{}' ({} {})", collectiveName(kind), name, seq,
+                                   name, mesh_.axisSize(axis) == 1 ? "device" : "devices", members);
     std::chrono::nanoseconds modeled =
         options_.link.duration(kind, name, mesh_.axisSize(axis), count);
     return std::make_unique<MpiRequest>(
@@ -350,8 +446,26 @@ private:
 Expected<std::unique_ptr<Communicator>> MpiWorld::connect(const ir::Mesh &mesh,
                                                           const CollectiveOptions &options) {
   if (mesh.numDevices() != size_)
-    return makeError(Loc{}, "the mesh ({}) has {} devices but MPI started {} processes", mesh.str(),
-                     mesh.numDevices(), size_);
+    return makeError(Loc{}, "the mesh ({}) has {} {} but MPI started {} {}", mesh.str(),
+                     mesh.numDevices(), mesh.numDevices() == 1 ? "device" : "devices", size_,
+                     size_ == 1 ? "process" : "processes");
+  std::string what =
+      fmt::format("connecting every process to mesh {} (MPI_Iallreduce)", mesh.str());
+  if (abandoned())
+    return unusable(what);
+  // MPI_Comm_split has no non-blocking form, so every process first shows, within the timeout,
+  // that it has arrived here with the same mesh: the splits that follow then find every process
+  // already in them, and can hang only if a process stops in the instant between.
+  auto call = std::make_unique<ControlCall>();
+  int64_t fingerprint =
+      static_cast<int64_t>(std::hash<std::string>{}(mesh.str()) >> 2); // leaves room to negate
+  call->send[0] = fingerprint;
+  call->send[1] = -fingerprint;
+  MPI_Iallreduce(call->send, call->recv, 2, MPI_INT64_T, MPI_MIN, control_, &call->request);
+  VITC_TRY(wait(call, what, options.timeout));
+  if (call->recv[0] != -call->recv[1])
+    return makeError(Loc{}, "the processes connect different meshes (device {}: {})", rank_,
+                     mesh.str());
   std::vector<MPI_Comm> comms;
   for (int axis = 0; axis < static_cast<int>(mesh.axes.size()); ++axis) {
     MPI_Comm comm = MPI_COMM_NULL;
@@ -370,6 +484,8 @@ std::weak_ptr<MpiWorld> gWorld;
 Expected<std::shared_ptr<ProcessGroup>> initMpi(int *argc, char ***argv) {
   if (std::shared_ptr<MpiWorld> world = gWorld.lock())
     return std::shared_ptr<ProcessGroup>(world);
+  if (gAbandoned)
+    return makeError(Loc{}, "an MPI call of this process timed out: MPI cannot be used again");
   int finalized = 0, initialized = 0;
   MPI_Finalized(&finalized);
   if (finalized)

@@ -7,7 +7,10 @@
 // `MPI_Irecv` + `MPI_Isend` for permutes. Data goes through buffers the runtime owns, so a
 // collective abandoned after a failure never writes into memory its caller has freed (one extra
 // copy each way). A wait polls its requests (which also drives MPI's progress), a failure notice
-// from the other processes, and its timeout, sleeping between polls.
+// from the other processes, and its timeout, sleeping between polls. The world's own calls
+// (`connect`, `agree`, `gather`, `barrier`) are non-blocking MPI polled the same way, so every
+// wait for another process ends at the timeout; after one such call was abandoned the process
+// makes no further MPI call and does not finalize MPI (runtime/README.md says why).
 //
 // Sums follow MPI's algorithms, not coordinate order: they are deterministic from run to run for a
 // given process count and size, and equal the thread runtime's within rounding. A link model

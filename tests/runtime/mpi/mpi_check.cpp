@@ -3,6 +3,8 @@
 //   mpirun -np N runtime_mpi_check                   every check; exits non-zero on a mismatch
 //   mpirun -np N runtime_mpi_check --world-mismatch  a mesh of N+1 devices must be refused
 //   mpirun -np N runtime_mpi_check --failure         a failing device must fail every rank
+//   mpirun -np 2 runtime_mpi_check --stalled CALL    rank 1 never makes CALL (agree, agree-failed,
+//                                                    gather, barrier, connect): rank 0's times out
 //
 // Every rank checks what it can see: its own collective results, and on rank 0 the assembled
 // outputs against the same program on one device (run on rank 0 by the thread runtime).
@@ -171,7 +173,7 @@ public:
   }
 };
 
-// Runs another program, after a second's sleep on the late device.
+// Runs another program, after two seconds' sleep on the late device.
 class LateProgram : public runtime::DeviceProgram {
 public:
   LateProgram(std::unique_ptr<runtime::DeviceProgram> inner, bool late)
@@ -179,7 +181,7 @@ public:
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                     Communicator &comm) override {
     if (late_)
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::this_thread::sleep_for(std::chrono::seconds(2));
     return inner_->run(inputs, comm);
   }
 
@@ -225,7 +227,9 @@ int checkFailure(const std::shared_ptr<ProcessGroup> &world) {
     return std::unique_ptr<runtime::DeviceProgram>(
         std::make_unique<LateProgram>(std::move(program), device == 1));
   };
-  options.collectiveTimeout = std::chrono::milliseconds(300);
+  // The others time out after 1.5 s and wait as long again to agree: the late device (2 s) makes
+  // it into the agreement, so every rank gets the same error.
+  options.collectiveTimeout = std::chrono::milliseconds(1500);
   auto late = runtime::MeshRunner::create(*m, slow, test::randomValues((*m)->params(), 1), options);
   check(static_cast<bool>(late), "late runner", world->rank());
   if (!late)
@@ -238,11 +242,80 @@ int checkFailure(const std::shared_ptr<ProcessGroup> &world) {
     named |=
         d != 1 && out.error().message() ==
                       fmt::format("device {0}: all_reduce(model) #0 over 'model' (devices {1}) "
-                                  "timed out after 0.3 s on device {0}: some device of the "
+                                  "timed out after 1.5 s on device {0}: some device of the "
                                   "group never arrived",
                                   d, members);
   check(named, "a late device times out: " + (out ? std::string("ok") : out.error().str()),
         world->rank());
+  check(!world->abandoned(), "a late device abandoned the world", world->rank());
+  return failures == 0 ? 0 : 1;
+}
+
+// Rank 1 never makes the call `which`; rank 0's must fail at its timeout with one line naming the
+// call, the device and the timeout, and every later call must fail at once. Rank 0 then exits
+// without finalizing MPI, and mpirun must end the job: rank 1, asleep, says FAILED if it wakes.
+int checkStalled(const std::shared_ptr<ProcessGroup> &world, const std::string &which) {
+  if (world->size() != 2) {
+    check(false, "--stalled runs on 2 processes", world->rank());
+    return 1;
+  }
+  if (world->rank() == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    std::fprintf(stderr, "FAILED: rank 1 outlived rank 0's timeout by 30 s\n");
+    return 1;
+  }
+  auto timeout = std::chrono::milliseconds(500);
+  ir::Mesh mesh{{{"data", 1}, {"model", 2}}};
+  std::string expected;
+  Status s;
+  auto t0 = std::chrono::steady_clock::now();
+  if (which == "agree") {
+    s = world->agree(Status::ok(), timeout);
+    expected = "agreeing on the outcome with every process (MPI_Iallreduce) timed out after 0.5 s "
+               "on device 0: some process never arrived";
+  } else if (which == "agree-failed") {
+    // The cause is what the user sees, not the agreement it could not reach.
+    s = world->agree(makeError(Loc{}, "injected failure"), timeout);
+    expected = "device 0: injected failure";
+  } else if (which == "gather") {
+    Expected<std::vector<std::string>> all = world->gather("bytes", timeout);
+    s = all ? Status::ok() : Status(all.error());
+    expected = "gathering every process's results on device 0 (MPI_Igather) timed out after 0.5 s "
+               "on device 0: some process never arrived";
+  } else if (which == "barrier") {
+    s = world->barrier(timeout);
+    expected = "the barrier of every process (MPI_Ibarrier) timed out after 0.5 s on device 0: "
+               "some process never arrived";
+  } else if (which == "connect") {
+    runtime::CollectiveOptions options;
+    options.timeout = timeout;
+    auto comm = world->connect(mesh, options);
+    s = comm ? Status::ok() : Status(comm.error());
+    expected = "connecting every process to mesh data=1, model=2 (MPI_Iallreduce) timed out "
+               "after 0.5 s on device 0: some process never arrived";
+  } else {
+    check(false, "unknown --stalled call " + which, 0);
+    return 1;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  check(!s && s.error().message() == expected,
+        which + ": " + (s ? std::string("ok") : s.error().message()), 0);
+  check(seconds >= 0.5 && seconds < 10, fmt::format("{} took {} s", which, seconds), 0);
+  check(world->abandoned(), which + ": the world is not marked abandoned", 0);
+  // Every later call fails at once, and a failure of this process's own is still its own.
+  t0 = std::chrono::steady_clock::now();
+  Status again = world->agree(Status::ok(), std::chrono::seconds(60));
+  check(!again && again.error().message().find("an earlier call timed out") != std::string::npos,
+        "a call after the timeout", 0);
+  Status own = world->agree(makeError(Loc{}, "late failure"), std::chrono::seconds(60));
+  check(!own && own.error().message() == "device 0: late failure", "an own failure", 0);
+  check(!world->barrier(std::chrono::seconds(60)), "a barrier after the timeout", 0);
+  check(!world->gather("x", std::chrono::seconds(60)), "a gather after the timeout", 0);
+  check(!world->connect(mesh, {}), "a connect after the timeout", 0);
+  check(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10),
+        "calls after the timeout waited", 0);
+  std::printf("%s: --stalled %s\n", failures ? "FAILED" : "PASSED", which.c_str());
+  std::fflush(stdout);
   return failures == 0 ? 0 : 1;
 }
 
@@ -257,6 +330,8 @@ int mainImpl(int argc, char **argv) {
     return checkWorldMismatch(*world);
   if (mode == "--failure")
     return checkFailure(*world);
+  if (mode == "--stalled")
+    return checkStalled(*world, argc > 2 ? argv[2] : "");
   int64_t n = (*world)->size();
   std::vector<ir::Mesh> meshes;
   for (int64_t data = 1; data <= n; ++data)

@@ -1,0 +1,74 @@
+// `vitc run --layout` with micro-batches over a data axis: what must divide what, said in full.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "frontend/formats/npy.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/subprocess.h"
+
+namespace vitc {
+namespace {
+
+// `t` repeated `times` times along the batch.
+Tensor repeatBatch(const Tensor &t, int64_t times) {
+  Shape shape = t.shape();
+  shape[0] *= times;
+  Tensor out = Tensor::zeros(shape);
+  for (int64_t i = 0; i < times; ++i)
+    std::copy(t.data(), t.data() + t.numel(), out.mutableData() + i * t.numel());
+  return out;
+}
+
+class RunMicroBatches : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir = test::makeTempDir("run-micro-data");
+    fx = test::sourcePath("tests/fixtures/parallel_map");
+  }
+  test::CommandResult run(const std::string &layout, const std::string &input) {
+    std::ofstream(dir + "/layout.json") << layout;
+    return test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors",
+                          "--input", input, "--output", dir + "/out.npy", "--layout",
+                          dir + "/layout.json"});
+  }
+  std::string dir, fx;
+};
+
+TEST_F(RunMicroBatches, ADataAxisThatDoesNotDivideAMicroBatchIsNamed) {
+  // 2 images in 2 micro-batches of 1 image, which data=2 cannot split.
+  auto r = run(R"({"mesh": {"data": 2, "model": 1}, "microbatches": 2})", fx + "/input.npy");
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_NE(r.err.find("layout.json: error: the layout runs 2 micro-batches of 1 image over "
+                       "data=2, which does not divide 1: the batch (2) must be a multiple of 4\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
+}
+
+TEST_F(RunMicroBatches, MicroBatchesThatDoNotDivideTheBatchNameTheDataAxisToo) {
+  auto r = run(R"({"mesh": {"data": 2, "model": 1}, "microbatches": 3})", fx + "/input.npy");
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_NE(r.err.find("layout.json: error: the layout runs 3 micro-batches, which do not divide "
+                       "the batch (2); each also runs over data=2, so the batch must be a multiple "
+                       "of 6\n"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(RunMicroBatches, ABatchThatDividesRunsAndMatchesTheReference) {
+  auto images = formats::readNpy(fx + "/input.npy");
+  auto logits = formats::readNpy(fx + "/logits.npy");
+  ASSERT_TRUE(images && logits);
+  ASSERT_TRUE(formats::writeNpy(dir + "/input4.npy", repeatBatch(*images, 2)));
+  auto r = run(R"({"mesh": {"data": 2, "model": 1}, "microbatches": 2})", dir + "/input4.npy");
+  ASSERT_EQ(r.exit, 0) << r.err;
+  auto got = formats::readNpy(dir + "/out.npy");
+  ASSERT_TRUE(got);
+  Tensor want = repeatBatch(*logits, 2);
+  ASSERT_EQ(got->shape(), want.shape());
+  EXPECT_LE(test::maxAbsDiff(*got, want), 1e-4);
+}
+
+} // namespace
+} // namespace vitc
