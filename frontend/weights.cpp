@@ -30,14 +30,33 @@ public:
     std::string found = name;
     if (!file_.find(found) && found.rfind("vit.", 0) == 0)
       found = name.substr(4); // a ViTModel checkpoint has no "vit." prefix
-    if (!file_.find(found))
+    const formats::SafetensorsEntry *entry = file_.find(found);
+    if (!entry) {
+      noteMissing(fmt::format("'{}' (shape {})", name, shapeString(param.shape())));
       return makeError(Loc::inFile(path_), "missing tensor '{}' (shape {})", name,
                        shapeString(param.shape()));
+    }
+    markUsed(found);
+    // Integers convert to floats exactly enough, but a weight stored as integers is a mistake (a
+    // quantized or index tensor under a parameter's name), and the standalone executable refuses
+    // it too.
+    if (entry->dtype.starts_with('I') || entry->dtype.starts_with('U'))
+      return makeError(Loc::inFile(path_),
+                       "tensor '{}' has dtype {}; weights must be floating point (F32, F16, BF16 "
+                       "or F64)",
+                       found, entry->dtype);
     VITC_ASSIGN(Tensor t, file_.load(found));
     VITC_TRY(checkShape(path_, found, t, param.shape()));
     return t;
   }
   std::string describe() const override { return path_; }
+  std::string path() const override { return path_; }
+  std::vector<std::string> tensorNames() const override {
+    std::vector<std::string> names;
+    for (const formats::SafetensorsEntry &e : file_.entries())
+      names.push_back(e.name);
+    return names;
+  }
 
 private:
   std::string path_;
@@ -66,17 +85,33 @@ public:
 
   Expected<Tensor> load(const ir::Module &, const ir::Op &param) override {
     std::string name = param.attrs.getStr("name");
+    param_ = &param;
     VITC_ASSIGN(Tensor t, convert(name, param.shape()));
     VITC_TRY(checkShape(path_, name, t, param.shape()));
     return t;
   }
   std::string describe() const override { return path_ + " (big_vision)"; }
+  std::string path() const override { return path_; }
+  std::vector<std::string> tensorNames() const override { return file_.names(); }
 
 private:
   Expected<Tensor> get(const std::string &bvName) {
     std::string full = prefix_ + bvName;
-    if (!file_.contains(full))
+    if (!file_.contains(full)) {
+      noteMissing(fmt::format("'{}'", full));
       return makeError(Loc::inFile(path_), "missing tensor '{}'", full);
+    }
+    markUsed(full);
+    // Every conversion keeps or lowers the element count, so a member that declares more
+    // elements than the parameter it feeds is wrong: refuse it from its .npy header alone, before
+    // inflating what may be gigabytes from a small file.
+    VITC_ASSIGN(Shape declared, file_.declaredShape(full));
+    if (param_ && numElements(declared) > numElements(param_->shape()))
+      return makeError(Loc::inFile(path_),
+                       "member '{}.npy' declares shape {}, more elements than the model's '{}' {} "
+                       "holds",
+                       full, shapeString(declared), param_->attrs.getStr("name"),
+                       shapeString(param_->shape()));
     return file_.load(full);
   }
 
@@ -235,6 +270,7 @@ private:
   std::string path_;
   formats::NpzFile file_;
   std::string prefix_;
+  const ir::Op *param_ = nullptr; // the parameter being loaded
 };
 
 class RandomWeights : public WeightSource {
@@ -297,6 +333,95 @@ Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed) {
   for (int64_t i = 0; i < t.numel(); ++i)
     t.mutableData()[i] = static_cast<float>(mean + stddev * rng.normal());
   return t;
+}
+
+bool isKnownExtraTensor(const std::string &name) {
+  // Hugging Face's ViTModel ends in a pooler (a dense layer and tanh over the class token) that
+  // ViTForImageClassification and vitc's models do not have; checkpoints saved from a ViTModel
+  // carry it. This list stays short: every entry is a tensor vitc may drop without changing any
+  // output, and README.md (Weights) names each one.
+  return name.starts_with("pooler.") || name.starts_with("vit.pooler.");
+}
+
+namespace {
+
+// 'a', 'b', 'c' and N more.
+std::string listSome(const std::vector<std::string> &items, size_t shown) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < shown; ++i)
+    out += (i ? ", " : "") + items[i];
+  if (items.size() > shown)
+    out += fmt::format(" and {} more", items.size() - shown);
+  return out;
+}
+
+} // namespace
+
+Expected<std::map<std::string, Tensor>> loadParameters(const ir::Module &m, WeightSource &source,
+                                                       const WeightLoadOptions &options) {
+  std::map<std::string, Tensor> params;
+  bool lacking = false;
+  for (const ir::Op *p : m.params()) {
+    size_t missingBefore = source.missing().size();
+    Expected<Tensor> t = source.load(m, *p);
+    // A missing tensor is reported with the others after the loop; any other error at once.
+    if (!t && source.missing().size() > missingBefore) {
+      lacking = true;
+      continue;
+    }
+    if (!t)
+      return t.error();
+    params[p->attrs.getStr("name")] = t.take();
+  }
+  std::vector<std::string> unused;
+  if (!options.allowUnused)
+    for (const std::string &name : source.tensorNames())
+      if (!source.used().contains(name) && !isKnownExtraTensor(name))
+        unused.push_back(fmt::format("'{}'", name));
+  if (!lacking && unused.empty())
+    return params;
+
+  constexpr size_t kShown = 3;
+  std::string message;
+  if (lacking)
+    message = fmt::format("missing tensor{} {}", source.missing().size() == 1 ? "" : "s",
+                          listSome(source.missing(), kShown));
+  if (!unused.empty())
+    message += fmt::format("{}the file holds {} tensor{} the model does not use: {} "
+                           "(--allow-unused-weights runs anyway)",
+                           lacking ? "; " : "", unused.size(), unused.size() == 1 ? "" : "s",
+                           listSome(unused, kShown));
+  return makeError(Loc::inFile(source.path()), "{}", message);
+}
+
+std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
+                                            const Tensor &t) {
+  const float *data = t.data();
+  int64_t n = t.numel(), first = -1, count = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(data[i])) {
+      if (first < 0)
+        first = i;
+      ++count;
+    }
+  if (first < 0)
+    return std::nullopt;
+  // The flat index as one index per dimension, last dimension fastest.
+  const Shape &shape = t.shape();
+  std::vector<int64_t> index(shape.size());
+  int64_t rest = first;
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] > 0 ? rest % shape[d] : 0;
+    rest = shape[d] > 0 ? rest / shape[d] : 0;
+  }
+  std::string where;
+  for (size_t d = 0; d < index.size(); ++d)
+    where += fmt::format("{}{}", d ? ", " : "", index[d]);
+  float bad = data[first];
+  std::string what = std::isnan(bad) ? "NaN" : (bad > 0 ? "Inf" : "-Inf");
+  std::string prefix = file.empty() ? "" : Loc::inFile(file).str() + ": ";
+  return fmt::format("{}warning: tensor '{}' holds {} at index [{}] ({} non-finite value{} in all)",
+                     prefix, name, what, where, count, count == 1 ? "" : "s");
 }
 
 Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec) {

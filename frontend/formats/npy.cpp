@@ -444,6 +444,36 @@ Expected<Tensor> decodeNpy(const uint8_t *data, size_t size, const std::string &
 
 } // namespace
 
+size_t npyHeaderBytes(const uint8_t *prefix, size_t size) {
+  if (size < kMagic.size() + 2 || std::memcmp(prefix, kMagic.data(), kMagic.size()) != 0)
+    return 0;
+  if (prefix[6] < 1 || prefix[6] > 3)
+    return 0; // an unknown version: the parser names it
+  size_t lengthBytes = prefix[6] == 1 ? 2 : 4;
+  if (size < 8 + lengthBytes)
+    return 0;
+  size_t headerBytes = 0;
+  for (size_t i = 0; i < lengthBytes; ++i)
+    headerBytes |= static_cast<size_t>(prefix[8 + i]) << (8 * i);
+  return 8 + lengthBytes + headerBytes;
+}
+
+Expected<NpyDeclaration> parseNpyHeader(const uint8_t *data, size_t size,
+                                        const std::string &where) {
+  Loc loc = Loc::inFile(where);
+  VITC_ASSIGN(NpyHeader h, parseHeader(data, size, loc));
+  NpyDeclaration d;
+  d.shape = h.shape;
+  d.descr = h.descr;
+  d.fortranOrder = h.fortranOrder;
+  d.headerBytes = h.dataStart;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(numElements(h.shape)),
+                             uint64_t(h.dtype.itemsize), &d.dataBytes))
+    return makeError(loc, "shape {} of '{}' is too large: its byte size does not fit in 64 bits",
+                     shapeString(h.shape), h.descr);
+  return d;
+}
+
 Expected<Tensor> readNpy(const std::string &path) {
   VITC_ASSIGN(auto file, MappedFile::open(path));
   const uint8_t *data = file->data();

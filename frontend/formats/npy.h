@@ -26,6 +26,23 @@ Expected<Tensor> readNpy(const std::string &path);
 // `model.npz:embedding/kernel.npy`.
 Expected<Tensor> parseNpy(const uint8_t *data, size_t size, const std::string &where);
 
+// What a .npy header declares, read without the data: the shape, the dtype as spelled, and the
+// bytes the data must fill after the header.
+struct NpyDeclaration {
+  Shape shape;
+  std::string descr;
+  bool fortranOrder = false;
+  size_t headerBytes = 0; // magic, version, length and dict: where the data starts
+  uint64_t dataBytes = 0;
+};
+
+// How many bytes the header of the .npy image starting with `prefix` takes, from its first 12
+// bytes; 0 when `prefix` is too short to tell or is not a .npy image (`parseNpyHeader` says why).
+size_t npyHeaderBytes(const uint8_t *prefix, size_t size);
+
+// Parses the header at the start of `data` (which needs to hold the header only, not the data).
+Expected<NpyDeclaration> parseNpyHeader(const uint8_t *data, size_t size, const std::string &where);
+
 // The version 1.0 header for a C-ordered `<f4` array of `shape`, padded with spaces and a newline
 // so that the data after it starts at a multiple of 64 bytes (version 2.0 if the header would not
 // fit a 2-byte length).

@@ -114,7 +114,35 @@ bool NpzFile::contains(std::string_view name) const {
   return std::binary_search(names_.begin(), names_.end(), name);
 }
 
-Expected<Tensor> NpzFile::load(std::string_view name) const {
+struct NpzFile::Member {
+  std::unique_lock<std::mutex> lock; // a zip_t is not safe to read from two threads at once
+  zip_file_t *file = nullptr;
+  size_t size = 0;   // uncompressed, as the archive states it
+  std::string name;  // `name.npy`
+  std::string where; // `archive.npz:name.npy`, for the .npy parser's messages
+  ~Member() {
+    if (file)
+      zip_fclose(file);
+  }
+
+  // Reads the next `n` bytes into `out`. libzip 1.7's inflater gives zlib at most 4 GiB - 1 of a
+  // read but reports the whole request as done, so reads are made in parts well below that.
+  Status read(uint8_t *out, size_t n, const Loc &loc) {
+    constexpr size_t kPart = size_t(1) << 30;
+    size_t done = 0;
+    while (done < n) {
+      zip_int64_t got = zip_fread(file, out + done, std::min(n - done, kPart));
+      if (got < 0)
+        return makeError(loc, "member '{}': {}", name, lowerFirst(zip_file_strerror(file)));
+      if (got == 0)
+        return makeError(loc, "member '{}' ends after {} of its {} bytes", name, done, n);
+      done += static_cast<size_t>(got);
+    }
+    return Status::ok();
+  }
+};
+
+Expected<std::unique_ptr<NpzFile::Member>> NpzFile::openMember(std::string_view name) const {
   Loc loc = Loc::inFile(path_);
   auto it = std::lower_bound(names_.begin(), names_.end(), name);
   if (it == names_.end() || *it != name) {
@@ -127,10 +155,12 @@ Expected<Tensor> NpzFile::load(std::string_view name) const {
                      names_.empty() ? "no arrays" : known);
   }
   zip_uint64_t index = indices_[static_cast<size_t>(it - names_.begin())];
-  std::string member = fmt::format("{}{}", name, kSuffix);
-  std::string where = fmt::format("{}:{}", path_, member);
+  auto m = std::make_unique<Member>();
+  m->name = fmt::format("{}{}", name, kSuffix);
+  m->where = fmt::format("{}:{}", path_, m->name);
+  const std::string &member = m->name;
 
-  std::lock_guard<std::mutex> lock(archive_->mutex);
+  m->lock = std::unique_lock<std::mutex>(archive_->mutex);
   zip_t *zip = archive_->zip;
   zip_stat_t st;
   zip_stat_init(&st);
@@ -158,29 +188,83 @@ Expected<Tensor> NpzFile::load(std::string_view name) const {
                      "implausible",
                      member, st.size, st.comp_size);
 
-  zip_file_t *zf = zip_fopen_index(zip, index, 0);
-  if (!zf)
+  m->file = zip_fopen_index(zip, index, 0);
+  if (!m->file)
     return makeError(loc, "member '{}': {}", member, lowerFirst(zip_strerror(zip)));
-  auto closer = std::unique_ptr<zip_file_t, int (*)(zip_file_t *)>(zf, zip_fclose);
-  size_t size = static_cast<size_t>(st.size);
-  auto bytes = std::make_unique_for_overwrite<uint8_t[]>(size > 0 ? size : 1);
-  size_t done = 0;
-  while (done < size) {
-    zip_int64_t n = zip_fread(zf, bytes.get() + done, size - done);
-    if (n < 0)
-      return makeError(loc, "member '{}': {}", member, lowerFirst(zip_file_strerror(zf)));
-    if (n == 0)
-      return makeError(loc, "member '{}' ends after {} of its {} bytes", member, done, size);
-    done += static_cast<size_t>(n);
+  m->size = static_cast<size_t>(st.size);
+  return m;
+}
+
+namespace {
+
+// The .npy header at the start of member `m`, inflating nothing past it. `bytes` gets the bytes
+// read so far, header and all.
+Expected<NpyDeclaration> readNpyHeader(NpzFile::Member &m, std::string &bytes, const Loc &loc) {
+  // The fixed part first (magic, version, header length), then the header it announces.
+  constexpr size_t kFixedPart = 12;
+  constexpr size_t kMaxHeader = size_t(1) << 20; // numpy's headers are a few hundred bytes
+  bytes.assign(std::min(m.size, kFixedPart), '\0');
+  VITC_TRY(m.read(reinterpret_cast<uint8_t *>(bytes.data()), bytes.size(), loc));
+  size_t header = npyHeaderBytes(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size());
+  if (header > kMaxHeader)
+    return makeError(Loc::inFile(m.where), "the .npy header claims {} bytes, which is implausible",
+                     header);
+  if (header > bytes.size()) {
+    size_t have = bytes.size();
+    bytes.resize(std::min(header, m.size));
+    VITC_TRY(m.read(reinterpret_cast<uint8_t *>(bytes.data()) + have, bytes.size() - have, loc));
   }
-  // Reading past the end makes libzip compare the CRC and the stated size.
+  return parseNpyHeader(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), m.where);
+}
+
+// Reads one byte past the member's end, which makes libzip compare the CRC and the stated size.
+Status checkMemberEnd(NpzFile::Member &m, const Loc &loc) {
   uint8_t extra;
-  zip_int64_t n = zip_fread(zf, &extra, 1);
+  zip_int64_t n = zip_fread(m.file, &extra, 1);
   if (n < 0)
-    return makeError(loc, "member '{}': {}", member, lowerFirst(zip_file_strerror(zf)));
+    return makeError(loc, "member '{}': {}", m.name, lowerFirst(zip_file_strerror(m.file)));
   if (n > 0)
-    return makeError(loc, "member '{}' holds more than its stated {} bytes", member, size);
-  return parseNpy(bytes.get(), size, where);
+    return makeError(loc, "member '{}' holds more than its stated {} bytes", m.name, m.size);
+  return Status::ok();
+}
+
+} // namespace
+
+Expected<Shape> NpzFile::declaredShape(std::string_view name) const {
+  Loc loc = Loc::inFile(path_);
+  VITC_ASSIGN(std::unique_ptr<Member> m, openMember(name));
+  std::string bytes;
+  VITC_ASSIGN(NpyDeclaration d, readNpyHeader(*m, bytes, loc));
+  return d.shape;
+}
+
+Expected<Tensor> NpzFile::load(std::string_view name) const {
+  Loc loc = Loc::inFile(path_);
+  VITC_ASSIGN(std::unique_ptr<Member> m, openMember(name));
+  std::string head;
+  VITC_ASSIGN(NpyDeclaration d, readNpyHeader(*m, head, loc));
+  try {
+    // Little-endian float32 in C order, the common case, is inflated straight into the tensor:
+    // one copy of a large array in memory, not two.
+    bool cOrder = !d.fortranOrder || d.shape.size() <= 1;
+    if (d.descr == "<f4" && cOrder && d.headerBytes + d.dataBytes == m->size) {
+      Tensor t = Tensor::zeros(d.shape);
+      VITC_TRY(m->read(reinterpret_cast<uint8_t *>(t.mutableData()), d.dataBytes, loc));
+      VITC_TRY(checkMemberEnd(*m, loc));
+      return t;
+    }
+    // Anything else is inflated whole and converted; its size is bounded by the stated size,
+    // and the .npy parser says what is wrong with a member whose data does not fit its shape.
+    size_t size = m->size;
+    auto bytes = std::make_unique_for_overwrite<uint8_t[]>(size > 0 ? size : 1);
+    std::copy(head.begin(), head.end(), bytes.get());
+    VITC_TRY(m->read(bytes.get() + head.size(), size - head.size(), loc));
+    VITC_TRY(checkMemberEnd(*m, loc));
+    return parseNpy(bytes.get(), size, m->where);
+  } catch (const std::bad_alloc &) {
+    return makeError(loc, "member '{}' needs {} bytes, more memory than vitc could allocate",
+                     m->name, m->size);
+  }
 }
 
 Status writeNpz(const std::string &path,

@@ -4,8 +4,11 @@
 // `savez_compressed` deflates it. `NpzFile` maps the archive, lists its `.npy` members (other
 // members and folders are ignored; a name that appears twice is an error) and reads members with
 // libzip on demand. Before reading, a member's stated size is checked against a 64 GiB cap and
-// against what its compressed bytes could produce, and the CRC is verified after. An NpzFile is
-// cheap to copy (copies share the archive) and safe to load from on several threads.
+// against what its compressed bytes could produce, and the CRC is verified after. Members over
+// 4 GiB (zip64) are read in parts, because libzip 1.7's inflater miscounts a single read of more
+// than 4 GiB. `declaredShape` inflates only a member's .npy header, so that a caller can refuse a
+// small file declaring a huge array before inflating it. An NpzFile is cheap to copy (copies share
+// the archive) and safe to load from on several threads.
 #pragma once
 
 #include <memory>
@@ -29,9 +32,14 @@ public:
   bool contains(std::string_view name) const;
   // The array `name` (the member `name.npy`), converted as `parseNpy` does.
   Expected<Tensor> load(std::string_view name) const;
+  // The shape that the member `name.npy` declares in its .npy header, inflating nothing more.
+  Expected<Shape> declaredShape(std::string_view name) const;
+
+  struct Member; // a member opened for reading, with the archive locked (defined in npz.cpp)
 
 private:
   struct Archive; // the libzip handle and the mapping it reads
+  Expected<std::unique_ptr<Member>> openMember(std::string_view name) const;
   std::string path_;
   std::shared_ptr<Archive> archive_;
   std::vector<std::string> names_;

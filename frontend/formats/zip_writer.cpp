@@ -17,7 +17,8 @@ constexpr uint16_t kZip64ExtraId = 0x0001;
 constexpr uint32_t kMax32 = 0xffffffff; // also the "see the zip64 field" marker
 constexpr uint16_t kMax16 = 0xffff;
 
-constexpr uint16_t kVersion = 20;      // stored members
+constexpr uint16_t kDeflated = 8;      // compression method
+constexpr uint16_t kVersion = 20;      // stored and deflated members
 constexpr uint16_t kVersionZip64 = 45; // zip64 extensions
 constexpr uint16_t kMadeByUnix = 3 << 8;
 constexpr uint16_t kUtf8Names = 1 << 11;
@@ -41,6 +42,36 @@ uint32_t clamp32(uint64_t v, bool marker) { return marker ? kMax32 : static_cast
 bool isAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+// The raw deflate stream (no zlib header, as zip members hold it) of the concatenated `parts`.
+std::string deflateParts(const std::vector<std::string_view> &parts) {
+  z_stream z{};
+  deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out;
+  char buffer[1 << 16];
+  auto drain = [&](int flush) {
+    do {
+      z.next_out = reinterpret_cast<Bytef *>(buffer);
+      z.avail_out = sizeof buffer;
+      deflate(&z, flush);
+      out.append(buffer, sizeof buffer - z.avail_out);
+    } while (z.avail_out == 0);
+  };
+  for (std::string_view p : parts) {
+    // zlib counts input in 32-bit units: feed a large part in pieces.
+    for (size_t at = 0; at < p.size();) {
+      size_t piece = std::min<size_t>(p.size() - at, size_t(1) << 30);
+      z.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(p.data() + at));
+      z.avail_in = static_cast<uInt>(piece);
+      drain(Z_NO_FLUSH);
+      at += piece;
+    }
+  }
+  z.avail_in = 0;
+  drain(Z_FINISH);
+  deflateEnd(&z);
+  return out;
 }
 
 uint32_t crcOf(const std::vector<std::string_view> &parts) {
@@ -80,17 +111,24 @@ Status ZipWriter::add(const std::string &name, const std::vector<std::string_vie
   m.crc = crcOf(parts);
   for (std::string_view p : parts)
     m.size += p.size();
+  std::string compressed;
+  std::vector<std::string_view> data = parts;
+  if (options_.deflate) {
+    compressed = deflateParts(parts);
+    data = {compressed};
+  }
+  m.compressedSize = options_.deflate ? compressed.size() : m.size;
 
-  bool zip64 = options_.forceZip64 || m.size >= kMax32;
+  bool zip64 = options_.forceZip64 || m.size >= kMax32 || m.compressedSize >= kMax32;
   std::string h;
   put32(h, kLocalHeader);
   put16(h, zip64 ? kVersionZip64 : kVersion);
   put16(h, isAscii(name) ? 0 : kUtf8Names);
-  put16(h, 0); // stored
+  put16(h, options_.deflate ? kDeflated : 0);
   put16(h, 0);
   put16(h, kDosDate1980);
   put32(h, m.crc);
-  put32(h, clamp32(m.size, zip64)); // compressed size
+  put32(h, clamp32(m.compressedSize, zip64));
   put32(h, clamp32(m.size, zip64)); // uncompressed size
   put16(h, static_cast<uint16_t>(name.size()));
   put16(h, zip64 ? 20 : 0);
@@ -99,10 +137,10 @@ Status ZipWriter::add(const std::string &name, const std::vector<std::string_vie
     put16(h, kZip64ExtraId);
     put16(h, 16);
     put64(h, m.size); // uncompressed first, then compressed
-    put64(h, m.size);
+    put64(h, m.compressedSize);
   }
   VITC_TRY(write(h));
-  for (std::string_view p : parts) {
+  for (std::string_view p : data) {
     Status s = out_->write(p.data(), p.size());
     if (!s) {
       failed_ = true;
@@ -116,7 +154,7 @@ Status ZipWriter::add(const std::string &name, const std::vector<std::string_vie
 
 std::string ZipWriter::centralHeader(const Member &m) const {
   // The zip64 extra field holds exactly the values whose 32-bit fields are markers, in order.
-  bool bigSize = options_.forceZip64 || m.size >= kMax32;
+  bool bigSize = options_.forceZip64 || m.size >= kMax32 || m.compressedSize >= kMax32;
   bool bigOffset = options_.forceZip64 || m.offset >= kMax32;
   std::string extra;
   if (bigSize || bigOffset) {
@@ -124,7 +162,7 @@ std::string ZipWriter::centralHeader(const Member &m) const {
     put16(extra, static_cast<uint16_t>((bigSize ? 16 : 0) + (bigOffset ? 8 : 0)));
     if (bigSize) {
       put64(extra, m.size);
-      put64(extra, m.size);
+      put64(extra, m.compressedSize);
     }
     if (bigOffset)
       put64(extra, m.offset);
@@ -135,11 +173,11 @@ std::string ZipWriter::centralHeader(const Member &m) const {
   put16(h, kMadeByUnix | version);
   put16(h, version);
   put16(h, isAscii(m.name) ? 0 : kUtf8Names);
-  put16(h, 0); // stored
+  put16(h, options_.deflate ? kDeflated : 0);
   put16(h, 0);
   put16(h, kDosDate1980);
   put32(h, m.crc);
-  put32(h, clamp32(m.size, bigSize));
+  put32(h, clamp32(m.compressedSize, bigSize));
   put32(h, clamp32(m.size, bigSize));
   put16(h, static_cast<uint16_t>(m.name.size()));
   put16(h, static_cast<uint16_t>(extra.size()));

@@ -1,9 +1,11 @@
-// Writing zip archives of stored (uncompressed) members, streamed into an AtomicFile.
+// Writing zip archives of stored (or deflated) members, streamed into an AtomicFile.
 //
 // `writeNpz` builds on this; tests use it to build archives with whatever members they need.
 // Members are written as they are added, straight from the caller's memory, so an archive of large
 // tensors needs no second copy of them. Sizes and offsets past 4 GiB and more than 65,534 members
-// use the zip64 extensions; `forceZip64` uses them for every member, as numpy's `savez` does. The
+// use the zip64 extensions; `forceZip64` uses them for every member, as numpy's `savez` does.
+// `deflate` compresses each member as numpy's `savez_compressed` does (holding the compressed
+// member in memory: tests use it to build small archives of large, repetitive members). The
 // timestamps are fixed (1980-01-01), so the same members give the same bytes.
 #pragma once
 
@@ -22,6 +24,7 @@ class ZipWriter {
 public:
   struct Options {
     bool forceZip64 = false;
+    bool deflate = false;
   };
 
   // Starts the archive at a temporary name beside `path`.
@@ -39,6 +42,7 @@ private:
     std::string name;
     uint32_t crc = 0;
     uint64_t size = 0;
+    uint64_t compressedSize = 0;
     uint64_t offset = 0; // of its local header
   };
 
