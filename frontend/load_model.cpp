@@ -63,11 +63,11 @@ Expected<LoadedModel> loadModel(const std::string &path, const LoadOptions &opti
     VITC_ASSIGN(std::unique_ptr<ir::Module> module, ir::parseModule(text, resolved));
     Diagnostics diags = ir::verify(*module);
     if (!diags.empty()) {
-      // Report every problem, one line each, as the verifier found them.
+      // Report every problem as the verifier found them, on the one line an error has.
       const Error &first = diags.errors.front();
       std::string message = first.message();
       for (size_t i = 1; i < diags.errors.size(); ++i)
-        message += "\n" + diags.errors[i].str();
+        message += "; " + diags.errors[i].str();
       return Error(first.loc(), message);
     }
     LoadedModel m;

@@ -49,6 +49,15 @@ void Module::erase(Op *op) {
   ops_.erase(ops_.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
+void Module::eraseAll(const std::unordered_set<const Op *> &dead) {
+  if (dead.empty())
+    return;
+  for (const auto &op : ops_)
+    if (dead.count(op.get()))
+      names_.erase(op->name);
+  std::erase_if(ops_, [&](const std::unique_ptr<Op> &op) { return dead.count(op.get()) > 0; });
+}
+
 void Module::replaceAllUsesWith(Op *from, Op *to) {
   for (auto &op : ops_) {
     if (op.get() == to)
@@ -62,6 +71,7 @@ void Module::replaceAllUsesWith(Op *from, Op *to) {
 void Module::reorder(const std::vector<Op *> &order) {
   assert(order.size() == ops_.size() && "reorder must keep every op");
   std::unordered_map<const Op *, std::unique_ptr<Op>> owned;
+  owned.reserve(ops_.size());
   for (auto &op : ops_)
     owned[op.get()] = std::move(op);
   ops_.clear();
@@ -75,6 +85,7 @@ void Module::reorder(const std::vector<Op *> &order) {
 void Module::topologicalSort() {
   // Kahn's algorithm, always taking the ready op that comes first in the current order.
   std::unordered_map<const Op *, size_t> position;
+  position.reserve(ops_.size());
   for (size_t i = 0; i < ops_.size(); ++i)
     position[ops_[i].get()] = i;
   std::vector<size_t> pending(ops_.size(), 0);
@@ -111,6 +122,7 @@ std::string Module::rename(Op *op, std::string hint) {
 
 UserMap Module::users() const {
   UserMap map;
+  map.reserve(ops_.size()); // growing it step by step cost more than filling it
   for (const auto &op : ops_)
     for (Op *operand : op->operands) {
       auto &list = map[operand];
@@ -199,23 +211,26 @@ bool equal(const Module &a, const Module &b) {
 }
 
 size_t eraseDeadOps(Module &m) {
-  size_t erased = 0;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    UserMap users = m.users();
-    std::vector<Op *> dead;
-    for (const auto &op : m.ops())
-      if (op->hasResult() && !op->is(OpKind::Input) && !users.count(op.get()))
-        dead.push_back(op.get());
-    // A start op whose done op is dead is dead too; erase from the end so users go first.
-    for (auto it = dead.rbegin(); it != dead.rend(); ++it) {
-      m.erase(*it);
-      ++erased;
-      changed = true;
-    }
+  // One walk from the end: users come after what they read, so by the time an op is reached every
+  // op that could read it has been judged, and erasing a dead op releases its operands at once.
+  // (A start op whose done op is dead is dead too.)
+  const auto &ops = m.ops();
+  std::unordered_map<const Op *, size_t> uses;
+  uses.reserve(ops.size());
+  for (const auto &op : ops)
+    for (const Op *operand : op->operands)
+      ++uses[operand];
+  std::unordered_set<const Op *> dead;
+  for (auto it = ops.rbegin(); it != ops.rend(); ++it) {
+    const Op *op = it->get();
+    if (!op->hasResult() || op->is(OpKind::Input) || uses[op] > 0)
+      continue;
+    dead.insert(op);
+    for (const Op *operand : op->operands)
+      --uses[operand];
   }
-  return erased;
+  m.eraseAll(dead);
+  return dead.size();
 }
 
 std::unordered_set<const Op *> weightOnlyOps(const Module &m) {

@@ -32,6 +32,8 @@ public:
              std::string nameHint = "", Loc loc = {}, const Op *before = nullptr);
   // Removes an op nobody uses.
   void erase(Op *op);
+  // Removes ops nobody outside the set uses, in one pass over the module.
+  void eraseAll(const std::unordered_set<const Op *> &ops);
   // Points every use of `from` at `to` (not including uses by `to` itself).
   void replaceAllUsesWith(Op *from, Op *to);
   // Replaces the program order with `order`, which must hold exactly the module's ops.

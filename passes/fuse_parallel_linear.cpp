@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ir/builder.h"
@@ -25,15 +27,23 @@ struct Term {
   int64_t outFeatures() const { return matmul->shape().back(); }
 };
 
+// What a round of merges reads: users, weight-only ops and program positions, all computed once
+// on the module as the round found it. Rounds plan every merge on that snapshot first and rewrite
+// afterwards, so that a deep model costs one pass over its ops per round, not one per merge.
 class Context {
 public:
-  explicit Context(ir::Module &m) : m(m), users(m.users()), weightOnly(ir::weightOnlyOps(m)) {}
+  explicit Context(ir::Module &m) : m(m), users(m.users()), weightOnly(ir::weightOnlyOps(m)) {
+    for (size_t i = 0; i < m.ops().size(); ++i)
+      position[m.ops()[i].get()] = i;
+  }
 
   const std::vector<Op *> &usersOf(const Op *op) const {
     static const std::vector<Op *> none;
     auto it = users.find(op);
     return it == users.end() ? none : it->second;
   }
+
+  size_t positionOf(const Op *op) const { return position.at(op); }
 
   // The projection a matmul starts, if its right operand is a weight matrix.
   std::optional<Term> projection(Op *mm) const {
@@ -66,8 +76,11 @@ public:
     return std::nullopt;
   }
 
-  // Whether `from` depends on `target` (target is `from` or among its transitive operands).
+  // Whether `from` depends on `target` (target is `from` or among its transitive operands). The
+  // program order is topological, so ops before `target` cannot depend on it: the search stays
+  // between the two.
   bool dependsOn(const Op *from, const Op *target) const {
+    size_t floor = positionOf(target);
     std::vector<const Op *> stack{from};
     std::unordered_set<const Op *> seen;
     while (!stack.empty()) {
@@ -75,7 +88,7 @@ public:
       stack.pop_back();
       if (op == target)
         return true;
-      if (!seen.insert(op).second || weightOnly.count(op))
+      if (positionOf(op) < floor || !seen.insert(op).second || weightOnly.count(op))
         continue;
       for (const Op *operand : op->operands)
         stack.push_back(operand);
@@ -86,6 +99,71 @@ public:
   ir::Module &m;
   ir::UserMap users;
   std::unordered_set<const Op *> weightOnly;
+  std::unordered_map<const Op *, size_t> position;
+};
+
+// The rewrites of one round. New ops are created at the end of the module and placed before the op
+// they replace when the round finishes (inserting each in the middle of the program would cost a
+// pass over the module per op); an op replaced earlier in the round is read through `current`.
+class Round {
+public:
+  explicit Round(ir::Module &m) : m_(m), oldSize_(m.size()) {}
+
+  // Ops created from now until `endGroup` go before `anchor`.
+  void beginGroup(Op *anchor) {
+    anchor_ = anchor;
+    groupStart_ = m_.size();
+  }
+  void endGroup() {
+    std::vector<Op *> &placed = before_[anchor_];
+    for (size_t i = groupStart_; i < m_.size(); ++i)
+      placed.push_back(m_.ops()[i].get());
+  }
+
+  // What reads of `op` see now: `op`, or what replaced it this round.
+  Op *current(Op *op) const {
+    for (auto it = replaced_.find(op); it != replaced_.end(); it = replaced_.find(op))
+      op = it->second;
+    return op;
+  }
+
+  // Points the uses of `from` (as `users` lists them, before this round) at `to`.
+  void replaceUses(Op *from, Op *to, const std::vector<Op *> &users) {
+    for (Op *user : users)
+      for (Op *&operand : user->operands)
+        if (operand == from)
+          operand = to;
+    replaced_[from] = to;
+  }
+
+  // `op` takes `name` once the op that holds it now is gone.
+  void renameLater(Op *op, std::string name) { renames_.emplace_back(op, std::move(name)); }
+
+  // Puts the new ops in place, drops what nothing reads any more, renames and sorts.
+  void finish() {
+    std::vector<Op *> order;
+    order.reserve(m_.size());
+    for (size_t i = 0; i < oldSize_; ++i) {
+      Op *op = m_.ops()[i].get();
+      if (auto it = before_.find(op); it != before_.end())
+        order.insert(order.end(), it->second.begin(), it->second.end());
+      order.push_back(op);
+    }
+    m_.reorder(order);
+    ir::eraseDeadOps(m_);
+    for (auto &[op, name] : renames_)
+      m_.rename(op, name);
+    m_.topologicalSort();
+  }
+
+private:
+  ir::Module &m_;
+  size_t oldSize_;
+  Op *anchor_ = nullptr;
+  size_t groupStart_ = 0;
+  std::unordered_map<const Op *, std::vector<Op *>> before_;
+  std::unordered_map<Op *, Op *> replaced_;
+  std::vector<std::pair<Op *, std::string>> renames_;
 };
 
 // "l0.q", "l0.k", "l0.fc1" -> "l0."
@@ -99,13 +177,6 @@ std::string commonPrefix(const std::vector<Term> &terms) {
   }
   size_t dot = prefix.rfind('.');
   return dot == std::string::npos ? "" : prefix.substr(0, dot + 1);
-}
-
-// Removes a rewritten projection's old ops once nothing reads them.
-void eraseTerm(ir::Module &m, const Term &t) {
-  if (t.value != t.matmul)
-    m.erase(t.value);
-  m.erase(t.matmul);
 }
 
 // Concatenation along `axis` in k interleaved groups: with k > 1 each of the k blocks of the
@@ -156,9 +227,16 @@ int64_t interleaving(const ir::Module &m, const PassContext &ctx,
   return k;
 }
 
-// Sibling projections of one activation -> one matmul and slices of its result.
+// Sibling projections of one activation -> one matmul and slices of its result. Merges every
+// group of siblings the module holds; returns whether there was one.
 bool mergeSiblings(ir::Module &m, PassContext &ctx) {
   Context c(m);
+  struct Group {
+    Op *x;
+    bool transposeB;
+    std::vector<Term> terms;
+  };
+  std::vector<Group> groups;
   for (const auto &owned : m.ops()) {
     Op *x = owned.get();
     std::map<bool, std::vector<Term>> byLayout;
@@ -170,57 +248,65 @@ bool mergeSiblings(ir::Module &m, PassContext &ctx) {
       if (terms.size() < 2)
         continue;
       std::sort(terms.begin(), terms.end(), [&](const Term &a, const Term &b) {
-        return m.indexOf(a.matmul) < m.indexOf(b.matmul);
+        return c.positionOf(a.matmul) < c.positionOf(b.matmul);
       });
-      ir::Builder b(m);
-      b.setInsertionPoint(terms[0].matmul);
-      b.setLoc(terms[0].matmul->loc);
-      std::string prefix = commonPrefix(terms) + "fused";
-      std::vector<Op *> weights, biases;
-      std::vector<int64_t> sizes;
-      bool anyBias = false;
-      for (const Term &t : terms) {
-        weights.push_back(t.weight());
-        sizes.push_back(t.outFeatures());
-        anyBias |= t.bias != nullptr;
-      }
-      int64_t k = interleaving(m, ctx, sizes);
-      int64_t outAxis = transposeB ? 0 : 1;
-      Op *w = interleavedConcat(b, weights, outAxis, k, prefix + ".w");
-      Op *y = b.matmul(x, w, transposeB, prefix + (anyBias ? ".mm" : ""));
-      if (anyBias) {
-        for (const Term &t : terms)
-          biases.push_back(t.bias ? t.bias
-                                  : b.fill({t.outFeatures()}, 0.0, t.value->name + ".zero_bias"));
-        y = b.add(y, interleavedConcat(b, biases, 0, k, prefix + ".b"), prefix);
-      }
-      // All slices first: the insertion point is one of the ops replaced below.
-      int64_t offset = 0;
-      std::vector<Op *> slices;
-      for (const Term &t : terms) {
-        slices.push_back(interleavedSlice(b, y, y->rank() - 1, k, offset, t.outFeatures(),
-                                          t.value->name + ".slice"));
-        offset += t.outFeatures();
-      }
-      for (size_t i = 0; i < terms.size(); ++i) {
-        m.replaceAllUsesWith(terms[i].value, slices[i]);
-        std::string name = terms[i].value->name;
-        eraseTerm(m, terms[i]);
-        m.rename(slices[i], name);
-      }
-      ctx.remark(fmt::format("fuse-parallel-linear: {} projections of %{} -> %{} ({} x {})",
-                             terms.size(), x->name, y->name, x->shape().back(), offset));
-      m.topologicalSort();
-      return true;
+      groups.push_back({x, transposeB, std::move(terms)});
     }
   }
-  return false;
+  if (groups.empty())
+    return false;
+  Round round(m);
+  for (Group &group : groups) {
+    std::vector<Term> &terms = group.terms;
+    Op *x = round.current(group.x);
+    round.beginGroup(terms[0].matmul);
+    ir::Builder b(m);
+    b.setLoc(terms[0].matmul->loc);
+    std::string prefix = commonPrefix(terms) + "fused";
+    std::vector<Op *> weights, biases;
+    std::vector<int64_t> sizes;
+    bool anyBias = false;
+    for (const Term &t : terms) {
+      weights.push_back(t.weight());
+      sizes.push_back(t.outFeatures());
+      anyBias |= t.bias != nullptr;
+    }
+    int64_t k = interleaving(m, ctx, sizes);
+    int64_t outAxis = group.transposeB ? 0 : 1;
+    Op *w = interleavedConcat(b, weights, outAxis, k, prefix + ".w");
+    Op *y = b.matmul(x, w, group.transposeB, prefix + (anyBias ? ".mm" : ""));
+    if (anyBias) {
+      for (const Term &t : terms)
+        biases.push_back(t.bias ? t.bias
+                                : b.fill({t.outFeatures()}, 0.0, t.value->name + ".zero_bias"));
+      y = b.add(y, interleavedConcat(b, biases, 0, k, prefix + ".b"), prefix);
+    }
+    int64_t offset = 0;
+    for (const Term &t : terms) {
+      Op *slice = interleavedSlice(b, y, y->rank() - 1, k, offset, t.outFeatures(),
+                                   t.value->name + ".slice");
+      offset += t.outFeatures();
+      round.replaceUses(t.value, slice, c.usersOf(t.value));
+      round.renameLater(slice, t.value->name);
+    }
+    round.endGroup();
+    ctx.remark(fmt::format("fuse-parallel-linear: {} projections of %{} -> %{} ({} x {})",
+                           terms.size(), x->name, y->name, x->shape().back(), offset));
+  }
+  round.finish();
+  return true;
 }
 
 // A sum whose terms include projections with the same output -> one matmul of the concatenated
-// inputs.
+// inputs. Merges in every such sum the module holds; returns whether there was one.
 bool mergeSums(ir::Module &m, PassContext &ctx) {
   Context c(m);
+  struct Group {
+    Op *root;
+    std::vector<Op *> leaves;
+    std::vector<Term> terms;
+  };
+  std::vector<Group> groups;
   for (const auto &owned : m.ops()) {
     Op *root = owned.get();
     if (!root->is(OpKind::Add))
@@ -264,18 +350,24 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
       if (independent)
         group.push_back(*t);
     }
-    if (group.size() < 2)
-      continue;
-
+    if (group.size() >= 2)
+      groups.push_back({root, std::move(leaves), std::move(group)});
+  }
+  if (groups.empty())
+    return false;
+  Round round(m);
+  for (const Group &g : groups) {
+    Op *root = g.root;
+    const std::vector<Term> &group = g.terms;
+    round.beginGroup(root);
     ir::Builder b(m);
-    b.setInsertionPoint(root);
     b.setLoc(root->loc);
     std::string prefix = commonPrefix(group) + "fused_sum";
     bool transposeB = group[0].transposeB();
     std::vector<Op *> inputs, weights, biases;
     std::vector<int64_t> sizes;
     for (const Term &t : group) {
-      inputs.push_back(t.input());
+      inputs.push_back(round.current(t.input()));
       weights.push_back(t.weight());
       sizes.push_back(t.input()->shape().back());
       if (t.bias)
@@ -296,22 +388,21 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
     for (const Term &t : group)
       merged.insert(t.value);
     Op *sum = nullptr;
-    for (Op *leaf : leaves) {
-      Op *term = merged.count(leaf) ? (leaf == group[0].value ? y : nullptr) : leaf;
+    for (Op *leaf : g.leaves) {
+      Op *term = merged.count(leaf) ? (leaf == group[0].value ? y : nullptr) : round.current(leaf);
       if (!term)
         continue;
       sum = sum ? b.add(sum, term, root->name + ".part") : term;
     }
-    m.replaceAllUsesWith(root, sum);
-    std::string name = root->name;
-    ir::eraseDeadOps(m);
-    m.rename(sum, name);
+    round.replaceUses(root, sum, c.usersOf(root));
+    round.renameLater(sum, root->name);
+    round.endGroup();
     ctx.remark(fmt::format("fuse-parallel-linear: {} projections summed into %{} -> %{} ({} x {})",
-                           group.size(), name, y->name, in->shape().back(), y->shape().back()));
-    m.topologicalSort();
-    return true;
+                           group.size(), root->name, y->name, in->shape().back(),
+                           y->shape().back()));
   }
-  return false;
+  round.finish();
+  return true;
 }
 
 class FuseParallelLinear : public Pass {

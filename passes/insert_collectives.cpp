@@ -2,6 +2,8 @@
 #include "passes/insert_collectives.h"
 
 #include <map>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "ir/builder.h"
 
@@ -23,15 +25,38 @@ public:
       if (op->is(OpKind::Reshard))
         reshards.push_back(op.get());
     std::map<std::string, int> counts;
+    // New ops are created at the end and put before their reshards when all are lowered, and the
+    // reshards leave then; readers are found in a users map made once. (Inserting, replacing and
+    // erasing across the whole module once per reshard made deep models quadratic.)
+    ir::UserMap users = m.users();
+    size_t oldSize = m.size();
+    std::unordered_map<const Op *, std::vector<Op *>> before;
+    std::unordered_set<const Op *> lowered;
     for (Op *r : reshards) {
-      VITC_ASSIGN(Op * lowered, lower(m, r, counts));
-      m.replaceAllUsesWith(r, lowered);
+      size_t created = m.size();
+      Expected<Op *> replacement = lower(m, r, counts);
+      for (size_t i = created; i < m.size(); ++i)
+        before[r].push_back(m.ops()[i].get());
+      if (!replacement) {
+        placeAndErase(m, oldSize, before, lowered);
+        return replacement.error();
+      }
+      for (Op *user : users[r]) {
+        if (user == *replacement)
+          continue;
+        for (Op *&operand : user->operands)
+          if (operand == r)
+            operand = *replacement;
+      }
       std::string name = r->name;
       Op *source = r->operand(0);
-      m.erase(r);
-      if (lowered != source && lowered->name.rfind(name, 0) != 0)
-        m.rename(lowered, name);
+      lowered.insert(r);
+      // The replaced reshard holds a name no value can have until it leaves.
+      m.rename(r, name + "\x01lowered");
+      if (*replacement != source && (*replacement)->name.rfind(name, 0) != 0)
+        m.rename(*replacement, name);
     }
+    placeAndErase(m, oldSize, before, lowered);
     if (!reshards.empty()) {
       std::string summary;
       for (const auto &[kind, n] : counts)
@@ -43,11 +68,27 @@ public:
   }
 
 private:
+  // Puts the ops created after the first `oldSize` before the reshards they lower, and erases
+  // those reshards.
+  static void placeAndErase(ir::Module &m, size_t oldSize,
+                            const std::unordered_map<const Op *, std::vector<Op *>> &before,
+                            const std::unordered_set<const Op *> &lowered) {
+    std::vector<Op *> order;
+    order.reserve(m.size());
+    for (size_t i = 0; i < oldSize; ++i) {
+      Op *op = m.ops()[i].get();
+      if (auto it = before.find(op); it != before.end())
+        order.insert(order.end(), it->second.begin(), it->second.end());
+      order.push_back(op);
+    }
+    m.reorder(order);
+    m.eraseAll(lowered);
+  }
+
   static Expected<Op *> lower(ir::Module &m, Op *r, std::map<std::string, int> &counts) {
     const ir::Sharding &to = r->type.sharding;
     Op *cur = r->operand(0);
     ir::Builder b(m);
-    b.setInsertionPoint(r);
     b.setLoc(r->loc);
     auto step = [&](OpKind kind, ir::Attrs attrs, const char *what) -> Status {
       Expected<Op *> next =

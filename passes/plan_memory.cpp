@@ -2,6 +2,7 @@
 #include "passes/plan_memory.h"
 
 #include <algorithm>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -12,6 +13,44 @@ using ir::Op;
 using ir::OpKind;
 
 constexpr int64_t kAlign = 64;
+
+// Intervals of op positions, found by the positions they share with a query: the buffers placed so
+// far, asked which are live while a new one is. (Scanning every placed buffer for each new one was
+// quadratic: a chain of 160k ops took 14 s.) An interval overlapping [first, last] either holds
+// `first` (found on the path to `first` in a segment tree whose nodes hold the intervals that cover
+// them) or begins after it (found in a map by beginning).
+class LiveIntervals {
+public:
+  explicit LiveIntervals(size_t positions) {
+    while (size_ < positions)
+      size_ *= 2;
+    nodes_.resize(2 * size_);
+  }
+
+  void add(size_t id, size_t first, size_t last) {
+    byFirst_.emplace(first, id);
+    for (size_t lo = first + size_, hi = last + size_ + 1; lo < hi; lo /= 2, hi /= 2) {
+      if (lo & 1)
+        nodes_[lo++].push_back(id);
+      if (hi & 1)
+        nodes_[--hi].push_back(id);
+    }
+  }
+
+  // The ids of the intervals that share a position with [first, last], in no particular order.
+  void overlapping(size_t first, size_t last, std::vector<size_t> &out) const {
+    out.clear();
+    for (size_t node = first + size_; node >= 1; node /= 2)
+      out.insert(out.end(), nodes_[node].begin(), nodes_[node].end());
+    for (auto it = byFirst_.upper_bound(first); it != byFirst_.end() && it->first <= last; ++it)
+      out.push_back(it->second);
+  }
+
+private:
+  size_t size_ = 1;
+  std::vector<std::vector<size_t>> nodes_;
+  std::multimap<size_t, size_t> byFirst_;
+};
 
 class PlanMemory : public Pass {
 public:
@@ -69,16 +108,15 @@ public:
       order[i] = i;
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return buffers[a].size > buffers[b].size; });
-    std::vector<size_t> placed;
+    LiveIntervals placed(m.ops().size());
     int64_t peak = 0;
+    std::vector<size_t> overlapping;
     for (size_t bi : order) {
       Buffer &b = buffers[bi];
+      placed.overlapping(b.first, b.last, overlapping);
       std::vector<const Buffer *> live;
-      for (size_t pi : placed) {
-        const Buffer &p = buffers[pi];
-        if (p.first <= b.last && b.first <= p.last)
-          live.push_back(&p);
-      }
+      for (size_t pi : overlapping)
+        live.push_back(&buffers[pi]);
       std::sort(live.begin(), live.end(),
                 [](const Buffer *x, const Buffer *y) { return x->offset < y->offset; });
       int64_t at = 0;
@@ -89,7 +127,7 @@ public:
       }
       b.offset = at;
       peak = std::max(peak, at + b.size);
-      placed.push_back(bi);
+      placed.add(bi, b.first, b.last);
     }
     std::unordered_map<const Op *, int64_t> offset;
     for (const Buffer &b : buffers)

@@ -1,6 +1,8 @@
 // The propagate-sharding pass.
 #include "passes/propagate_sharding.h"
 
+#include <functional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ir/builder.h"
@@ -48,7 +50,7 @@ public:
   }
 
   Status checkDivisibility() const {
-    Loc at = Loc::inFile("--mesh");
+    const Loc &at = ctx_.options.meshLoc; // --mesh, the layout file or the IR's header
     auto attr = [&](const char *name) -> int64_t {
       const ir::AttrValue *v = m_.attrs.find(name);
       return v && std::holds_alternative<int64_t>(*v) ? std::get<int64_t>(*v) : 0;
@@ -72,6 +74,7 @@ public:
 
   Status run() {
     VITC_TRY(checkDivisibility());
+    users_ = m_.users();
     std::vector<Op *> order;
     for (const auto &op : m_.ops())
       order.push_back(op.get());
@@ -81,8 +84,12 @@ public:
           visitOutput(op);
         continue;
       }
-      VITC_TRY(visit(op));
+      if (Status s = visit(op); !s) {
+        placeReshards(order);
+        return s;
+      }
     }
+    placeReshards(order);
     ctx_.remark(fmt::format("propagate-sharding: {} column-parallel and {} row-parallel matmuls, "
                             "{} token-parallel; {} reshards",
                             columns_, rows_, tokenParallel_, reshards_));
@@ -90,6 +97,21 @@ public:
   }
 
 private:
+  // Puts each reshard before the op it was made for (`order` holds the ops the pass began with).
+  void placeReshards(const std::vector<Op *> &order) {
+    std::vector<Op *> placed;
+    placed.reserve(m_.size());
+    std::function<void(Op *)> emit = [&](Op *op) {
+      if (auto it = placeBefore_.find(op); it != placeBefore_.end())
+        for (Op *r : it->second)
+          emit(r);
+      placed.push_back(op);
+    };
+    for (Op *op : order)
+      emit(op);
+    m_.reorder(placed);
+  }
+
   // --- weights: sharded backwards from their use ---
 
   // The value to use where `w` is needed with sharding `want`: `w` itself when it can be given
@@ -220,13 +242,15 @@ private:
   Op *reshard(Op *x, const Sharding &want, const Op *before) {
     if (x->type.sharding == want)
       return x;
+    // Created at the end and put before `before` when the pass is done: inserting in the middle of
+    // the program once per reshard made deep models quadratic.
     ir::Builder b(m_);
-    b.setInsertionPoint(before);
     b.setLoc(x->loc);
     ir::TensorType t = x->type;
     t.sharding = want;
     ++reshards_;
     Op *r = b.create(OpKind::Reshard, {x}, {}, x->name + ".rs", t);
+    placeBefore_[before].push_back(r);
     if (weightOnly_.count(x))
       weightOnly_.insert(r);
     return r;
@@ -272,7 +296,9 @@ private:
   // feature-preserving ops (bias, GELU, scaling, slices, head reshapes, attention): Megatron's
   // column/row pair.
   bool feedsProjection(const Op *mm) const {
-    ir::UserMap users = m_.users();
+    // The users as the pass found them: the walk goes forward from the op being visited, through
+    // ops not visited yet, whose operands are still those.
+    const ir::UserMap &users = users_;
     std::vector<const Op *> stack{mm};
     std::unordered_set<const Op *> seen;
     while (!stack.empty()) {
@@ -501,6 +527,8 @@ private:
   int64_t k_ = 1;
   std::unordered_set<const Op *> weightOnly_;
   std::unordered_set<const Op *> assigned_;
+  ir::UserMap users_;
+  std::unordered_map<const Op *, std::vector<Op *>> placeBefore_;
   int columns_ = 0, rows_ = 0, tokenParallel_ = 0, reshards_ = 0;
 };
 

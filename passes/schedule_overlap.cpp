@@ -44,19 +44,44 @@ private:
       if (op->info().has(ir::kCollective) && !op->info().has(ir::kAsyncStart) &&
           !op->info().has(ir::kAsyncDone))
         sync.push_back(op.get());
+    if (sync.empty())
+      return false;
+    // Start and done are created at the end and put in place of the collective when all are
+    // split; readers are found in a users map made once. (Inserting, replacing and erasing across
+    // the whole module once per collective made deep models quadratic.)
+    ir::UserMap users = m.users();
+    size_t oldSize = m.size();
+    std::unordered_map<const Op *, std::pair<Op *, Op *>> split;
+    std::unordered_set<const Op *> replaced;
     ir::Builder b(m);
     for (Op *op : sync) {
-      b.setInsertionPoint(op);
       b.setLoc(op->loc);
       Op *start =
           b.create(ir::asyncStartKind(op->kind), op->operands, op->attrs, op->name + ".start");
       Op *done = b.create(ir::asyncDoneKind(op->kind), {start}, {}, op->name + ".done");
-      m.replaceAllUsesWith(op, done);
+      for (Op *user : users[op])
+        for (Op *&operand : user->operands)
+          if (operand == op)
+            operand = done;
+      split[op] = {start, done};
+      replaced.insert(op);
       std::string name = op->name;
-      m.erase(op);
+      m.rename(op, name + "\x01split"); // a name no value can have, until it leaves
       m.rename(done, name);
     }
-    return !sync.empty();
+    std::vector<Op *> order;
+    order.reserve(m.size());
+    for (size_t i = 0; i < oldSize; ++i) {
+      Op *op = m.ops()[i].get();
+      if (auto it = split.find(op); it != split.end()) {
+        order.push_back(it->second.first);
+        order.push_back(it->second.second);
+      }
+      order.push_back(op);
+    }
+    m.reorder(order);
+    m.eraseAll(replaced);
+    return true;
   }
 
   // A list schedule: among the ops ready to go, starts go first and dones last; everything else

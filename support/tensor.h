@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
+
+#include "support/error.h"
 
 namespace vitc {
 
@@ -16,12 +19,31 @@ using Shape = std::vector<int64_t>;
 int64_t numElements(const Shape &shape);
 // "[1, 3, 224, 224]"
 std::string shapeString(const Shape &shape);
+// "7.2 GiB", "512.0 KiB", "12 bytes"
+std::string byteSize(int64_t bytes);
+
+// What `Tensor::zeros` (and so `clone`) throws when the memory cannot be had: a std::bad_alloc that
+// says how much was asked for. Code that can return an error calls `tryZeros` instead; the driver
+// turns this into one line for the paths that cannot.
+class OutOfMemory : public std::bad_alloc {
+public:
+  explicit OutOfMemory(int64_t bytes);
+  int64_t bytes() const { return bytes_; }
+  const char *what() const noexcept override { return message_.c_str(); }
+
+private:
+  int64_t bytes_;
+  std::string message_; // "out of memory allocating 7.2 GiB"
+};
 
 class Tensor {
 public:
   Tensor() = default;
   // A new tensor of the given shape, every element zero.
   static Tensor zeros(Shape shape);
+  // The same, or "out of memory allocating 7.2 GiB for <what>" when the memory cannot be had (or
+  // the size does not fit in memory at all).
+  static Expected<Tensor> tryZeros(Shape shape, const std::string &what);
   // A tensor over memory someone else owns; `owner` keeps that memory alive.
   static Tensor borrow(Shape shape, const float *data, std::shared_ptr<const void> owner);
 

@@ -1,7 +1,11 @@
 // Shared steps of `vitc run` and `vitc init-weights`.
 #include "tools/model_run.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 
@@ -32,12 +36,17 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
 }
 
 Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
-                                                   frontend::WeightSource &source) {
-  std::map<std::string, Tensor> params;
-  for (const ir::Op *p : m.params()) {
-    VITC_ASSIGN(Tensor t, source.load(m, *p));
-    params[p->attrs.getStr("name")] = std::move(t);
-  }
+                                                   frontend::WeightSource &source,
+                                                   const WeightChecks &checks,
+                                                   std::ostream *warnings) {
+  frontend::WeightLoadOptions options;
+  options.allowUnused = checks.allowUnused;
+  VITC_ASSIGN(auto params, frontend::loadParameters(m, source, options));
+  // NaN or Inf in a weight makes NaN logits with exit 0: say so, once per tensor.
+  if (warnings && !checks.allowNonfinite)
+    for (const auto &[name, t] : params)
+      if (auto warning = frontend::nonFiniteWarning(source.path(), name, t))
+        *warnings << *warning << "\n";
   return params;
 }
 
@@ -80,14 +89,83 @@ int defaultThreads(int64_t devices) {
   return static_cast<int>(std::max<int64_t>(1, cores / std::max<int64_t>(1, devices)));
 }
 
+namespace {
+
+// A bound on the memory this process may use, and what it is, for the message.
+struct MemoryLimit {
+  double bytes;
+  std::string what; // "this machine has", "the process's address-space limit (ulimit -v) leaves"
+};
+
+// The cgroup v2 limit of this process: the smallest `memory.max` from its cgroup up to the root
+// ("max" means none). Nothing when the process is in no v2 cgroup or the files cannot be read.
+// (cgroup v1's memory.limit_in_bytes likewise, where the memory controller is still v1; it says
+// "none" with a number near 2^63.)
+std::optional<MemoryLimit> cgroupLimit() {
+  std::ifstream self("/proc/self/cgroup");
+  std::string line, path, root = "/sys/fs/cgroup", leaf = "/memory.max";
+  while (std::getline(self, line)) {
+    if (line.rfind("0::", 0) == 0 && path.empty()) {
+      path = line.substr(3);
+    } else if (size_t at = line.find(":memory:"); at != std::string::npos) {
+      path = line.substr(at + 8);
+      root = "/sys/fs/cgroup/memory";
+      leaf = "/memory.limit_in_bytes";
+      break;
+    }
+  }
+  if (path.empty() || path[0] != '/')
+    return std::nullopt;
+  std::optional<MemoryLimit> lowest;
+  for (;;) {
+    std::string file = root + (path == "/" ? std::string() : path) + leaf;
+    std::ifstream in(file);
+    std::string value;
+    if (in >> value && value != "max") {
+      char *end = nullptr;
+      double limit = std::strtod(value.c_str(), &end);
+      if (end && *end == '\0' && limit > 0 && limit < 0x1p62 && (!lowest || limit < lowest->bytes))
+        lowest = MemoryLimit{limit, "the cgroup's memory limit (" + file + ") is"};
+    }
+    if (path == "/" || path.empty())
+      break;
+    size_t slash = path.rfind('/');
+    path = slash == 0 ? "/" : path.substr(0, slash);
+  }
+  return lowest;
+}
+
+// Bytes of address space this process has mapped already (the binary, its libraries, stacks).
+double mappedBytes() {
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0;
+  if (!(statm >> pages))
+    return 0;
+  return pages * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+}
+
+} // namespace
+
 Status checkMemory(int64_t bytes, const std::string &what) {
+  std::vector<MemoryLimit> limits;
   long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || pageSize <= 0)
-    return Status::ok();
-  double have = static_cast<double>(pages) * static_cast<double>(pageSize);
-  if (static_cast<double>(bytes) > 0.9 * have)
-    return makeError(Loc{}, "{} needs {:.1f} GiB but this machine has {:.1f} GiB of memory", what,
-                     static_cast<double>(bytes) / (1 << 30), have / (1 << 30));
+  if (pages > 0 && pageSize > 0)
+    limits.push_back(
+        {static_cast<double>(pages) * static_cast<double>(pageSize), "this machine has"});
+  // Under `ulimit -v` every mapping counts, the ones made already included.
+  struct rlimit as {};
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+    limits.push_back({std::max(0.0, static_cast<double>(as.rlim_cur) - mappedBytes()),
+                      "the process's address-space limit (ulimit -v) leaves"});
+  if (std::optional<MemoryLimit> cgroup = cgroupLimit())
+    limits.push_back(*cgroup);
+  // Of the limits the work exceeds, the largest is named: raising any smaller one would not help.
+  std::sort(limits.begin(), limits.end(),
+            [](const MemoryLimit &a, const MemoryLimit &b) { return a.bytes > b.bytes; });
+  for (const MemoryLimit &limit : limits)
+    if (static_cast<double>(bytes) > 0.9 * limit.bytes)
+      return makeError(Loc{}, "{} needs {:.1f} GiB but {} {:.1f} GiB of memory", what,
+                       static_cast<double>(bytes) / (1 << 30), limit.what, limit.bytes / (1 << 30));
   return Status::ok();
 }
 

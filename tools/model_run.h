@@ -17,8 +17,16 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
 // The global value of every parameter of `m`, by weight name, from `source`. Load them from the
 // module as the frontend built it: random weights take their scale from how the program uses each
 // parameter, which fusion passes change.
+// A file that lacks parameters or holds tensors the model does not use is refused (see
+// frontend::loadParameters); a parameter holding NaN or Inf gets a warning on `warnings`.
+struct WeightChecks {
+  bool allowUnused = false;    // --allow-unused-weights
+  bool allowNonfinite = false; // --allow-nonfinite: no warnings
+};
 Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
-                                                   frontend::WeightSource &source);
+                                                   frontend::WeightSource &source,
+                                                   const WeightChecks &checks = {},
+                                                   std::ostream *warnings = nullptr);
 // The values for `m`'s parameters, in order.
 std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
 

@@ -22,10 +22,16 @@ using Clock = std::chrono::steady_clock;
 class AlignedBuffer {
 public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(int64_t bytes) {
+  // At least `bytes`, or "out of memory allocating 7.2 GiB for <what>".
+  static Expected<AlignedBuffer> allocate(int64_t bytes, const std::string &what) {
     size_t size = static_cast<size_t>(std::max<int64_t>(64, roundUp(bytes, 64)));
-    data_.reset(static_cast<char *>(std::aligned_alloc(64, size)));
-    std::memset(data_.get(), 0, size);
+    AlignedBuffer b;
+    b.data_.reset(static_cast<char *>(std::aligned_alloc(64, size)));
+    if (!b.data_)
+      return makeError(Loc{}, "out of memory allocating {} for {}",
+                       byteSize(static_cast<int64_t>(size)), what);
+    std::memset(b.data_.get(), 0, size);
+    return b;
   }
   char *data() const { return data_.get(); }
   void reset() { data_.reset(); }
@@ -61,11 +67,18 @@ public:
       profile_ = std::make_unique<std::vector<Profile>>(plan_.kernels.size());
     params_ = std::move(params);
     consts_.resize(plan_.constBytes.size());
-    for (int64_t bytes : plan_.stagingBytes)
-      staging_.emplace_back(bytes);
+    std::string ofDevice = fmt::format(" of device {}", device_);
+    for (int64_t bytes : plan_.stagingBytes) {
+      VITC_ASSIGN(AlignedBuffer b,
+                  AlignedBuffer::allocate(bytes, "the collective buffers" + ofDevice));
+      staging_.push_back(std::move(b));
+    }
     pool_ = std::make_unique<WorkerPool>(c_->threads);
-    for (int t = 0; t < pool_->size(); ++t)
-      scratch_.emplace_back(plan_.scratchBytes);
+    for (int t = 0; t < pool_->size(); ++t) {
+      VITC_ASSIGN(AlignedBuffer b,
+                  AlignedBuffer::allocate(plan_.scratchBytes, "kernel scratch" + ofDevice));
+      scratch_.push_back(std::move(b));
+    }
     // Constants come to life at the first load call that writes them and, unless the forward
     // pass reads them (packed weights replace the weights themselves), go after the last that
     // reads them: loading holds little more than the parameters.
@@ -80,9 +93,11 @@ public:
     for (size_t i = 0; i < plan_.load.size(); ++i) {
       const KernelCall &call = plan_.load[i];
       const BufferRef &out = call.args[0];
-      if (out.storage == Storage::Const && !consts_[static_cast<size_t>(out.index)].data())
-        consts_[static_cast<size_t>(out.index)] =
-            AlignedBuffer(plan_.constBytes[static_cast<size_t>(out.index)]);
+      if (out.storage == Storage::Const && !consts_[static_cast<size_t>(out.index)].data()) {
+        VITC_ASSIGN(consts_[static_cast<size_t>(out.index)],
+                    AlignedBuffer::allocate(plan_.constBytes[static_cast<size_t>(out.index)],
+                                            "the packed weights" + ofDevice));
+      }
       invoke(call, nullptr);
       for (const BufferRef &ref : call.args) {
         auto at = static_cast<size_t>(ref.index);
@@ -97,9 +112,12 @@ public:
         params_[i] = Tensor();
     // A constant the forward pass reads but no load call writes (none today) would be zeros.
     for (size_t i = 0; i < consts_.size(); ++i)
-      if (plan_.constAfterLoad[i] && !consts_[i].data())
-        consts_[i] = AlignedBuffer(plan_.constBytes[i]);
-    workspace_ = AlignedBuffer(plan_.workspaceBytes);
+      if (plan_.constAfterLoad[i] && !consts_[i].data()) {
+        VITC_ASSIGN(consts_[i],
+                    AlignedBuffer::allocate(plan_.constBytes[i], "the packed weights" + ofDevice));
+      }
+    VITC_ASSIGN(workspace_,
+                AlignedBuffer::allocate(plan_.workspaceBytes, "the activations" + ofDevice));
     pending_.resize(static_cast<size_t>(plan_.numSlots));
     // What this program holds: the weights in the form the forward pass reads them (packed
     // panels, padded to whole panels), and the workspace and staging buffers allocated once.
@@ -143,7 +161,8 @@ public:
     }
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < plan_.outputs.size(); ++i) {
-      Tensor t = Tensor::zeros(plan_.outputShapes[i]);
+      VITC_ASSIGN(Tensor t, Tensor::tryZeros(plan_.outputShapes[i],
+                                             fmt::format("the outputs of device {}", device_)));
       std::memcpy(t.mutableData(), address(plan_.outputs[i], &inputs),
                   static_cast<size_t>(t.numel()) * sizeof(float));
       outputs.push_back(std::move(t));

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +20,8 @@ struct AlignedFloats {
   explicit AlignedFloats(int64_t n)
       : p(static_cast<float *>(
             std::aligned_alloc(64, static_cast<size_t>((n * 4 + 63) / 64 * 64)))) {
+    if (!p)
+      throw OutOfMemory(n * 4);
     for (int64_t i = 0; i < n; ++i)
       p[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
   }
@@ -79,20 +83,63 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
   return s;
 }
 
+namespace {
+
+// The tiles a cache file names, or why they cannot be used: every value must be an integer in the
+// range the matmul code generator takes (nr whole vectors, at most as many accumulators as fit in
+// registers twice over, cache blocks from one tile up to sizes no cache holds).
+Expected<Tiles> readCachedTiles(const std::string &text, int64_t vectorWidth) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception &) {
+    return Error("it is not valid JSON");
+  }
+  if (!j.is_object())
+    return Error("it is not a JSON object");
+  Tiles t;
+  constexpr int64_t kMaxBlock = 1 << 16;
+  for (auto [key, field, low, high] :
+       {std::tuple<const char *, int64_t *, int64_t, int64_t>{"mr", &t.mr, 1, 32},
+        {"nr", &t.nr, vectorWidth, 8 * vectorWidth},
+        {"kc", &t.kc, 1, kMaxBlock},
+        {"mc", &t.mc, 1, kMaxBlock},
+        {"nc", &t.nc, 1, kMaxBlock}}) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer())
+      return Error(fmt::format("'{}' is missing or not an integer", key));
+    *field = it->get<int64_t>();
+    if (*field < low || *field > high)
+      return Error(fmt::format("{}={} is outside {}..{}", key, *field, low, high));
+  }
+  if (t.nr % vectorWidth != 0)
+    return Error(
+        fmt::format("nr={} is not a multiple of the vector width ({})", t.nr, vectorWidth));
+  if (t.mc < t.mr || t.nc < t.nr)
+    return Error(
+        fmt::format("mc={} and nc={} must be at least mr={} and nr={}", t.mc, t.nc, t.mr, t.nr));
+  if (t.mr * (t.nr / vectorWidth) > 64)
+    return Error(fmt::format("mr={} x nr={} needs more than 64 vector registers", t.mr, t.nr));
+  return t;
+}
+
+} // namespace
+
 Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, bool retune) {
   VITC_ASSIGN(Target target, resolveTarget(options));
   // The version names the candidates and kernels measured: a change to either measures again.
   std::string cache =
       cacheDir + "/tiles-v2-" + target.cpu + "-" + std::to_string(target.vectorWidth) + ".json";
-  if (!retune) {
-    if (Expected<std::string> text = readFile(cache); text) {
-      try {
-        nlohmann::json j = nlohmann::json::parse(*text);
-        return Tiles{j.at("mr"), j.at("nr"), j.at("kc"), j.at("mc"), j.at("nc")};
-      } catch (const std::exception &) {
-        // A damaged cache: measure again.
-      }
-    }
+  std::error_code missing;
+  if (!retune && std::filesystem::exists(cache, missing)) {
+    // A cache that cannot be used is measured again and overwritten, never an error: it is ours.
+    Expected<std::string> text = readFile(cache);
+    Expected<Tiles> cached =
+        text ? readCachedTiles(*text, target.vectorWidth) : Expected<Tiles>(text.error());
+    if (cached)
+      return *cached;
+    std::cerr << fmt::format("{}: warning: ignoring the tile cache: {}; measuring again\n", cache,
+                             cached.error().message());
   }
   // A few register tiles that fill the vector registers, and depth blocks from one L1-sized B
   // panel up to whole ViT widths (the tile then keeps C in registers over the whole depth).
@@ -108,7 +155,13 @@ Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, 
   Tiles best = candidates[0];
   double bestSeconds = 1e9;
   for (const Tiles &t : candidates) {
-    VITC_ASSIGN(double s, timeTiles(target, t));
+    Expected<double> measured = Error("");
+    try {
+      measured = timeTiles(target, t);
+    } catch (const OutOfMemory &e) {
+      return Error(fmt::format("{} for measuring matmul tile sizes", e.what()));
+    }
+    VITC_ASSIGN(double s, std::move(measured));
     if (s < bestSeconds) {
       bestSeconds = s;
       best = t;
@@ -118,7 +171,10 @@ Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir, 
                    {"nc", best.nc}, {"cpu", target.cpu}, {"seconds", bestSeconds}};
   std::error_code ec;
   std::filesystem::create_directories(cacheDir, ec);
-  if (!ec)
+  // Written only as a regular file: a FIFO or device there would be opened and written in place,
+  // and a FIFO with no reader would block.
+  bool regular = !std::filesystem::exists(cache, ec) || std::filesystem::is_regular_file(cache, ec);
+  if (!ec && regular)
     (void)writeFileAtomically(cache, j.dump(2) + "\n"); // a cache: failing to write it is fine
   return best;
 }

@@ -34,9 +34,19 @@ CommandResult runCommand(const std::vector<std::string> &args,
   for (const std::string &a : args)
     argv.push_back(const_cast<char *>(a.c_str()));
   argv.push_back(nullptr);
+  // An addition replaces a variable of the same name (getenv would find the inherited one first).
+  auto overridden = [&](const char *e) {
+    for (const std::string &add : extraEnv) {
+      size_t eq = add.find('=');
+      if (eq != std::string::npos && std::strncmp(e, add.c_str(), eq + 1) == 0)
+        return true;
+    }
+    return false;
+  };
   std::vector<std::string> envStrings;
   for (char **e = environ; *e; ++e)
-    envStrings.emplace_back(*e);
+    if (!overridden(*e))
+      envStrings.emplace_back(*e);
   for (const std::string &e : extraEnv)
     envStrings.push_back(e);
   std::vector<char *> envp;

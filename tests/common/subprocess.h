@@ -12,7 +12,8 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs `args[0]` with `args` (no shell), with an optional environment addition and time limit.
+// Runs `args[0]` with `args` (no shell), with optional environment additions (replacing inherited
+// variables of the same names) and a time limit.
 CommandResult runCommand(const std::vector<std::string> &args,
                          const std::vector<std::string> &extraEnv = {}, int timeoutSeconds = 300);
 

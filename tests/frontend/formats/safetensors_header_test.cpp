@@ -1,0 +1,81 @@
+// Reading a safetensors header in time about linear in its size: a header of a million entries
+// (a 70 MB header, within the size limit) must not make the repeated-key check quadratic.
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "frontend/formats/safetensors.h"
+
+namespace vitc {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// A safetensors file of `n` empty tensors; with `repeat`, the last name is the first one again.
+std::string writeEntries(const std::string &path, int64_t n, bool repeat = false) {
+  std::string header = "{";
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t id = repeat && i == n - 1 ? 0 : i;
+    header += (i ? ",\"t" : "\"t") + std::to_string(id) +
+              "\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}";
+  }
+  header += "}";
+  while (header.size() % 8)
+    header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  uint64_t size = header.size();
+  for (int i = 0; i < 8; ++i)
+    out.put(static_cast<char>((size >> (8 * i)) & 0xff));
+  out << header;
+  return path;
+}
+
+// Seconds to open the file at `path` of `n` entries.
+double openSeconds(const std::string &path, int64_t n) {
+  auto start = std::chrono::steady_clock::now();
+  auto f = formats::SafetensorsFile::open(path);
+  EXPECT_TRUE(f) << f.error().str();
+  if (f) {
+    EXPECT_EQ(static_cast<int64_t>(f->entries().size()), n);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(SafetensorsHeader, FourTimesTheEntriesTakeLessThanEightTimesTheTime) {
+  std::string dir = testing::TempDir();
+  int64_t n = kSanitized ? 25000 : 250000; // and four times that: a million entries
+  std::string small = writeEntries(dir + "/small.safetensors", n);
+  std::string large = writeEntries(dir + "/large.safetensors", 4 * n);
+  // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
+  double smallBest = 1e30, largeBest = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    smallBest = std::min(smallBest, openSeconds(small, n));
+    largeBest = std::min(largeBest, openSeconds(large, 4 * n));
+  }
+  RecordProperty("seconds", fmt::format("{:.3f} {:.3f}", smallBest, largeBest));
+  EXPECT_LT(largeBest, 8 * smallBest)
+      << n << " entries: " << smallBest << " s, " << 4 * n << " entries: " << largeBest << " s";
+}
+
+TEST(SafetensorsHeader, ANameRepeatedFarApartIsStillFound) {
+  std::string path = writeEntries(testing::TempDir() + "/repeat.safetensors", 1000, true);
+  auto f = formats::SafetensorsFile::open(path);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().str(), path + ": error: 't0' appears twice in the header");
+}
+
+} // namespace
+} // namespace vitc
