@@ -2,6 +2,7 @@
 #include "passes/layout.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,21 @@ std::vector<std::pair<std::string, std::string>> Layout::settings() const {
           {"layout.microbatches", std::to_string(microbatches)}};
 }
 
+namespace {
+
+// The driver checks settings before any pass runs (checkPassSetting); a value that is still not a
+// number (a test or tool that set it directly) keeps the default rather than throwing.
+int64_t integerOr(const PassOptions &o, std::string_view key, int64_t fallback) {
+  std::string text = o.get(key);
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+    return fallback;
+  return n;
+}
+
+} // namespace
+
 Layout Layout::fromOptions(const PassOptions &o) {
   Layout l;
   l.dataAxis = o.get("layout.data-axis", l.dataAxis);
@@ -26,9 +42,10 @@ Layout Layout::fromOptions(const PassOptions &o) {
   l.activations = o.get("layout.activations", "tokens") == "replicated" ? Activations::Replicated
                                                                         : Activations::Tokens;
   l.paramsOverData = o.get("layout.params-over-data", "false") == "true";
-  l.paramsOverDataMinBytes = std::stoll(o.get("layout.params-over-data-min-bytes", "1048576"));
+  l.paramsOverDataMinBytes =
+      integerOr(o, "layout.params-over-data-min-bytes", l.paramsOverDataMinBytes);
   l.collectiveMatmul = o.get("layout.collective-matmul", "true") == "true";
-  l.microbatches = std::max<int64_t>(1, std::stoll(o.get("layout.microbatches", "1")));
+  l.microbatches = std::max<int64_t>(1, integerOr(o, "layout.microbatches", 1));
   return l;
 }
 

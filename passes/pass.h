@@ -16,15 +16,21 @@ namespace vitc::passes {
 
 // Settings that passes read: the mesh and layout chosen on the command line, tuning knobs.
 struct PassOptions {
-  // Per-pass switches set by the driver or tests, e.g. {"collective-matmul.chunks", "4"}.
+  // Per-pass switches set by the driver or tests, e.g. {"layout.microbatches", "2"}. The driver
+  // checks each against the table of known settings (pass_manager.h: checkPassSetting) before any
+  // pass runs, so a pass may parse its values without re-checking them.
   std::vector<std::pair<std::string, std::string>> settings;
+  // Where the module's mesh came from (`--mesh`, a layout file, an IR header), for errors about
+  // the mesh; unknown (no location) when a test or a tool sets the mesh itself.
+  Loc meshLoc = Loc{};
   std::string get(std::string_view key, std::string_view fallback = "") const;
 };
 
 class PassContext {
 public:
   PassOptions options;
-  // One line per decision a pass wants the user to see (printed by `vitc compile`).
+  // One line per decision a pass wants the user to see, starting with the pass's name and ": "
+  // (`vitc compile` prints a summary per pass, or every line with --remarks).
   std::vector<std::string> remarks;
   void remark(std::string line) { remarks.push_back(std::move(line)); }
 };

@@ -1,8 +1,12 @@
 // The pass pipeline driver and its instrumentation.
 #include "passes/pass_manager.h"
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "ir/text.h"
 #include "ir/verifier.h"
@@ -32,6 +36,166 @@ Expected<std::vector<std::string>> parsePassList(std::string_view list) {
     names.push_back(name);
   }
   return names;
+}
+
+namespace {
+
+// The settings passes read, with what each accepts. A pass that reads a new setting adds it here.
+struct SettingSpec {
+  const char *key;
+  enum class Kind { AxisName, Bool, Integer, Choice } kind;
+  int64_t min = 0, max = 0;      // Integer
+  const char *choices = nullptr; // Choice: words separated by '|'
+};
+
+constexpr int64_t kMaxBytes = int64_t{1} << 50;
+constexpr int64_t kMaxMicrobatches = 1 << 20;
+
+const SettingSpec kSettings[] = {
+    {"layout.activations", SettingSpec::Kind::Choice, 0, 0, "tokens|replicated"},
+    {"layout.collective-matmul", SettingSpec::Kind::Bool},
+    {"layout.data-axis", SettingSpec::Kind::AxisName},
+    {"layout.microbatches", SettingSpec::Kind::Integer, 1, kMaxMicrobatches},
+    {"layout.model-axis", SettingSpec::Kind::AxisName},
+    {"layout.params-over-data", SettingSpec::Kind::Bool},
+    {"layout.params-over-data-min-bytes", SettingSpec::Kind::Integer, 0, kMaxBytes},
+    {"model-axis", SettingSpec::Kind::AxisName}, // fuse-parallel-linear's interleaving
+};
+
+bool isAxisName(std::string_view s) {
+  if (s.empty())
+    return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+      return false;
+  return true;
+}
+
+} // namespace
+
+Status checkPassSetting(std::string_view key, std::string_view value) {
+  const SettingSpec *spec = nullptr;
+  for (const SettingSpec &s : kSettings)
+    if (key == s.key)
+      spec = &s;
+  if (!spec) {
+    std::string known;
+    for (const SettingSpec &s : kSettings)
+      known += (known.empty() ? "" : ", ") + std::string(s.key);
+    return makeError(Loc{}, "unknown pass option '{}' (known: {})", key, known);
+  }
+  switch (spec->kind) {
+  case SettingSpec::Kind::AxisName:
+    if (!isAxisName(value))
+      return makeError(Loc{}, "pass option {}='{}': expected a mesh axis name", key, value);
+    break;
+  case SettingSpec::Kind::Bool:
+    if (value != "true" && value != "false")
+      return makeError(Loc{}, "pass option {}='{}': expected true or false", key, value);
+    break;
+  case SettingSpec::Kind::Integer: {
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (value.empty() || ec == std::errc::invalid_argument || end != value.data() + value.size())
+      return makeError(Loc{}, "pass option {}='{}': expected an integer", key, value);
+    if (ec == std::errc::result_out_of_range || n < spec->min || n > spec->max)
+      return makeError(Loc{}, "pass option {}={} is out of range: expected {} to {}", key, value,
+                       spec->min, spec->max);
+    break;
+  }
+  case SettingSpec::Kind::Choice: {
+    std::string_view choices = spec->choices;
+    bool found = false;
+    while (!choices.empty() && !found) {
+      size_t bar = choices.find('|');
+      found = choices.substr(0, bar) == value;
+      choices = bar == std::string_view::npos ? std::string_view{} : choices.substr(bar + 1);
+    }
+    if (!found) {
+      std::string expected = spec->choices;
+      std::replace(expected.begin(), expected.end(), '|', ' ');
+      return makeError(Loc{}, "pass option {}='{}': expected one of: {}", key, value, expected);
+    }
+    break;
+  }
+  }
+  return Status::ok();
+}
+
+std::string_view remarkPass(std::string_view remark) {
+  size_t colon = remark.find(": ");
+  return colon == std::string_view::npos ? std::string_view{} : remark.substr(0, colon);
+}
+
+namespace {
+
+// A remark with the names of values and all numbers blanked out: remarks that differ only in
+// which block or how large are of one kind.
+std::string remarkKind(std::string_view remark) {
+  std::string kind;
+  for (size_t i = 0; i < remark.size();) {
+    char c = remark[i];
+    if (c == '%') {
+      kind += '%';
+      ++i;
+      while (i < remark.size() && (std::isalnum(static_cast<unsigned char>(remark[i])) ||
+                                   remark[i] == '_' || remark[i] == '.' || remark[i] == '-'))
+        ++i;
+    } else if (std::isdigit(static_cast<unsigned char>(c))) {
+      kind += '#';
+      while (i < remark.size() && std::isdigit(static_cast<unsigned char>(remark[i])))
+        ++i;
+    } else {
+      kind += c;
+      ++i;
+    }
+  }
+  return kind;
+}
+
+} // namespace
+
+std::vector<RemarkSummary> summarizeRemarks(const std::vector<std::string> &remarks) {
+  struct Kind {
+    std::string first;
+    size_t count = 0;
+  };
+  struct Group {
+    std::vector<Kind> kinds;
+    std::map<std::string, size_t> index; // remarkKind -> position in `kinds`
+    size_t count = 0;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Group> groups;
+  for (const std::string &r : remarks) {
+    std::string pass(remarkPass(r));
+    auto [it, inserted] = groups.try_emplace(pass);
+    if (inserted)
+      order.push_back(pass);
+    Group &g = it->second;
+    std::string_view body = std::string_view(r).substr(pass.empty() ? 0 : pass.size() + 2);
+    auto [k, isNew] = g.index.try_emplace(remarkKind(body), g.kinds.size());
+    if (isNew)
+      g.kinds.push_back(Kind{std::string(body), 0});
+    ++g.kinds[k->second].count;
+    ++g.count;
+  }
+  // A summary line stays readable: the first few kinds, then how many more kinds there were.
+  constexpr size_t kMaxKinds = 3;
+  std::vector<RemarkSummary> out;
+  for (const std::string &pass : order) {
+    const Group &g = groups[pass];
+    RemarkSummary s{pass, g.count, pass.empty() ? "" : pass + ": "};
+    for (size_t i = 0; i < g.kinds.size() && i < kMaxKinds; ++i) {
+      s.line += (i ? "; " : "") + g.kinds[i].first;
+      if (g.kinds[i].count > 1)
+        s.line += fmt::format(" (and {} more like it)", g.kinds[i].count - 1);
+    }
+    if (g.kinds.size() > kMaxKinds)
+      s.line += fmt::format("; and {} more kinds of remark", g.kinds.size() - kMaxKinds);
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 Status PassManager::validate() const {
@@ -107,9 +271,12 @@ Status PassManager::run(ir::Module &m, PassContext &ctx) {
 
     if (options_.verifyEach) {
       Diagnostics diags = ir::verify(m);
-      if (!diags.empty())
-        return makeError(Loc{}, "internal error: pass '{}' left invalid IR:\n{}", name,
-                         diags.str());
+      if (!diags.empty()) {
+        // One line: the first problem and how many there were (--dump-dir shows the IR).
+        return makeError(Loc{}, "internal error: pass '{}' left invalid IR ({} problem{}): {}",
+                         name, diags.errors.size(), diags.errors.size() == 1 ? "" : "s",
+                         diags.errors.front().str());
+      }
       if (!*changed && ir::print(m) != before)
         return makeError(Loc{}, "internal error: pass '{}' reported no change but changed the IR",
                          name);

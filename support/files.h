@@ -20,7 +20,9 @@ namespace vitc {
 
 Expected<std::string> readFile(const std::string &path);
 
-// A read-only memory mapping of a whole file.
+// A read-only memory mapping of a whole file. If the file is truncated while mapped, a read past
+// its new end (SIGBUS) ends the process with `FILE: error: the file changed (was truncated) while
+// vitc was reading it` and exit status 1, after removing temporary files.
 class MappedFile {
 public:
   static Expected<std::shared_ptr<MappedFile>> open(const std::string &path);
@@ -37,6 +39,7 @@ private:
   std::string path_;
   const uint8_t *data_ = nullptr;
   size_t size_ = 0;
+  int slot_ = -1; // in the table the SIGBUS handler reads
 };
 
 class AtomicFile {
@@ -70,5 +73,15 @@ Status writeFileAtomically(const std::string &path, std::string_view text, bool 
 // Removes every uncommitted temporary file and re-raises the signal: installed by the driver for
 // SIGINT and SIGTERM.
 void installTempFileCleanupOnSignals();
+
+// Temporary paths that are not AtomicFiles (a linker's output, a scratch folder), removed by that
+// handler if a signal comes before `unregisterTempPath`: a file is unlinked, a folder removed with
+// the files in it. Returns a slot, or -1 when the table is full.
+int registerTempPath(const std::string &path);
+void unregisterTempPath(int slot);
+// A child process, leader of its own process group, that the handler passes SIGINT/SIGTERM on to
+// (the whole group) and waits for before it removes the temporary paths, so that neither it nor
+// its children outlive vitc or write a file after it was removed. 0: none.
+void setChildForSignals(int pid);
 
 } // namespace vitc

@@ -92,8 +92,23 @@ int runAutotune(int argc, char **argv) {
     return usageError("--devices must be between 1 and 1048576");
   if (batch == 0)
     batch = devices;
-  if (batch < 0)
-    return usageError("--batch must be positive");
+  if (batch < 0 || batch > kMaxBatch)
+    return usageError(fmt::format("--batch must be between 1 and {}", kMaxBatch));
+  if (top < 0)
+    return usageError("--top must not be negative");
+  if (measureTop < 0)
+    return usageError("--measure must not be negative");
+  if (!link.empty())
+    if (Expected<runtime::LinkModel> l = runtime::LinkModel::parse(link, Loc::inFile("--link")); !l)
+      return usageError(l.error());
+  ModelOptions named;
+  named.model = model;
+  std::vector<std::pair<std::string, std::string>> inputs = named.inputFiles();
+  inputs.emplace_back("--target", targetSpec);
+  if (Status s = checkNotAnInput("-o", output, inputs); !s)
+    return usageError(s.error());
+  if (Status s = checkWritable(output); !s)
+    return report(s.error());
 
   Expected<frontend::LoadedModel> loaded = frontend::loadModel(model, {1});
   if (!loaded)

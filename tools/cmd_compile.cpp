@@ -6,11 +6,32 @@
 #include "tools/driver.h"
 
 namespace vitc::tools {
+namespace {
+
+// Prints the passes' remarks: one summary line per pass, or with --remarks[=PASS,...] every
+// remark (of those passes), as LLVM's -Rpass= does.
+void printRemarks(const std::vector<std::string> &remarks, const std::string &which,
+                  const std::set<std::string> &passes) {
+  if (which.empty()) {
+    for (const passes::RemarkSummary &s : passes::summarizeRemarks(remarks)) {
+      std::cerr << "remark: " << s.line;
+      if (s.count > 1 && !s.pass.empty())
+        std::cerr << fmt::format(" [{} remarks; --remarks={} lists them]", s.count, s.pass);
+      std::cerr << "\n";
+    }
+    return;
+  }
+  for (const std::string &r : remarks)
+    if (passes.empty() || passes.count(std::string(passes::remarkPass(r))))
+      std::cerr << "remark: " << r << "\n";
+}
+
+} // namespace
 
 int runCompile(int argc, char **argv) {
   ModelOptions model;
   PassFlags passFlags;
-  std::string emit = "ir", output, cpu = "host";
+  std::string emit = "ir", output, cpu = "host", remarks;
   po::options_description desc("vitc compile options");
   desc.add_options()("help,h", "show this help");
   model.add(desc);
@@ -19,7 +40,10 @@ int runCompile(int argc, char **argv) {
       "output,o", po::value(&output), "output file (default: standard output)")(
       "cpu", po::value(&cpu)->default_value("host"),
       "CPU to generate code for (llvm, asm, obj, exe): host, or an LLVM CPU name such as "
-      "x86-64-v3 (any AVX2 machine) or x86-64-v4 (AVX-512)");
+      "x86-64-v3 (any AVX2 machine) or x86-64-v4 (AVX-512)")(
+      "remarks", po::value(&remarks)->implicit_value("all"),
+      "print every remark of the passes (=PASS[,PASS]: of those passes); without it, one "
+      "summary line per pass");
   passFlags.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -36,6 +60,27 @@ int runCompile(int argc, char **argv) {
         fmt::format("unknown --emit={} (expected ir, dot, llvm, asm, obj or exe)", emit));
   if ((emit == "obj" || emit == "exe") && (output.empty() || output == "-"))
     return usageError(fmt::format("--emit={} needs -o FILE", emit));
+  // Every value from the command line is checked before the model is read or anything compiled.
+  if (Status s = model.check(); !s)
+    return usageError(s.error());
+  if (Status s = passFlags.check(vm); !s)
+    return usageError(s.error());
+  std::set<std::string> remarkPasses;
+  if (!remarks.empty() && remarks != "all") {
+    Expected<std::vector<std::string>> names = passes::parsePassList(remarks);
+    if (!names)
+      return usageError(Error(Loc::inFile("--remarks"), names.error().message()));
+    if (names->empty())
+      return usageError(Error(Loc::inFile("--remarks"), "expected a pass name"));
+    remarkPasses.insert(names->begin(), names->end());
+  }
+  if (cpu != "host")
+    if (Status s = llvmbe::checkCpu(cpu); !s)
+      return usageError(Error(Loc::inFile("--cpu"), s.error().message()));
+  if (Status s = checkNotAnInput("-o", output, model.inputFiles()); !s)
+    return usageError(s.error());
+  if (Status s = checkWritable(output); !s)
+    return report(s.error());
 
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
@@ -50,8 +95,7 @@ int runCompile(int argc, char **argv) {
   passes::PassManager pm(*pipeline, std::cerr);
   if (Status s = pm.run(m, ctx); !s)
     return report(s.error());
-  for (const std::string &remark : ctx.remarks)
-    std::cerr << "remark: " << remark << "\n";
+  printRemarks(ctx.remarks, remarks, remarkPasses);
 
   llvmbe::Options backend;
   backend.cpu = cpu;

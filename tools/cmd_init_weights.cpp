@@ -21,6 +21,10 @@ int runInitWeights(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc init-weights MODEL -o W.safetensors [--seed S]", exit))
     return exit;
+  if (Status s = checkNotAnInput("-o", output, model.inputFiles()); !s)
+    return usageError(s.error());
+  if (Status s = checkWritable(output); !s)
+    return report(s.error());
   Expected<frontend::LoadedModel> loaded = loadModel(model);
   if (!loaded)
     return report(loaded.error());
@@ -28,8 +32,15 @@ int runInitWeights(int argc, char **argv) {
   if (Status s = checkMemory(passes::analyze(m).params * 4, "writing these weights"); !s)
     return report(s.error());
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const ir::Op *p : m.params())
-    tensors.emplace_back(p->attrs.getStr("name"), frontend::randomTensor(m, *p, seed));
+  for (const ir::Op *p : m.params()) {
+    std::string name = p->attrs.getStr("name");
+    // randomTensor cannot return an error; running out of memory is the one way it fails.
+    try {
+      tensors.emplace_back(name, frontend::randomTensor(m, *p, seed));
+    } catch (const OutOfMemory &e) {
+      return report(makeError(Loc{}, "{} for tensor '{}'", e.what(), name));
+    }
+  }
   if (Status s = formats::writeSafetensors(output, tensors,
                                            {{"format", "pt"}, {"vitc.seed", std::to_string(seed)}});
       !s)

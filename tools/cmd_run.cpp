@@ -69,6 +69,7 @@ struct RunFlags {
   int repeat = 0;
   int threads = 0; // per device; 0: the host's cores shared by the devices
   double timeoutSeconds = 60;
+  bool allowUnusedWeights = false, allowNonfinite = false;
 };
 
 } // namespace
@@ -79,7 +80,8 @@ int runRun(int argc, char **argv) {
   RunFlags f;
   po::options_description desc("vitc run options");
   desc.add_options()("help,h", "show this help");
-  model.add(desc);
+  model.add(desc, "images per batch: the input decides it; if given, it must match the input",
+            "the input's");
   desc.add_options()(
       "weights", po::value(&f.weights),
       "weights: .safetensors, big_vision .npz, or random[:SEED] (default: the checkpoint's own)")(
@@ -99,6 +101,10 @@ int runRun(int argc, char **argv) {
       "run the forward pass N more times after a warm-up and print the median latency")(
       "collective-timeout", po::value(&f.timeoutSeconds)->default_value(60),
       "seconds a collective may wait for the other devices");
+  desc.add_options()("allow-unused-weights", po::bool_switch(&f.allowUnusedWeights),
+                     "run although the weights file holds tensors the model does not use")(
+      "allow-nonfinite", po::bool_switch(&f.allowNonfinite),
+      "do not warn about NaN or Inf in the weights or the input");
   passFlags.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -116,6 +122,36 @@ int runRun(int argc, char **argv) {
     return usageError(fmt::format("unknown --runtime={} (expected threads or mpi)", f.runtime));
   if (f.repeat < 0)
     return usageError("--repeat must not be negative");
+  if (f.threads > kMaxThreads)
+    return usageError(fmt::format("--threads must be at most {}, got {}", kMaxThreads, f.threads));
+  if (!(f.timeoutSeconds > 0 && f.timeoutSeconds <= kMaxCollectiveTimeoutSeconds))
+    return usageError(fmt::format("--collective-timeout must be more than 0 and at most {} "
+                                  "seconds, got {}",
+                                  kMaxCollectiveTimeoutSeconds, f.timeoutSeconds));
+  // Every value from the command line is checked before a file is read or anything compiled.
+  if (Status s = model.check(); !s)
+    return usageError(s.error());
+  if (Status s = passFlags.check(vm); !s)
+    return usageError(s.error());
+  if (!f.link.empty())
+    if (Expected<runtime::LinkModel> link =
+            runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
+        !link)
+      return usageError(link.error());
+  if (f.weights == "random" || f.weights.rfind("random:", 0) == 0)
+    if (Expected<std::unique_ptr<frontend::WeightSource>> random = frontend::openWeights(f.weights);
+        !random)
+      return usageError(random.error());
+  std::vector<std::pair<std::string, std::string>> inputs = model.inputFiles();
+  inputs.emplace_back("--input", f.input);
+  inputs.emplace_back("--weights", f.weights);
+  for (const auto &[flag, path] :
+       {std::pair<const char *, const std::string &>{"--output", f.output}, {"--trace", f.trace}}) {
+    if (Status s = checkNotAnInput(flag, path, inputs); !s)
+      return usageError(s.error());
+    if (Status s = checkWritable(path); !s)
+      return report(s.error());
+  }
 
   runtime::RunnerOptions runnerOptions;
   runnerOptions.collectiveTimeout =
@@ -127,9 +163,13 @@ int runRun(int argc, char **argv) {
       return report(world.error());
     runnerOptions.processes = *world;
   }
-  // Under MPI every rank meets the same errors (the runtime makes them agree): rank 0 speaks.
-  bool speaks = !runnerOptions.processes || runnerOptions.processes->rank() == 0;
-  auto report = [speaks](const Error &e) { return speaks ? tools::report(e) : kExitError; };
+  // Under MPI every rank meets the same errors (the runtime makes them agree): rank 0 speaks. After
+  // a collective timed out they no longer agree, and every rank speaks for itself.
+  auto report = [&runnerOptions](const Error &e) {
+    const std::shared_ptr<runtime::ProcessGroup> &world = runnerOptions.processes;
+    bool speaks = !world || world->rank() == 0 || world->abandoned();
+    return speaks ? tools::report(e) : kExitError;
+  };
   if (!f.link.empty()) {
     Expected<runtime::LinkModel> link = runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
     if (!link)
@@ -142,18 +182,42 @@ int runRun(int argc, char **argv) {
     return report(images.error());
   // The batch comes from the input file; build the model for it, or for one micro-batch of it
   // when the layout runs the batch in parts.
-  int64_t micro = 1;
+  int64_t micro = 1, data = 1; // micro-batches, and the devices of the data axis that split each
+  std::string dataAxis;
   if (!model.layout.empty()) {
     Expected<passes::LayoutFile> layout = passes::readLayoutFile(model.layout);
     if (!layout)
       return report(layout.error());
     micro = layout->layout.microbatches;
+    dataAxis = layout->layout.dataAxis;
+    // A mesh that does not parse is reported when the model loads.
+    std::string meshText = layout->mesh.empty() ? model.mesh : layout->mesh;
+    if (Expected<ir::Mesh> mesh = ir::parseMesh(meshText, Loc::inFile(model.layout));
+        mesh && !meshText.empty() && mesh->axisIndex(dataAxis) >= 0)
+      data = mesh->axisSize(mesh->axisIndex(dataAxis));
   }
   int64_t batch = images->rank() > 0 ? images->dim(0) : 1;
-  if (batch % micro != 0)
+  // The input decides the batch; a --batch that says otherwise is a mistake, not a request.
+  if (!vm["batch"].defaulted() && model.batch != batch)
+    return usageError(makeError(Loc::inFile("--batch"), "{} images per batch, but {} holds {}",
+                                model.batch, f.input, batch));
+  // Micro-batches run one after another, each split over the data axis: both must divide.
+  if (micro > 1 && batch % micro != 0) {
+    std::string overData = data > 1 ? fmt::format("; each also runs over {}={}, so the batch must "
+                                                  "be a multiple of {}",
+                                                  dataAxis, data, micro * data)
+                                    : "";
+    return report(
+        makeError(Loc::inFile(model.layout),
+                  "the layout runs {} micro-batches, which do not divide the batch ({}){}", micro,
+                  batch, overData));
+  }
+  if (micro > 1 && (batch / micro) % data != 0)
     return report(makeError(Loc::inFile(model.layout),
-                            "the layout runs {} micro-batches, which do not divide the batch ({})",
-                            micro, batch));
+                            "the layout runs {} micro-batches of {} image{} over {}={}, which does "
+                            "not divide {}: the batch ({}) must be a multiple of {}",
+                            micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,
+                            batch / micro, batch, micro * data));
   model.batch = batch / micro;
   passes::PassContext ctx;
   ctx.options = passFlags.passOptions();
@@ -162,12 +226,21 @@ int runRun(int argc, char **argv) {
     return report(loaded.error());
   if (Expected<int64_t> checked = checkImageBatch(*images, f.input, *loaded); !checked)
     return report(checked.error());
+  // NaN or Inf in the input makes NaN outputs with exit 0: say so (rank 0 only under MPI).
+  bool warns =
+      !f.allowNonfinite && (!runnerOptions.processes || runnerOptions.processes->rank() == 0);
+  if (warns)
+    if (auto warning = frontend::nonFiniteWarning(
+            f.input, loaded->module->inputs()[0]->attrs.getStr("name"), *images))
+      std::cerr << *warning << "\n";
   std::vector<Tensor> parts = splitBatch(*images, micro);
 
   std::string weights = f.weights.empty() ? loaded->defaultWeights : f.weights;
   if (weights.empty())
     return report(makeError(Loc::inFile(model.model),
                             "no weights: pass --weights FILE or --weights random[:SEED]"));
+  if (Status s = checkNotAnInput("--output", f.output, {{"the model's weights", weights}}); !s)
+    return usageError(s.error());
   passes::ModuleStats stats = passes::analyze(*loaded->module);
   if (Status s = checkMemory(stats.params * 4 * 2 + stats.activationPeakBytesPerDevice *
                                                         loaded->module->mesh.numDevices(),
@@ -177,7 +250,9 @@ int runRun(int argc, char **argv) {
   Expected<std::unique_ptr<frontend::WeightSource>> source = frontend::openWeights(weights);
   if (!source)
     return report(source.error());
-  Expected<std::map<std::string, Tensor>> params = loadParams(*loaded->module, **source);
+  Expected<std::map<std::string, Tensor>> params =
+      loadParams(*loaded->module, **source, {f.allowUnusedWeights, f.allowNonfinite},
+                 warns ? &std::cerr : nullptr);
   if (!params)
     return report(params.error());
 
@@ -203,14 +278,17 @@ int runRun(int argc, char **argv) {
   if (!runner)
     return report(runner.error());
   // One pass over every micro-batch; the outputs joined back along the batch.
+  // Every run is collective under MPI, so every process runs every micro-batch, though only the
+  // writer gets outputs.
   auto forward = [&]() -> Expected<Tensor> {
     std::vector<Tensor> outs;
     for (const Tensor &part : parts) {
       VITC_ASSIGN(std::vector<Tensor> out, (*runner)->run({part}));
-      if (out.empty())
-        return Tensor(); // not the writer under MPI
-      outs.push_back(std::move(out[0]));
+      if (!out.empty())
+        outs.push_back(std::move(out[0]));
     }
+    if (outs.empty())
+      return Tensor(); // not the writer under MPI
     return joinBatch(outs);
   };
   Expected<Tensor> out = forward();

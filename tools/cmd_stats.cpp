@@ -29,6 +29,8 @@ int runStats(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc stats MODEL [--batch B] [--mesh data=T,model=K]", exit))
     return exit;
+  if (Status s = model.check(); !s)
+    return usageError(s.error());
 
   passes::PassContext ctx;
   Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);

@@ -1,6 +1,12 @@
 // Option groups and helpers shared by the subcommands.
 #include "tools/driver.h"
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "ir/types.h"
 #include "passes/layout.h"
 
@@ -12,16 +18,43 @@ int report(const Error &error) {
 }
 
 int usageError(const std::string &message) {
-  std::cerr << "vitc: error: " << message << "\n(run 'vitc --help' for usage)" << std::endl;
+  // Error escapes the control characters a user's argument may hold.
+  std::cerr << "vitc: error: " << Error(message).message() << std::endl;
   return kExitUsage;
 }
 
-void ModelOptions::add(po::options_description &desc) {
+int usageError(const Error &error) {
+  std::cerr << error.str() << std::endl;
+  return kExitUsage;
+}
+
+void ModelOptions::add(po::options_description &desc, const char *batchHelp,
+                       const char *batchDefault) {
   desc.add_options()("model", po::value(&model)->required(),
                      "model: spec (.vit), Hugging Face directory or config.json, or IR (.ir)")(
-      "batch", po::value(&batch)->default_value(1),
-      "images per batch")("mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4")(
+      "batch", po::value(&batch)->default_value(1, batchDefault),
+      batchHelp)("mesh", po::value(&mesh), "device mesh, e.g. data=2,model=4")(
       "layout", po::value(&layout), "sharding layout (JSON, as vitc autotune writes it)");
+}
+
+Status ModelOptions::check() const {
+  if (batch < 1 || batch > kMaxBatch)
+    return makeError(Loc::inFile("--batch"), "the batch must be between 1 and {}, got {}",
+                     kMaxBatch, batch);
+  if (!mesh.empty())
+    VITC_TRY(ir::parseMesh(mesh, Loc::inFile("--mesh")));
+  return Status::ok();
+}
+
+std::vector<std::pair<std::string, std::string>> ModelOptions::inputFiles() const {
+  std::vector<std::pair<std::string, std::string>> files{
+      {"the model", model},
+      {"the model", model + ".vit"},
+      {"the model", (std::filesystem::path(model) / "config.json").string()},
+      {"the model's weights", (std::filesystem::path(model) / "model.safetensors").string()}};
+  if (!layout.empty())
+    files.emplace_back("--layout", layout);
+  return files;
 }
 
 void PassFlags::add(po::options_description &desc) {
@@ -35,7 +68,7 @@ void PassFlags::add(po::options_description &desc) {
       "print-changed", po::bool_switch(&printChanged), "print the IR after passes that changed it")(
       "verify-each", po::bool_switch(&verifyEach),
       "verify the IR after every pass (always on in debug builds)")(
-      "stop-after-pass-num", po::value(&stopAfterPassNum), "run only the first N passes")(
+      "stop-after-pass-num", po::value(&stopAfterPassNum), "run only the first N passes (N >= 0)")(
       "time-passes", po::bool_switch(&timePasses), "report the time each pass took")(
       "dump-dir", po::value(&dumpDir), "write the IR before and after each pass to numbered files")(
       "pass-option", po::value(&settings)->composing(), "a pass setting, key=value (repeatable)");
@@ -56,7 +89,60 @@ Expected<std::set<std::string>> passSet(const char *flag, const std::string &lis
   return std::set<std::string>(names.begin(), names.end());
 }
 
+// Whether `a` and `b` name one file: the same device and inode, however they are spelled.
+bool sameFile(const std::string &a, const std::string &b) {
+  struct stat sa {};
+  struct stat sb {};
+  return !a.empty() && !b.empty() && ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 &&
+         sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 } // namespace
+
+Status checkNotAnInput(const std::string &flag, const std::string &output,
+                       const std::vector<std::pair<std::string, std::string>> &inputs) {
+  if (output.empty() || output == "-")
+    return Status::ok();
+  // Devices such as /dev/null are written in place, never replaced: writing to one cannot lose an
+  // input, and a model read from /dev/stdin is no reason to refuse -o /dev/stdout.
+  struct stat st {};
+  if (::stat(output.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return Status::ok();
+  for (const auto &[what, input] : inputs)
+    if (sameFile(output, input))
+      return makeError(Loc::inFile(flag),
+                       "'{}' is the same file as {} ('{}'): refusing to overwrite an input", output,
+                       what, input);
+  return Status::ok();
+}
+
+Status checkWritable(const std::string &output) {
+  if (output.empty() || output == "-")
+    return Status::ok();
+  Loc at = Loc::inFile(output);
+  struct stat st {};
+  if (::stat(output.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode))
+      return makeError(at, "cannot create output file: it is a directory");
+    // A device or FIFO is written in place (AtomicFile), so it is the file that must be writable.
+    if (!S_ISREG(st.st_mode)) {
+      if (::access(output.c_str(), W_OK) != 0)
+        return makeError(at, "cannot open output file: {}", std::strerror(errno));
+      return Status::ok();
+    }
+  }
+  // A regular file is written beside itself and renamed over: its folder must be writable.
+  std::filesystem::path parent = std::filesystem::path(output).parent_path();
+  std::string folder = parent.empty() ? "." : parent.string();
+  struct stat fs {};
+  if (::stat(folder.c_str(), &fs) != 0)
+    return makeError(at, "cannot create output file: no folder '{}'", folder);
+  if (!S_ISDIR(fs.st_mode))
+    return makeError(at, "cannot create output file: '{}' is not a folder", folder);
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    return makeError(at, "cannot create output file: folder '{}' is not writable", folder);
+  return Status::ok();
+}
 
 Expected<passes::PipelineOptions> PassFlags::toOptions() const {
   passes::PipelineOptions o;
@@ -75,6 +161,22 @@ Expected<passes::PipelineOptions> PassFlags::toOptions() const {
   o.verifyEach = verifyEach;
 #endif
   return o;
+}
+
+Status PassFlags::check(const po::variables_map &vm) const {
+  VITC_TRY(toOptions());
+  // -1, the default, means every pass; given on the command line it is a mistake.
+  if (vm.count("stop-after-pass-num") && stopAfterPassNum < 0)
+    return makeError(Loc::inFile("--stop-after-pass-num"),
+                     "expected a number of passes >= 0, got {}", stopAfterPassNum);
+  for (const std::string &s : settings) {
+    size_t eq = s.find('=');
+    if (eq == std::string::npos)
+      return makeError(Loc::inFile("--pass-option"), "expected KEY=VALUE, got '{}'", s);
+    if (Status ok = passes::checkPassSetting(s.substr(0, eq), s.substr(eq + 1)); !ok)
+      return Error(Loc::inFile("--pass-option"), ok.error().message());
+  }
+  return Status::ok();
 }
 
 passes::PassOptions PassFlags::passOptions() const {
@@ -106,10 +208,17 @@ Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
       meshText = layout.mesh;
       meshLoc = Loc::inFile(options.layout);
     }
-    if (passOptions)
-      for (auto &setting : layout.layout.settings())
-        passOptions->settings.push_back(setting);
+    // The layout file's settings come first, so that a --pass-option given with it wins.
+    if (passOptions) {
+      std::vector<std::pair<std::string, std::string>> fromLayout = layout.layout.settings();
+      passOptions->settings.insert(passOptions->settings.begin(), fromLayout.begin(),
+                                   fromLayout.end());
+    }
   }
+  if (meshText.empty() && m.format == frontend::ModelFormat::IrText)
+    meshLoc = Loc::inFile(m.path); // the mesh written in the IR's header
+  if (passOptions)
+    passOptions->meshLoc = meshLoc;
   if (!meshText.empty()) {
     VITC_ASSIGN(ir::Mesh mesh, ir::parseMesh(meshText, meshLoc));
     if (m.format == frontend::ModelFormat::IrText && !(mesh == m.module->mesh))
@@ -133,7 +242,7 @@ bool parseArgs(int argc, char **argv, const po::options_description &desc,
     }
     po::notify(vm);
   } catch (const po::error &e) {
-    exit = usageError(e.what());
+    exit = usageError(std::string(e.what()) + " (see --help)");
     return false;
   }
   return true;

@@ -21,7 +21,15 @@ constexpr int kExitUsage = 2;
 
 // Prints `error` in compiler style and returns kExitError.
 int report(const Error &error);
+// Prints `vitc: error: MESSAGE` (one line, control characters escaped) and returns kExitUsage.
 int usageError(const std::string &message);
+// A bad command-line value, located at its flag (`--mesh: error: ...`): returns kExitUsage.
+int usageError(const Error &error);
+
+// Bounds on command-line numbers: beyond them a value is a typo, not a request.
+constexpr int64_t kMaxBatch = 1 << 20;
+constexpr int kMaxThreads = 1024;
+constexpr double kMaxCollectiveTimeoutSeconds = 86400;
 
 // --batch, --mesh and --layout.
 struct ModelOptions {
@@ -29,7 +37,13 @@ struct ModelOptions {
   int64_t batch = 1;
   std::string mesh;
   std::string layout; // a layout JSON file (vitc autotune writes them)
-  void add(po::options_description &desc);
+  void add(po::options_description &desc, const char *batchHelp = "images per batch",
+           const char *batchDefault = "1");
+  // Checks --batch and --mesh before anything is loaded; errors are usage errors.
+  Status check() const;
+  // The files the model option names (the path as given, with `.vit`, a directory's
+  // config.json and model.safetensors) and the layout, for checks that an output is no input.
+  std::vector<std::pair<std::string, std::string>> inputFiles() const;
 };
 
 // The pass-manager flags of DESIGN.md.
@@ -40,9 +54,20 @@ struct PassFlags {
   int stopAfterPassNum = -1;
   std::vector<std::string> settings; // --pass-option key=value
   void add(po::options_description &desc);
+  // Checks pass names, --stop-after-pass-num and every --pass-option before anything is loaded;
+  // errors are usage errors.
+  Status check(const po::variables_map &vm) const;
   Expected<passes::PipelineOptions> toOptions() const;
-  passes::PassOptions passOptions() const;
+  passes::PassOptions passOptions() const; // after check()
 };
+
+// Refuses an output that is one of `inputs` ({flag, path}) by identity (device and inode, so
+// symlinks, hard links and other spellings of one file are caught): a usage error at `flag`.
+Status checkNotAnInput(const std::string &flag, const std::string &output,
+                       const std::vector<std::pair<std::string, std::string>> &inputs);
+// Refuses, before any work, an output that cannot be written: a missing folder, a directory, a
+// folder (or device) without write permission. Errors are located at the output's path.
+Status checkWritable(const std::string &output);
 
 // Loads the model and applies --mesh and --layout; the layout's settings go to `passOptions`.
 Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,

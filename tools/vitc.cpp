@@ -1,8 +1,13 @@
 // vitc: the command-line driver. Each subcommand lives in its own cmd_*.cpp.
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <iostream>
+#include <new>
+#include <stdexcept>
 
 #include "support/files.h"
+#include "support/tensor.h"
 #include "tools/driver.h"
 
 namespace {
@@ -41,6 +46,31 @@ constexpr Command kCommands[] = {
     {"stats", vitc::tools::runStats},
 };
 
+// Runs a subcommand. Errors are returned values, never exceptions; this is the last resort for a
+// library that throws anyway (std::bad_alloc from a container, a parser's exception), so that
+// a user sees one line rather than an abort.
+// VITC_TEST_THROW (bad_alloc, or any other text for a std::runtime_error) makes the subcommand
+// throw, so that tests can check this handler.
+int dispatch(const Command &c, int argc, char **argv) {
+  try {
+    if (const char *what = std::getenv("VITC_TEST_THROW")) {
+      if (!std::strcmp(what, "bad_alloc"))
+        throw std::bad_alloc();
+      throw std::runtime_error(what);
+    }
+    return c.run(argc, argv);
+  } catch (const vitc::OutOfMemory &e) { // says how much
+    std::cerr << "vitc: error: " << e.what() << std::endl;
+  } catch (const std::bad_alloc &) {
+    std::cerr << "vitc: error: out of memory" << std::endl;
+  } catch (const std::exception &e) {
+    std::cerr << "vitc: error: internal error: " << vitc::Error(e.what()).message() << std::endl;
+  } catch (...) {
+    std::cerr << "vitc: error: internal error: an unknown exception" << std::endl;
+  }
+  return vitc::tools::kExitError;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -52,7 +82,7 @@ int main(int argc, char **argv) {
   }
   for (const Command &c : kCommands)
     if (!std::strcmp(argv[1], c.name))
-      return c.run(argc - 1, argv + 1);
+      return dispatch(c, argc - 1, argv + 1);
   std::string known;
   for (const Command &c : kCommands)
     known += (known.empty() ? "" : ", ") + std::string(c.name);

@@ -70,6 +70,9 @@ Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir,
 // and allocates its workspace once.
 runtime::ProgramFactory jitFactory(Options options = {});
 
+// Checks a CPU name (Options::cpu) for this host's target before anything is compiled.
+Status checkCpu(const std::string &cpu);
+
 // The optimized LLVM IR of the module's kernels (and of the program table of an executable when
 // the module runs on one device).
 Expected<std::string> emitLlvmIr(const ir::Module &m, const Options &options,

@@ -1,4 +1,5 @@
 // Faults at the command line: interrupted writes, runs too big for the machine, dead MPI ranks.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
@@ -108,6 +109,81 @@ bool descendsFrom(fs::path proc, pid_t ancestor) {
     proc = fs::path("/proc") / std::to_string(parent);
   }
   return false;
+}
+
+// Processes other than this one whose command line mentions `text` (a test's private folder).
+std::vector<std::string> processesMentioning(const std::string &text) {
+  std::vector<std::string> found;
+  std::string self = std::to_string(getpid());
+  for (const auto &e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos || name == self)
+      continue;
+    std::string cmdline = test::slurp((e.path() / "cmdline").string());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(text) != std::string::npos)
+      found.push_back(name + ": " + cmdline);
+  }
+  return found;
+}
+
+std::vector<std::string> entries(const std::string &dir) {
+  std::vector<std::string> names;
+  for (const auto &e : fs::directory_iterator(dir))
+    names.push_back(e.path().filename().string());
+  return names;
+}
+
+std::string joined(const std::vector<std::string> &lines) {
+  std::string out;
+  for (const std::string &l : lines)
+    out += l + "\n";
+  return out;
+}
+
+// Ctrl-C while an executable is being linked: vitc stops the linker (and what it started), removes
+// its temporary folder and its half-linked output, and dies of the signal. Interrupted at several
+// moments from the start of the link, since a leftover depends on where the signal lands.
+TEST(Faults, CtrlCDuringALinkLeavesNoFileAndNoLinker) {
+  std::string dir = test::makeTempDir("ctrl-c-exe");
+  std::string tmp = dir + "/tmp", out = dir + "/out";
+  fs::create_directories(tmp);
+  fs::create_directories(out);
+  int interrupted = 0;
+  for (int delayMs : {0, 2, 10, 30, 60, 100, 200, 400}) {
+    pid_t pid = spawn({VITC_BINARY, "compile", test::sourcePath("examples/parallel-tiny.vit"),
+                       "--emit=exe", "-o", out + "/prog"},
+                      {"TMPDIR=" + tmp});
+    ASSERT_GT(pid, 0);
+    // The link folder appears once the object code is ready, just before the linker starts.
+    int status = 0;
+    bool exited = false;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (entries(tmp).empty() && std::chrono::steady_clock::now() < deadline &&
+           !(exited = waitpid(pid, &status, WNOHANG) == pid))
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    ASSERT_FALSE(exited) << "vitc ended before it linked: " << status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
+    kill(pid, SIGINT);
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) {
+      ++interrupted;
+      EXPECT_FALSE(fs::exists(out + "/prog")) << delayMs << " ms";
+    } else {
+      // The link was done before the signal came: a whole program.
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << delayMs << " ms: " << status;
+      EXPECT_TRUE(fs::exists(out + "/prog")) << delayMs << " ms";
+      fs::remove(out + "/prog");
+    }
+    EXPECT_EQ(joined(processesMentioning(dir)), "") << delayMs << " ms: a child survived";
+    EXPECT_EQ(joined(entries(tmp)), "") << delayMs << " ms: left in the temporary folder";
+    EXPECT_EQ(joined(entries(out)), "") << delayMs << " ms: left beside the output";
+    for (const std::string &name : entries(tmp))
+      fs::remove_all(tmp + "/" + name);
+    for (const std::string &name : entries(out))
+      fs::remove_all(out + "/" + name);
+  }
+  EXPECT_GE(interrupted, 3) << "too few signals came during the link to test it";
 }
 
 TEST(Faults, AKilledMpiRankEndsTheRunWithAnError) {

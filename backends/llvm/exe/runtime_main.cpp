@@ -492,6 +492,25 @@ int main(int argc, char **argv) {
   if (static_cast<int64_t>(outputPaths.size()) != numOutputs)
     fail("the model has " + std::to_string(numOutputs) + " output(s), " +
          std::to_string(outputPaths.size()) + " given with --output");
+  // An output that is an input under another name (a link, "./x") would overwrite it: files are
+  // compared by identity, not by spelling.
+  for (const std::string &out : outputPaths) {
+    struct stat o {};
+    if (::stat(out.c_str(), &o) != 0 || !S_ISREG(o.st_mode))
+      continue;
+    std::vector<std::pair<const char *, std::string>> reads{{"--weights", weights}};
+    for (const std::string &in : inputPaths)
+      reads.emplace_back("--input", in);
+    for (const std::string &in : outputPaths)
+      if (&in != &out)
+        reads.emplace_back("--output", in);
+    for (const auto &[flag, in] : reads) {
+      struct stat i {};
+      if (::stat(in.c_str(), &i) == 0 && i.st_dev == o.st_dev && i.st_ino == o.st_ino)
+        fail("--output '" + out + "' is the same file as " + flag + " '" + in +
+             "': refusing to overwrite it");
+    }
+  }
 
   std::vector<Buffer> params(static_cast<size_t>(numParams));
   std::vector<bool> paramKeep;
