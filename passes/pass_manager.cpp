@@ -59,7 +59,6 @@ const SettingSpec kSettings[] = {
     {"layout.model-axis", SettingSpec::Kind::AxisName},
     {"layout.params-over-data", SettingSpec::Kind::Bool},
     {"layout.params-over-data-min-bytes", SettingSpec::Kind::Integer, 0, kMaxBytes},
-    {"model-axis", SettingSpec::Kind::AxisName}, // fuse-parallel-linear's interleaving
 };
 
 bool isAxisName(std::string_view s) {

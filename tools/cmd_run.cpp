@@ -196,6 +196,12 @@ int runRun(int argc, char **argv) {
         mesh && !meshText.empty() && mesh->axisIndex(dataAxis) >= 0)
       data = mesh->axisSize(mesh->axisIndex(dataAxis));
   }
+  // A --pass-option overrides the layout file's setting, for the split as for the passes.
+  std::string microFrom = model.layout; // where the micro-batches were set, for errors
+  if (std::string given = passFlags.passOptions().get("layout.microbatches"); !given.empty()) {
+    micro = std::stoll(given); // checked to be a positive integer with the other pass options
+    microFrom = "--pass-option";
+  }
   int64_t batch = images->rank() > 0 ? images->dim(0) : 1;
   // The input decides the batch; a --batch that says otherwise is a mistake, not a request.
   if (!vm["batch"].defaulted() && model.batch != batch)
@@ -208,12 +214,12 @@ int runRun(int argc, char **argv) {
                                                   dataAxis, data, micro * data)
                                     : "";
     return report(
-        makeError(Loc::inFile(model.layout),
+        makeError(Loc::inFile(microFrom),
                   "the layout runs {} micro-batches, which do not divide the batch ({}){}", micro,
                   batch, overData));
   }
   if (micro > 1 && (batch / micro) % data != 0)
-    return report(makeError(Loc::inFile(model.layout),
+    return report(makeError(Loc::inFile(microFrom),
                             "the layout runs {} micro-batches of {} image{} over {}={}, which does "
                             "not divide {}: the batch ({}) must be a multiple of {}",
                             micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,

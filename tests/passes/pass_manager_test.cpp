@@ -12,7 +12,8 @@ TEST(PassSettings, KnownSettingsWithGoodValuesAreAccepted) {
     EXPECT_TRUE(checkPassSetting(key, value)) << key << "=" << value;
   EXPECT_TRUE(checkPassSetting("layout.activations", "replicated"));
   EXPECT_TRUE(checkPassSetting("layout.microbatches", "8"));
-  EXPECT_TRUE(checkPassSetting("model-axis", "model"));
+  EXPECT_TRUE(checkPassSetting("layout.model-axis", "model"));
+  EXPECT_FALSE(checkPassSetting("model-axis", "model")); // the layout's name is the only one
 }
 
 TEST(PassSettings, BadKeysAndValuesAreErrorsNamingTheSetting) {

@@ -56,6 +56,18 @@ TEST_F(RunMicroBatches, MicroBatchesThatDoNotDivideTheBatchNameTheDataAxisToo) {
       << r.err;
 }
 
+TEST_F(RunMicroBatches, APassOptionSetsTheMicroBatchesOfTheSplitToo) {
+  auto r = test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors",
+                          "--input", fx + "/input.npy", "--output", dir + "/out.npy",
+                          "--pass-option", "layout.microbatches=3"});
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_NE(r.err.find("--pass-option: error: the layout runs 3 micro-batches, which do not divide "
+                       "the batch (2)\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
+}
+
 TEST_F(RunMicroBatches, ABatchThatDividesRunsAndMatchesTheReference) {
   auto images = formats::readNpy(fx + "/input.npy");
   auto logits = formats::readNpy(fx + "/logits.npy");
