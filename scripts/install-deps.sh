@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages vitc needs that are missing. Safe to run again: it installs
-# nothing when everything is present. Pass --bench to add the peers the benchmarks compare against,
-# --fuzz for what scripts/fuzz.sh needs.
+# nothing when everything is present. Pass --bench to add the peers the benchmarks compare against
+# (--fuzz is accepted for scripts/fuzz.sh, whose clang runtimes are now always installed).
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build git pkg-config   # compiler and build
   llvm-19-dev llvm-19 clang-19 libzstd-dev zlib1g-dev # LLVM 19: the JIT and object-file backend
+  libclang-rt-19-dev                                  # clang-19's sanitizer runtimes (CI's second build)
   libboost-program-options-dev libfmt-dev             # the command line and formatting
   nlohmann-json3-dev                                  # config.json, safetensors headers, layouts
   libtomlplusplus-dev                                 # vitc spec files (TOML)
@@ -14,9 +15,6 @@ packages=(
   libgtest-dev libgmock-dev                           # tests
   libopenmpi-dev openmpi-bin                          # the MPI runtime
 )
-if [[ "${1:-}" == "--fuzz" ]]; then
-  packages+=(libclang-rt-19-dev) # libFuzzer and the sanitizer runtimes of clang-19
-fi
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision)
   # ONNX Runtime comes from npm. A machine whose nodejs already brings npm (NodeSource's does)

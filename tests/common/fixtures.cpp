@@ -23,6 +23,15 @@ std::vector<std::string> fixtureNames() {
   return names;
 }
 
+Tensor repeatBatch(const Tensor &t, int64_t times) {
+  Shape shape = t.shape();
+  shape[0] *= times;
+  Tensor out = Tensor::zeros(shape);
+  for (int64_t i = 0; i < times; ++i)
+    std::copy(t.data(), t.data() + t.numel(), out.mutableData() + i * t.numel());
+  return out;
+}
+
 double maxAbsDiff(const Tensor &a, const Tensor &b) {
   if (a.shape() != b.shape())
     return INFINITY;

@@ -27,4 +27,8 @@ Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramF
 
 double maxAbsDiff(const Tensor &a, const Tensor &b);
 
+// `t` repeated `times` times along the batch (dimension 0): a bigger batch whose expected outputs
+// are the fixture's, repeated alike.
+Tensor repeatBatch(const Tensor &t, int64_t times);
+
 } // namespace vitc::test

@@ -8,21 +8,10 @@
 
 #include "ir/text.h"
 #include "ir/verifier.h"
+#include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // A module of `n` gelu ops, each reading the one before.
 std::string chain(int64_t n) {
@@ -54,7 +43,7 @@ double parseSeconds(const std::string &text, int tries) {
 }
 
 TEST(TextComplexity, AChainFourTimesLongerTakesLessThanEightTimesTheTime) {
-  int64_t n = kSanitized ? 25000 : 250000; // and four times that: a million ops
+  int64_t n = test::kAddressSanitizer ? 25000 : 250000; // and four times that: a million ops
   std::string smallText = chain(n), largeText = chain(4 * n);
   // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
   double small = 1e30, large = 1e30;

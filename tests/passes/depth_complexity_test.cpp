@@ -13,21 +13,10 @@
 #include "ir/text.h"
 #include "passes/pass_manager.h"
 #include "tests/common/subprocess.h"
+#include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // Seconds the default pipeline takes on the spec `example` with `depth` blocks on `mesh` (batch 2).
 double pipelineSeconds(const std::string &example, const std::string &mesh, int depth) {
@@ -65,7 +54,7 @@ class DepthComplexity : public ::testing::TestWithParam<DepthCase> {};
 // flat inputs) would fail now and then.
 TEST_P(DepthComplexity, FourTimesTheDepthTakesLessThanTenTimesTheTime) {
   const DepthCase &c = GetParam();
-  int depth = kSanitized ? c.depth / 8 : c.depth;
+  int depth = test::kAddressSanitizer ? c.depth / 8 : c.depth;
   // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
   double small = 1e30, large = 1e30;
   for (int i = 0; i < 3; ++i) {
@@ -120,7 +109,7 @@ double chainSeconds(int64_t n, int tries) {
 }
 
 TEST(DepthComplexity, AChainFourTimesLongerTakesLessThanEightTimesTheTime) {
-  int64_t n = kSanitized ? 10000 : 50000; // and four times that
+  int64_t n = test::kAddressSanitizer ? 10000 : 50000; // and four times that
   double small = 1e30, large = 1e30;
   for (int i = 0; i < 3; ++i) {
     small = std::min(small, chainSeconds(n, 1));

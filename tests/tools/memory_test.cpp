@@ -17,6 +17,7 @@
 #include "passes/pass_manager.h"
 #include "runtime/runner.h"
 #include "tests/common/subprocess.h"
+#include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
@@ -87,20 +88,6 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"examples/vit-s16.vit", "data=1,model=2", 1, "llvm"},
                       Case{"examples/vit-b16.vit", "data=2,model=2", 2, "llvm"}));
 
-// AddressSanitizer reserves terabytes of address space at start, so a process under `ulimit -v`
-// cannot even begin.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 // Runs vitc with `ulimit -v` at `kib` KiB.
 test::CommandResult runVitcUnderLimit(int64_t kib, const std::vector<std::string> &args) {
   std::string command = "ulimit -v " + std::to_string(kib) + " && exec \"$0\" \"$@\"";
@@ -118,7 +105,7 @@ double physicalMemoryBytes() {
 }
 
 TEST(MemoryLimit, ARunTooBigForTheAddressSpaceLimitIsOneLineNotACrash) {
-  if (kAddressSanitizer)
+  if (test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer reserves more address space than any ulimit -v allows";
   std::string dir = test::makeTempDir("memory-limit-run");
   ASSERT_TRUE(formats::writeNpy(dir + "/x.npy", Tensor::zeros({1, 3, 224, 224})));
@@ -136,7 +123,7 @@ TEST(MemoryLimit, ARunTooBigForTheAddressSpaceLimitIsOneLineNotACrash) {
 }
 
 TEST(MemoryLimit, InitWeightsTooBigForTheAddressSpaceLimitIsOneLineNotACrash) {
-  if (kAddressSanitizer)
+  if (test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer reserves more address space than any ulimit -v allows";
   std::string dir = test::makeTempDir("memory-limit-init");
   auto r = runVitcUnderLimit(3 << 20, {"init-weights", test::sourcePath("examples/vit-G14.vit"),
@@ -151,7 +138,7 @@ TEST(MemoryLimit, InitWeightsTooBigForTheAddressSpaceLimitIsOneLineNotACrash) {
 }
 
 TEST(MemoryLimit, AModelThatFitsStillRunsUnderALimit) {
-  if (kAddressSanitizer)
+  if (test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer reserves more address space than any ulimit -v allows";
   std::string dir = test::makeTempDir("memory-limit-fits");
   ASSERT_TRUE(formats::writeNpy(dir + "/x.npy", Tensor::zeros({1, 3, 32, 32})));
@@ -163,7 +150,7 @@ TEST(MemoryLimit, AModelThatFitsStillRunsUnderALimit) {
 }
 
 TEST(MemoryTensor, AnAllocationThatCannotBeHadIsAnErrorThatSaysHowMuch) {
-  if (kAddressSanitizer)
+  if (test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer aborts on an allocation this large instead of failing it";
   // 2^50 floats: more than any address space holds, so the allocation fails on every machine.
   Expected<Tensor> t = Tensor::tryZeros({int64_t{1} << 25, int64_t{1} << 25}, "tensor 'huge'");

@@ -63,16 +63,6 @@ INSTANTIATE_TEST_SUITE_P(All, MpiRun,
                                   std::to_string(info.param.processes);
                          });
 
-// `t` repeated `times` times along the batch.
-Tensor repeatBatch(const Tensor &t, int64_t times) {
-  Shape shape = t.shape();
-  shape[0] *= times;
-  Tensor out = Tensor::zeros(shape);
-  for (int64_t i = 0; i < times; ++i)
-    std::copy(t.data(), t.data() + t.numel(), out.mutableData() + i * t.numel());
-  return out;
-}
-
 struct MicroCase {
   int64_t data, model;
   const char *backend;
@@ -96,7 +86,7 @@ TEST_P(MpiRunMicroBatches, MatchTheReference) {
   auto images = formats::readNpy(fx + "/input.npy");
   auto logits = formats::readNpy(fx + "/logits.npy");
   ASSERT_TRUE(images && logits);
-  ASSERT_TRUE(formats::writeNpy(dir + "/input.npy", repeatBatch(*images, c.data)));
+  ASSERT_TRUE(formats::writeNpy(dir + "/input.npy", test::repeatBatch(*images, c.data)));
   auto r = test::runCommand({"mpirun",
                              "--allow-run-as-root",
                              "--oversubscribe",
@@ -122,7 +112,7 @@ TEST_P(MpiRunMicroBatches, MatchTheReference) {
   ASSERT_EQ(r.exit, 0) << r.err;
   auto got = formats::readNpy(dir + "/out.npy");
   ASSERT_TRUE(got);
-  Tensor want = repeatBatch(*logits, c.data);
+  Tensor want = test::repeatBatch(*logits, c.data);
   ASSERT_EQ(got->shape(), want.shape());
   EXPECT_LE(test::maxAbsDiff(*got, want), 1e-4);
 }

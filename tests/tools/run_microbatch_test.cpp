@@ -10,16 +10,6 @@
 namespace vitc {
 namespace {
 
-// `t` repeated `times` times along the batch.
-Tensor repeatBatch(const Tensor &t, int64_t times) {
-  Shape shape = t.shape();
-  shape[0] *= times;
-  Tensor out = Tensor::zeros(shape);
-  for (int64_t i = 0; i < times; ++i)
-    std::copy(t.data(), t.data() + t.numel(), out.mutableData() + i * t.numel());
-  return out;
-}
-
 class RunMicroBatches : public ::testing::Test {
 protected:
   void SetUp() override {
@@ -72,12 +62,12 @@ TEST_F(RunMicroBatches, ABatchThatDividesRunsAndMatchesTheReference) {
   auto images = formats::readNpy(fx + "/input.npy");
   auto logits = formats::readNpy(fx + "/logits.npy");
   ASSERT_TRUE(images && logits);
-  ASSERT_TRUE(formats::writeNpy(dir + "/input4.npy", repeatBatch(*images, 2)));
+  ASSERT_TRUE(formats::writeNpy(dir + "/input4.npy", test::repeatBatch(*images, 2)));
   auto r = run(R"({"mesh": {"data": 2, "model": 1}, "microbatches": 2})", dir + "/input4.npy");
   ASSERT_EQ(r.exit, 0) << r.err;
   auto got = formats::readNpy(dir + "/out.npy");
   ASSERT_TRUE(got);
-  Tensor want = repeatBatch(*logits, 2);
+  Tensor want = test::repeatBatch(*logits, 2);
   ASSERT_EQ(got->shape(), want.shape());
   EXPECT_LE(test::maxAbsDiff(*got, want), 1e-4);
 }

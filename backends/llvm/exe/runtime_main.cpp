@@ -98,11 +98,14 @@ struct Json {
   double number = 0;
   std::string text;
   std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> fields;
+  // An object's fields as two parallel lists: a vector may hold the incomplete Json, a pair may
+  // not (clang refuses std::vector<std::pair<std::string, Json>> here).
+  std::vector<std::string> fieldNames;
+  std::vector<Json> fieldValues;
   const Json *field(const std::string &name) const {
-    for (const auto &f : fields)
-      if (f.first == name)
-        return &f.second;
+    for (size_t i = 0; i < fieldNames.size(); ++i)
+      if (fieldNames[i] == name)
+        return &fieldValues[i];
     return nullptr;
   }
 };
@@ -177,7 +180,8 @@ private:
         std::string key = string();
         if (!eat(':'))
           bad("expected ':'");
-        v.fields.emplace_back(key, value(depth + 1));
+        v.fieldNames.push_back(key);
+        v.fieldValues.push_back(value(depth + 1));
       } while (eat(','));
       if (!eat('}'))
         bad("expected '}'");

@@ -6,21 +6,10 @@
 #include <unistd.h>
 
 #include "tests/backends/llvm/llvm_test_util.h"
+#include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
 
 // 70 million rows: about 5 GiB for each of the two activations.
 const char *kHugeModule = R"(module @huge mesh(data=1, model=1) {
@@ -61,7 +50,7 @@ const char *kHugeModule = R"(module @huge mesh(data=1, model=1) {
 }
 
 TEST(JitProgramDeathTest, BuffersBeyondTheMemoryLimitAreAnErrorNotACrash) {
-  if (kAddressSanitizer)
+  if (test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer reserves more address space than any limit allows";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(buildUnderLimit(), ::testing::ExitedWithCode(0),

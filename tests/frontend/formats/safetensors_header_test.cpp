@@ -8,21 +8,10 @@
 #include <gtest/gtest.h>
 
 #include "frontend/formats/safetensors.h"
+#include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // A safetensors file of `n` empty tensors; with `repeat`, the last name is the first one again.
 std::string writeEntries(const std::string &path, int64_t n, bool repeat = false) {
@@ -56,7 +45,7 @@ double openSeconds(const std::string &path, int64_t n) {
 
 TEST(SafetensorsHeader, FourTimesTheEntriesTakeLessThanEightTimesTheTime) {
   std::string dir = testing::TempDir();
-  int64_t n = kSanitized ? 25000 : 250000; // and four times that: a million entries
+  int64_t n = test::kAddressSanitizer ? 25000 : 250000; // and four times that: a million entries
   std::string small = writeEntries(dir + "/small.safetensors", n);
   std::string large = writeEntries(dir + "/large.safetensors", 4 * n);
   // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
