@@ -173,7 +173,7 @@ TEST(Faults, CtrlCDuringALinkLeavesNoFileAndNoLinker) {
       if (fs::exists(out + "/prog")) {
         auto help = test::runCommand({out + "/prog", "--help"}, {}, 60);
         EXPECT_EQ(help.exit, 0) << delayMs << " ms: a partial program: " << help.err;
-        EXPECT_NE(help.out.find("usage:"), std::string::npos) << delayMs << " ms";
+        EXPECT_NE(help.err.find("usage:"), std::string::npos) << delayMs << " ms"; // on stderr
         fs::remove(out + "/prog");
       }
     } else {
