@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "ir/builder.h"
+#include "passes/erase_unread.h"
 #include "passes/layout.h"
 
 namespace vitc::passes {
@@ -169,26 +170,7 @@ private:
   }
 
   // Erases an op nothing reads, and then whatever only it read.
-  void erase(Op *op) {
-    std::vector<Op *> work{op};
-    while (!work.empty()) {
-      Op *dead = work.back();
-      work.pop_back();
-      if (erased_.count(dead) || !dead->hasResult() || dead->is(OpKind::Input))
-        continue;
-      if (auto it = users_.find(dead); it != users_.end() && !it->second.empty())
-        continue;
-      erased_.insert(dead);
-      for (Op *operand : dead->operands) {
-        auto it = users_.find(operand);
-        if (it == users_.end())
-          continue;
-        std::erase(it->second, dead);
-        if (it->second.empty())
-          work.push_back(operand);
-      }
-    }
-  }
+  void erase(Op *op) { eraseUnread(op, users_, erased_); }
 
   ir::Module &m_;
   PassContext &ctx_;
