@@ -1,12 +1,11 @@
 // The collective-matmul pass.
 #include "passes/collective_matmul.h"
 
-#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "ir/builder.h"
-#include "passes/erase_unread.h"
+#include "passes/deferred_edits.h"
 #include "passes/layout.h"
 
 namespace vitc::passes {
@@ -30,18 +29,7 @@ public:
 
   // Puts the new ops in place and drops the replaced ones.
   void finishAll() {
-    std::vector<Op *> order;
-    order.reserve(m_.size());
-    std::function<void(Op *)> emit = [&](Op *op) {
-      if (auto it = before_.find(op); it != before_.end())
-        for (Op *x : it->second)
-          emit(x);
-      order.push_back(op);
-    };
-    for (size_t i = 0; i < oldSize_; ++i)
-      emit(m_.ops()[i].get());
-    m_.reorder(order);
-    m_.eraseAll(erased_);
+    placeAndErase(m_, oldSize_, before_, erased_);
   }
 
   // Why the all_gather `g` cannot become a ring, or "" if it can.
@@ -177,7 +165,7 @@ private:
   std::unordered_set<const Op *> weightOnly_;
   ir::UserMap users_;
   size_t oldSize_;
-  std::unordered_map<const Op *, std::vector<Op *>> before_;
+  OpsBefore before_;
   std::unordered_set<const Op *> erased_;
 };
 

@@ -1,12 +1,11 @@
 // The fuse-elementwise pass.
 #include "passes/fuse_elementwise.h"
 
-#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "ir/builder.h"
-#include "passes/erase_unread.h"
+#include "passes/deferred_edits.h"
 
 namespace vitc::passes {
 namespace {
@@ -34,18 +33,7 @@ public:
 
   // Places the round's new ops, drops its erased ones and gives fused ops their names.
   void finishRound() {
-    std::vector<Op *> order;
-    order.reserve(m_.size());
-    std::function<void(Op *)> emit = [&](Op *op) {
-      if (auto it = before_.find(op); it != before_.end())
-        for (Op *x : it->second)
-          emit(x);
-      order.push_back(op);
-    };
-    for (size_t i = 0; i < roundStart_; ++i)
-      emit(m_.ops()[i].get());
-    m_.reorder(order);
-    m_.eraseAll(erased_);
+    placeAndErase(m_, roundStart_, before_, erased_);
     for (auto &[op, name] : renames_)
       m_.rename(op, name);
     before_.clear();
@@ -283,7 +271,7 @@ private:
   ir::UserMap users_;
   std::unordered_set<const Op *> weightOnly_;
   size_t roundStart_ = 0;
-  std::unordered_map<const Op *, std::vector<Op *>> before_;
+  OpsBefore before_;
   std::unordered_set<const Op *> erased_;
   std::vector<std::pair<Op *, std::string>> renames_;
 };

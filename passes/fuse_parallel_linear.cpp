@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "ir/builder.h"
+#include "passes/deferred_edits.h"
 #include "passes/layout.h"
 
 namespace vitc::passes {
@@ -142,15 +143,7 @@ public:
 
   // Puts the new ops in place, drops what nothing reads any more, renames and sorts.
   void finish() {
-    std::vector<Op *> order;
-    order.reserve(m_.size());
-    for (size_t i = 0; i < oldSize_; ++i) {
-      Op *op = m_.ops()[i].get();
-      if (auto it = before_.find(op); it != before_.end())
-        order.insert(order.end(), it->second.begin(), it->second.end());
-      order.push_back(op);
-    }
-    m_.reorder(order);
+    placeNewOps(m_, oldSize_, before_);
     ir::eraseDeadOps(m_);
     for (auto &[op, name] : renames_)
       m_.rename(op, name);
@@ -162,7 +155,7 @@ private:
   size_t oldSize_;
   Op *anchor_ = nullptr;
   size_t groupStart_ = 0;
-  std::unordered_map<const Op *, std::vector<Op *>> before_;
+  OpsBefore before_;
   std::unordered_map<Op *, Op *> replaced_;
   std::vector<std::pair<Op *, std::string>> renames_;
 };

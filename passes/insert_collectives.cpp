@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "ir/builder.h"
+#include "passes/deferred_edits.h"
 
 namespace vitc::passes {
 namespace {
@@ -30,7 +31,7 @@ public:
     // erasing across the whole module once per reshard made deep models quadratic.)
     ir::UserMap users = m.users();
     size_t oldSize = m.size();
-    std::unordered_map<const Op *, std::vector<Op *>> before;
+    OpsBefore before;
     std::unordered_set<const Op *> lowered;
     for (Op *r : reshards) {
       size_t created = m.size();
@@ -68,23 +69,6 @@ public:
   }
 
 private:
-  // Puts the ops created after the first `oldSize` before the reshards they lower, and erases
-  // those reshards.
-  static void placeAndErase(ir::Module &m, size_t oldSize,
-                            const std::unordered_map<const Op *, std::vector<Op *>> &before,
-                            const std::unordered_set<const Op *> &lowered) {
-    std::vector<Op *> order;
-    order.reserve(m.size());
-    for (size_t i = 0; i < oldSize; ++i) {
-      Op *op = m.ops()[i].get();
-      if (auto it = before.find(op); it != before.end())
-        order.insert(order.end(), it->second.begin(), it->second.end());
-      order.push_back(op);
-    }
-    m.reorder(order);
-    m.eraseAll(lowered);
-  }
-
   static Expected<Op *> lower(ir::Module &m, Op *r, std::map<std::string, int> &counts) {
     const ir::Sharding &to = r->type.sharding;
     Op *cur = r->operand(0);

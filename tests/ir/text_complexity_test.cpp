@@ -8,23 +8,11 @@
 
 #include "ir/text.h"
 #include "ir/verifier.h"
+#include "tests/common/ir_chain.h"
 #include "tests/common/sanitizers.h"
 
 namespace vitc {
 namespace {
-
-// A module of `n` gelu ops, each reading the one before.
-std::string chain(int64_t n) {
-  std::string text = "module @chain mesh(data=1, model=1) {\n"
-                     "  %x = input {name = \"x\"} : f32[2,3]\n";
-  std::string previous = "x";
-  for (int64_t i = 0; i < n; ++i) {
-    std::string name = "a" + std::to_string(i);
-    text += "  %" + name + " = gelu %" + previous + " : f32[2,3]\n";
-    previous = name;
-  }
-  return text + "  output %" + previous + "\n}\n";
-}
 
 // Seconds to parse and verify `text`, the best of `tries`.
 double parseSeconds(const std::string &text, int tries) {
@@ -44,7 +32,7 @@ double parseSeconds(const std::string &text, int tries) {
 
 TEST(TextComplexity, AChainFourTimesLongerTakesLessThanEightTimesTheTime) {
   int64_t n = test::kAddressSanitizer ? 25000 : 250000; // and four times that: a million ops
-  std::string smallText = chain(n), largeText = chain(4 * n);
+  std::string smallText = test::geluChainIr(n), largeText = test::geluChainIr(4 * n);
   // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
   double small = 1e30, large = 1e30;
   for (int i = 0; i < 3; ++i) {

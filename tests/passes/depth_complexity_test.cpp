@@ -13,6 +13,7 @@
 #include "ir/text.h"
 #include "passes/pass_manager.h"
 #include "tests/common/subprocess.h"
+#include "tests/common/ir_chain.h"
 #include "tests/common/sanitizers.h"
 
 namespace vitc {
@@ -82,15 +83,7 @@ INSTANTIATE_TEST_SUITE_P(
 // Seconds the default pipeline takes on a chain of `n` gelu ops read from IR text (plan-memory
 // placed each buffer by looking at every buffer placed before it).
 double chainSeconds(int64_t n, int tries) {
-  std::string text = "module @chain mesh(data=1, model=1) {\n"
-                     "  %x = input {name = \"x\"} : f32[2,3]\n";
-  std::string previous = "x";
-  for (int64_t i = 0; i < n; ++i) {
-    std::string name = "a" + std::to_string(i);
-    text += "  %" + name + " = gelu %" + previous + " : f32[2,3]\n";
-    previous = name;
-  }
-  text += "  output %" + previous + "\n}\n";
+  std::string text = test::geluChainIr(n);
   double best = 1e30;
   for (int i = 0; i < tries; ++i) {
     auto m = ir::parseModule(text, "chain.ir");
