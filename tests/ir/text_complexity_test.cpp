@@ -8,6 +8,7 @@
 
 #include "ir/text.h"
 #include "ir/verifier.h"
+#include "tests/common/growth.h"
 #include "tests/common/ir_chain.h"
 #include "tests/common/sanitizers.h"
 
@@ -30,18 +31,14 @@ double parseSeconds(const std::string &text, int tries) {
   return best;
 }
 
-TEST(TextComplexity, AChainFourTimesLongerTakesLessThanEightTimesTheTime) {
-  int64_t n = test::kAddressSanitizer ? 25000 : 250000; // and four times that: a million ops
-  std::string smallText = test::geluChainIr(n), largeText = test::geluChainIr(4 * n);
-  // Taking turns, the best of three each, so that a busy moment of the machine does not decide.
-  double small = 1e30, large = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    small = std::min(small, parseSeconds(smallText, 1));
-    large = std::min(large, parseSeconds(largeText, 1));
-  }
-  RecordProperty("seconds", fmt::format("{:.3f} {:.3f}", small, large));
-  EXPECT_LT(large, 8 * small) << n << " ops: " << small << " s, " << 4 * n << " ops: " << large
-                              << " s";
+TEST(TextComplexity, AChainEightTimesLongerTakesAboutEightTimesTheTime) {
+  int64_t n = test::kAddressSanitizer ? 12500 : 125000; // and kGrowthFactor times: a million ops
+  std::string smallText = test::geluChainIr(n);
+  std::string largeText = test::geluChainIr(test::kGrowthFactor * n);
+  test::Growth g = test::measureGrowth(
+      n, [&](int64_t ops) { return parseSeconds(ops == n ? smallText : largeText, 1); });
+  RecordProperty("seconds", fmt::format("{:.3f} {:.3f}", g.small, g.large));
+  EXPECT_TRUE(g.linear()) << g.str("ops");
 }
 
 } // namespace
