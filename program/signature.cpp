@@ -1,0 +1,27 @@
+// Signatures of compiled programs.
+#include "program/signature.h"
+
+#include <fmt/format.h>
+
+namespace vitc {
+
+const TensorSpec *Signature::param(const std::string &name) const {
+  for (const TensorSpec &p : params)
+    if (p.name == name)
+      return &p;
+  return nullptr;
+}
+
+std::string Signature::str() const {
+  std::string out = fmt::format("mesh    {}\n", mesh.str());
+  auto list = [&](const char *kind, const std::vector<TensorSpec> &specs) {
+    for (const TensorSpec &s : specs)
+      out += fmt::format("{:<7} {}  {}\n", kind, s.name, s.typeString(mesh));
+  };
+  list("param", params);
+  list("input", inputs);
+  list("output", outputs);
+  return out;
+}
+
+} // namespace vitc
