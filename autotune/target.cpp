@@ -15,6 +15,7 @@
 #include "autotune/cost_model.h"
 #include "frontend/weights.h"
 #include "ir/builder.h"
+#include "passes/plan_memory.h"
 #include "runtime/runner.h"
 #include "runtime/single_device.h"
 #include "support/files.h"
@@ -141,10 +142,15 @@ Target tpuv4() {
 
 namespace {
 
-// Times `runs` forward passes of a one-device program; returns the median seconds.
-Expected<double> timeProgram(std::shared_ptr<const ir::Module> m,
-                             const runtime::ProgramFactory &factory, int runs) {
-  VITC_ASSIGN(auto program, factory(m, 0, timingParams(*m)));
+// Times `runs` forward passes of a one-device program; returns the median seconds. The module is
+// built here, not by the pipeline: only its memory is planned, so that the backend runs each op
+// as built (fusion would change what is measured).
+Expected<double> timeProgram(std::shared_ptr<ir::Module> m, const backends::Compiler &compile,
+                             int runs) {
+  passes::PassContext ctx;
+  VITC_TRY(passes::createPlanMemory()->run(*m, ctx));
+  VITC_ASSIGN(auto executable, compile(m));
+  VITC_ASSIGN(auto program, executable->instantiate(0, timingParams(*m)));
   std::vector<Tensor> inputs;
   for (const ir::Op *in : m->inputs())
     inputs.push_back(Tensor::zeros(in->shape()));
@@ -162,7 +168,7 @@ Expected<double> timeProgram(std::shared_ptr<const ir::Module> m,
 
 } // namespace
 
-Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std::string &backend,
+Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::string &backend,
                               const std::string &cacheDir, bool recalibrate) {
   std::string cache = cacheDir + "/cpu-" + backend + ".json";
   if (!recalibrate) {
@@ -188,8 +194,8 @@ Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std:
       y = b.gelu(b.add(y, x));
     b.output({y});
   }
-  VITC_ASSIGN(double matmulSeconds, timeProgram(matmulModule, factory, 5));
-  VITC_ASSIGN(double elementwiseSeconds, timeProgram(elementwiseModule, factory, 3));
+  VITC_ASSIGN(double matmulSeconds, timeProgram(matmulModule, compile, 5));
+  VITC_ASSIGN(double elementwiseSeconds, timeProgram(elementwiseModule, compile, 3));
   Target t;
   t.name = "cpu";
   t.comment = "calibrated on this host for the " + backend + " backend";
@@ -216,7 +222,7 @@ std::vector<Tensor> timingParams(const ir::Module &m) {
   return params;
 }
 
-Expected<OpSeconds> profileOps(const ir::Module &module, const runtime::ProgramFactory &factory) {
+Expected<OpSeconds> profileOps(const ir::Module &module, const backends::Compiler &compile) {
   constexpr int kRuns = 5; // timed, after one warm-up (first touches of every buffer)
   auto m = std::shared_ptr<const ir::Module>(module.clone());
   std::vector<Tensor> params = timingParams(*m);
@@ -225,7 +231,8 @@ Expected<OpSeconds> profileOps(const ir::Module &module, const runtime::ProgramF
     inputs.push_back(Tensor::zeros(in->shape()));
   runtime::RunnerOptions options;
   options.trace = true;
-  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
+  VITC_ASSIGN(auto executable, compile(m));
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params, options));
   std::vector<double> walls;
   for (int run = 0; run <= kRuns; ++run) {
     auto t0 = std::chrono::steady_clock::now();
@@ -268,8 +275,8 @@ Expected<OpSeconds> profileOps(const ir::Module &module, const runtime::ProgramF
 }
 
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
-                        const runtime::ProgramFactory &factory) {
-  VITC_ASSIGN(OpSeconds seconds, profileOps(oneLayer, factory));
+                        const backends::Compiler &compile) {
+  VITC_ASSIGN(OpSeconds seconds, profileOps(oneLayer, compile));
   std::map<std::string, std::pair<double, double>> byKind; // keyword -> (seconds, work)
   for (const auto &op : oneLayer.ops()) {
     auto it = seconds.find(op->name);
@@ -287,14 +294,14 @@ Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
   return Status::ok();
 }
 
-Expected<Target> loadTarget(const std::string &spec, const runtime::ProgramFactory &factory,
+Expected<Target> loadTarget(const std::string &spec, const backends::Compiler &compile,
                             const std::string &backend) {
   if (spec == "tpuv4")
     return tpuv4();
   if (spec == "cpu") {
     const char *home = std::getenv("HOME");
     std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
-    return calibrateCpu(factory, backend, dir);
+    return calibrateCpu(compile, backend, dir);
   }
   VITC_ASSIGN(std::string text, readFile(spec));
   return parseTarget(text, spec);

@@ -13,7 +13,7 @@
 #include <unordered_map>
 
 #include "runtime/link_model.h"
-#include "runtime/program.h"
+#include "backends/backend.h"
 
 namespace vitc::autotune {
 
@@ -41,9 +41,9 @@ Expected<Target> parseTarget(std::string_view json, const std::string &path);
 std::string writeTarget(const Target &t);
 Target tpuv4();
 
-// The cpu target for the backend `factory` builds programs with, measured on this host (cached
+// The cpu target for the backend `compile` compiles for, measured on this host (cached
 // per backend under `cacheDir`; `recalibrate` measures again).
-Expected<Target> calibrateCpu(const runtime::ProgramFactory &factory, const std::string &backend,
+Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::string &backend,
                               const std::string &cacheDir, bool recalibrate = false);
 
 // Values for every parameter of `m` (random: timing needs the sizes, not the values).
@@ -57,15 +57,15 @@ using OpSeconds = std::unordered_map<std::string, double>;
 // devices. The
 // devices share the host's cores as they do when the program runs for real, so what sharing costs
 // is in the times.
-Expected<OpSeconds> profileOps(const ir::Module &m, const runtime::ProgramFactory &factory);
+Expected<OpSeconds> profileOps(const ir::Module &m, const backends::Compiler &compile);
 
 // Refines a cpu target on the model itself: profiles a one-layer version of it on one device and
 // records each op kind's measured rate.
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
-                        const runtime::ProgramFactory &factory);
+                        const backends::Compiler &compile);
 
 // `spec` is "cpu", "tpuv4" or a path to a target JSON file.
-Expected<Target> loadTarget(const std::string &spec, const runtime::ProgramFactory &factory,
+Expected<Target> loadTarget(const std::string &spec, const backends::Compiler &compile,
                             const std::string &backend);
 
 } // namespace vitc::autotune

@@ -53,55 +53,53 @@ void insertBox(float *whole, const Shape &wholeShape, const Shape &offset, const
 
 namespace {
 
-Shape blockOffset(const ir::TensorType &type, const ir::Mesh &mesh, int64_t device,
-                  const Shape &local) {
-  Shape offset(type.rank(), 0);
-  for (size_t d = 0; d < type.rank(); ++d)
-    offset[d] = type.blockIndex(d, mesh, device) * local[d];
+Shape blockOffset(const TensorSpec &spec, const Mesh &mesh, int64_t device, const Shape &local) {
+  Shape offset(spec.shape.size(), 0);
+  for (size_t d = 0; d < spec.shape.size(); ++d)
+    offset[d] = spec.sharding.blockIndex(d, mesh, device) * local[d];
   return offset;
 }
 
 } // namespace
 
-Tensor blockOf(const Tensor &global, const ir::TensorType &type, const ir::Mesh &mesh,
-               int64_t device) {
-  assert(global.shape() == type.shape && "global tensor does not match its type");
-  Shape local = type.localShape(mesh);
-  if (local == type.shape)
+Tensor blockOf(const Tensor &global, const TensorSpec &spec, const Mesh &mesh, int64_t device) {
+  assert(global.shape() == spec.shape && "global tensor does not match its spec");
+  Shape local = spec.localShape(mesh);
+  if (local == spec.shape)
     return global;
   Tensor block = Tensor::zeros(local);
-  extractBox(global.data(), global.shape(), blockOffset(type, mesh, device, local),
+  extractBox(global.data(), global.shape(), blockOffset(spec, mesh, device, local),
              block.mutableData(), local);
   return block;
 }
 
-Tensor assemble(const std::vector<Tensor> &blocks, const ir::TensorType &type,
-                const ir::Mesh &mesh) {
-  Shape local = type.localShape(mesh);
-  Tensor global = Tensor::zeros(type.shape);
-  bool partial = type.sharding.partial != 0;
+Tensor assemble(const std::vector<Tensor> &blocks, const TensorSpec &spec, const Mesh &mesh) {
+  Shape local = spec.localShape(mesh);
+  Tensor global = Tensor::zeros(spec.shape);
+  const Sharding &sharding = spec.sharding;
+  bool partial = sharding.partial != 0;
   for (int64_t device = 0; device < mesh.numDevices(); ++device) {
     // Devices that differ only along axes the value is replicated over hold the same block.
     bool representative = true;
     for (int a = 0; a < static_cast<int>(mesh.axes.size()); ++a) {
-      bool splits = type.sharding.isPartial(a);
-      for (size_t d = 0; d < type.rank(); ++d)
-        splits |= type.sharding.dimAxis(d) == a;
+      bool splits = sharding.isPartial(a);
+      for (size_t d = 0; d < spec.shape.size(); ++d)
+        splits |= sharding.dimAxis(d) == a;
       representative &= splits || mesh.coordinate(device, a) == 0;
     }
     if (!representative)
       continue;
     const Tensor &b = blocks[static_cast<size_t>(device)];
-    Shape offset = blockOffset(type, mesh, device, local);
+    Shape offset = blockOffset(spec, mesh, device, local);
     if (!partial) {
-      insertBox(global.mutableData(), type.shape, offset, b.data(), local);
+      insertBox(global.mutableData(), spec.shape, offset, b.data(), local);
       continue;
     }
     Tensor sum = Tensor::zeros(local);
-    extractBox(global.data(), type.shape, offset, sum.mutableData(), local);
+    extractBox(global.data(), spec.shape, offset, sum.mutableData(), local);
     for (int64_t i = 0; i < sum.numel(); ++i)
       sum.mutableData()[i] += b.data()[i];
-    insertBox(global.mutableData(), type.shape, offset, sum.data(), local);
+    insertBox(global.mutableData(), spec.shape, offset, sum.data(), local);
   }
   return global;
 }

@@ -3,20 +3,18 @@
 
 #include <vector>
 
-#include "ir/types.h"
+#include "program/signature.h"
 #include "support/tensor.h"
 
 namespace vitc::runtime {
 
-// The block of `global` that `device` holds under `type`'s sharding (a copy; the whole tensor,
-// shared, when `type` is replicated).
-Tensor blockOf(const Tensor &global, const ir::TensorType &type, const ir::Mesh &mesh,
-               int64_t device);
+// The block of `global` that `device` holds under `spec`'s sharding (a copy; the whole tensor,
+// shared, when `spec` is replicated).
+Tensor blockOf(const Tensor &global, const TensorSpec &spec, const Mesh &mesh, int64_t device);
 
 // The global tensor from every device's block. Replicated dimensions are taken from the devices
 // at coordinate 0; partial sums are summed.
-Tensor assemble(const std::vector<Tensor> &blocks, const ir::TensorType &type,
-                const ir::Mesh &mesh);
+Tensor assemble(const std::vector<Tensor> &blocks, const TensorSpec &spec, const Mesh &mesh);
 
 // Copies the box of `whole` that starts at `offset` and has `boxShape` into `box`.
 void extractBox(const float *whole, const Shape &wholeShape, const Shape &offset, float *box,

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "ir/types.h"
+#include "program/mesh.h"
 #include "support/error.h"
 
 namespace vitc::runtime {
@@ -32,7 +32,7 @@ class Communicator {
 public:
   virtual ~Communicator() = default;
   virtual int64_t device() const = 0;
-  virtual const ir::Mesh &mesh() const = 0;
+  virtual const Mesh &mesh() const = 0;
 
   // recv[c*count, (c+1)*count) = what the device at coordinate c sent.
   virtual std::unique_ptr<Request> allGather(int axis, const float *send, int64_t count,

@@ -114,11 +114,11 @@ const Link *LinkModel::link(std::string_view axis) const {
   return default_ ? &*default_ : nullptr;
 }
 
-Status LinkModel::check(const ir::Mesh &mesh, const Loc &loc) const {
+Status LinkModel::check(const Mesh &mesh, const Loc &loc) const {
   for (const auto &[name, link] : axes_)
     if (mesh.axisIndex(name) < 0) {
       std::string known;
-      for (const ir::MeshAxis &a : mesh.axes)
+      for (const MeshAxis &a : mesh.axes)
         known += (known.empty() ? "" : ", ") + a.name;
       return makeError(loc, "the link model names axis '{}', but the mesh has only {}", name,
                        known.empty() ? "no axes" : known);

@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "ir/types.h"
+#include "program/mesh.h"
 #include "support/error.h"
 
 namespace vitc::runtime {
@@ -51,7 +51,7 @@ public:
   // The link of the named axis, or null when collectives over it are free.
   const Link *link(std::string_view axis) const;
   // Fails if the model names an axis the mesh lacks.
-  Status check(const ir::Mesh &mesh, const Loc &loc = Loc{}) const;
+  Status check(const Mesh &mesh, const Loc &loc = Loc{}) const;
 
   // How long one collective over `axis` with `k` devices takes (see the file comment).
   std::chrono::nanoseconds duration(CollectiveKind kind, std::string_view axis, int64_t k,

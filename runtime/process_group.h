@@ -36,7 +36,7 @@ public:
 
   // Collective. The communicator of this process's device (device id = rank) on `mesh`, whose
   // device count must equal `size()`.
-  virtual Expected<std::unique_ptr<Communicator>> connect(const ir::Mesh &mesh,
+  virtual Expected<std::unique_ptr<Communicator>> connect(const Mesh &mesh,
                                                           const CollectiveOptions &options) = 0;
   // Collective. Every process passes how its part went; all get ok when every part succeeded,
   // otherwise all get the same error, the one at the root of the failure, as "device N: ...".

@@ -1,16 +1,18 @@
-// What a backend produces for one device and a runtime runs: a DeviceProgram.
+// What a backend produces and a runtime runs: an Executable, and the DeviceProgram it makes for
+// each device.
 //
-// A program is built from a verified module and that device's blocks of the parameters (in the
-// order of `Module::params()`). It computes everything that depends on parameters alone once, when
-// it is built (concatenated fused weights, reshaped patch kernels, ...), and then runs the forward
-// pass as many times as asked.
+// A backend compiles a planned module once into an Executable: its generated code (or, for the
+// interpreter, the module itself) and its Signature (program/signature.h), which is all a runtime
+// knows of it. The runtime cuts the global parameters into each device's blocks from the
+// signature and asks the executable for that device's program. A program computes everything that
+// depends on parameters alone once, when it is made (concatenated fused weights, packed panels,
+// ...), and then runs the forward pass as many times as asked.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <vector>
 
-#include "ir/module.h"
+#include "program/signature.h"
 #include "runtime/communicator.h"
 #include "support/tensor.h"
 
@@ -19,8 +21,8 @@ namespace vitc::runtime {
 class DeviceProgram {
 public:
   virtual ~DeviceProgram() = default;
-  // `inputs` are this device's blocks of the module's inputs, in order; returns its blocks of the
-  // outputs.
+  // `inputs` are this device's blocks of the signature's inputs, in order; returns its blocks of
+  // the outputs.
   virtual Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                             Communicator &comm) = 0;
 
@@ -33,8 +35,14 @@ public:
   virtual Memory memory() const { return {}; }
 };
 
-// Builds one device's program. Backends provide one of these.
-using ProgramFactory = std::function<Expected<std::unique_ptr<DeviceProgram>>(
-    std::shared_ptr<const ir::Module> module, int64_t device, std::vector<Tensor> params)>;
+class Executable {
+public:
+  virtual ~Executable() = default;
+  virtual const Signature &signature() const = 0;
+  // The program of `device`, from its blocks of the parameters (in the order of
+  // `signature().params`, each of its block shape). Safe to call for several devices at once.
+  virtual Expected<std::unique_ptr<DeviceProgram>> instantiate(int64_t device,
+                                                               std::vector<Tensor> params) const = 0;
+};
 
 } // namespace vitc::runtime

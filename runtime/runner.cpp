@@ -1,4 +1,4 @@
-// Running a module over its mesh, on threads or on MPI processes.
+// Running an executable over its mesh, on threads or on MPI processes.
 #include "runtime/runner.h"
 
 #include <cstring>
@@ -14,32 +14,22 @@ std::string count(int64_t n, std::string_view noun) {
   return fmt::format("{} {}{}", n, noun, n == 1 ? "" : noun.ends_with('s') ? "es" : "s");
 }
 
-std::vector<Tensor> paramBlocks(const ir::Module &module, const std::vector<Tensor> &params,
-                                int64_t device) {
-  std::vector<ir::Op *> paramOps = module.params();
+// Each tensor's block on `device`.
+std::vector<Tensor> blocksOf(const std::vector<Tensor> &global, const std::vector<TensorSpec> &specs,
+                             const Mesh &mesh, int64_t device) {
   std::vector<Tensor> local;
-  for (size_t i = 0; i < paramOps.size(); ++i)
-    local.push_back(blockOf(params[i], paramOps[i]->type, module.mesh, device));
-  return local;
-}
-
-std::vector<Tensor> inputBlocks(const ir::Module &module, const std::vector<Tensor> &inputs,
-                                int64_t device) {
-  std::vector<ir::Op *> inputOps = module.inputs();
-  std::vector<Tensor> local;
-  for (size_t i = 0; i < inputs.size(); ++i)
-    local.push_back(blockOf(inputs[i], inputOps[i]->type, module.mesh, device));
+  for (size_t i = 0; i < global.size(); ++i)
+    local.push_back(blockOf(global[i], specs[i], mesh, device));
   return local;
 }
 
 // Checks that a device's program returned one block of the right shape per output.
-Status checkOutputs(const ir::Module &module, const std::vector<Tensor> &outs) {
-  const ir::Op *output = module.output();
-  if (outs.size() != output->operands.size())
-    return makeError(Loc{}, "the program returned {}, the module has {}",
-                     count(static_cast<int64_t>(outs.size()), "output"), output->operands.size());
+Status checkOutputs(const Signature &sig, const std::vector<Tensor> &outs) {
+  if (outs.size() != sig.outputs.size())
+    return makeError(Loc{}, "the program returned {}, the signature has {}",
+                     count(static_cast<int64_t>(outs.size()), "output"), sig.outputs.size());
   for (size_t i = 0; i < outs.size(); ++i) {
-    Shape local = output->operand(i)->type.localShape(module.mesh);
+    Shape local = sig.outputs[i].localShape(sig.mesh);
     if (outs[i].shape() != local)
       return makeError(Loc{}, "output {} has shape {}, expected the block shape {}", i,
                        shapeString(outs[i].shape()), shapeString(local));
@@ -47,18 +37,16 @@ Status checkOutputs(const ir::Module &module, const std::vector<Tensor> &outs) {
   return Status::ok();
 }
 
-template <typename T>
-Status checkTensors(const char *what, const std::vector<T *> &ops,
+Status checkTensors(const char *what, const std::vector<TensorSpec> &specs,
                     const std::vector<Tensor> &values) {
-  if (values.size() != ops.size())
+  if (values.size() != specs.size())
     return makeError(Loc{}, "{} for a program that takes {}",
                      count(static_cast<int64_t>(values.size()), std::string(what) + " tensor"),
-                     ops.size());
+                     specs.size());
   for (size_t i = 0; i < values.size(); ++i)
-    if (values[i].shape() != ops[i]->shape())
-      return makeError(Loc{}, "{} '{}' has shape {}, the program takes {}", what,
-                       ops[i]->attrs.getStr("name"), shapeString(values[i].shape()),
-                       shapeString(ops[i]->shape()));
+    if (values[i].shape() != specs[i].shape)
+      return makeError(Loc{}, "{} '{}' has shape {}, the program takes {}", what, specs[i].name,
+                       shapeString(values[i].shape()), shapeString(specs[i].shape));
   return Status::ok();
 }
 
@@ -66,15 +54,16 @@ Status checkTensors(const char *what, const std::vector<T *> &ops,
 
 MeshRunner::~MeshRunner() = default;
 
-Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const ir::Module> module,
-                                                         const ProgramFactory &factory,
-                                                         const std::vector<Tensor> &params,
-                                                         RunnerOptions options) {
+Expected<std::unique_ptr<MeshRunner>>
+MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vector<Tensor> &params,
+                   RunnerOptions options) {
   auto runner = std::unique_ptr<MeshRunner>(new MeshRunner());
-  const ir::Mesh &mesh = module->mesh;
-  VITC_TRY(checkTensors("parameter", module->params(), params));
+  const Signature &sig = executable->signature();
+  const Mesh &mesh = sig.mesh;
+  VITC_TRY(checkTensors("parameter", sig.params, params));
   VITC_TRY(options.link.check(mesh));
-  runner->module_ = module;
+  runner->executable_ = executable;
+  runner->signature_ = &sig;
   runner->options_ = std::move(options);
   const RunnerOptions &opts = runner->options_;
   if (opts.trace)
@@ -88,7 +77,7 @@ Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const i
     runner->threads_ = std::make_unique<ThreadMesh>(mesh, std::move(threadOptions));
     for (int64_t device = 0; device < mesh.numDevices(); ++device) {
       Expected<std::unique_ptr<DeviceProgram>> program =
-          factory(module, device, paramBlocks(*module, params, device));
+          executable->instantiate(device, blocksOf(params, sig.params, mesh, device));
       if (!program)
         return makeError(program.error().loc(), "device {}: {}", device, program.error().message());
       runner->programs_.push_back(program.take());
@@ -113,7 +102,7 @@ Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const i
   }
   int64_t device = group.rank();
   Expected<std::unique_ptr<DeviceProgram>> program =
-      factory(module, device, paramBlocks(*module, params, device));
+      executable->instantiate(device, blocksOf(params, sig.params, mesh, device));
   Status built = program ? Status::ok() : Status(program.error());
   VITC_TRY(group.agree(built, opts.collectiveTimeout));
   runner->programs_.push_back(program.take());
@@ -123,44 +112,45 @@ Expected<std::unique_ptr<MeshRunner>> MeshRunner::create(std::shared_ptr<const i
 bool MeshRunner::isWriter() const { return !options_.processes || options_.processes->rank() == 0; }
 
 Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs) {
-  VITC_TRY(checkTensors("input", module_->inputs(), inputs));
+  VITC_TRY(checkTensors("input", signature_->inputs, inputs));
   if (poisoned_)
     return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
   return options_.processes ? runProcesses(inputs) : runThreads(inputs);
 }
 
 Expected<std::vector<Tensor>> MeshRunner::runThreads(const std::vector<Tensor> &inputs) {
-  const ir::Mesh &mesh = module_->mesh;
+  const Signature &sig = *signature_;
+  const Mesh &mesh = sig.mesh;
   std::vector<std::vector<Tensor>> blocks(static_cast<size_t>(mesh.numDevices()));
   Tracer *tracer = tracer_.get();
   VITC_TRY(threads_->run([&](int64_t device, Communicator &comm) -> Status {
     ScopedSpan span(tracer, device, kProgramTrack, "run");
-    std::vector<Tensor> local = inputBlocks(*module_, inputs, device);
+    std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
     VITC_ASSIGN(std::vector<Tensor> outs, programs_[static_cast<size_t>(device)]->run(local, comm));
-    VITC_TRY(checkOutputs(*module_, outs));
+    VITC_TRY(checkOutputs(sig, outs));
     blocks[static_cast<size_t>(device)] = std::move(outs);
     return Status::ok();
   }));
-  const ir::Op *output = module_->output();
   std::vector<Tensor> global;
-  for (size_t i = 0; i < output->operands.size(); ++i) {
+  for (size_t i = 0; i < sig.outputs.size(); ++i) {
     std::vector<Tensor> perDevice;
     for (const std::vector<Tensor> &b : blocks)
       perDevice.push_back(b[i]);
-    global.push_back(assemble(perDevice, output->operand(i)->type, mesh));
+    global.push_back(assemble(perDevice, sig.outputs[i], mesh));
   }
   return global;
 }
 
 Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor> &inputs) {
-  const ir::Mesh &mesh = module_->mesh;
+  const Signature &sig = *signature_;
+  const Mesh &mesh = sig.mesh;
   ProcessGroup &group = *options_.processes;
   int64_t device = group.rank();
   Expected<std::vector<Tensor>> outs = [&]() -> Expected<std::vector<Tensor>> {
     ScopedSpan span(tracer_.get(), device, kProgramTrack, "run");
-    std::vector<Tensor> local = inputBlocks(*module_, inputs, device);
+    std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
     VITC_ASSIGN(std::vector<Tensor> result, programs_[0]->run(local, *comm_));
-    VITC_TRY(checkOutputs(*module_, result));
+    VITC_TRY(checkOutputs(sig, result));
     return result;
   }();
   Status agreed =
@@ -182,12 +172,10 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
   const std::vector<std::string> &all = *gathered;
   if (group.rank() != 0)
     return std::vector<Tensor>{};
-  const ir::Op *output = module_->output();
   std::vector<Tensor> global;
   size_t offset = 0;
-  for (size_t i = 0; i < output->operands.size(); ++i) {
-    const ir::TensorType &type = output->operand(i)->type;
-    Shape local = type.localShape(mesh);
+  for (const TensorSpec &spec : sig.outputs) {
+    Shape local = spec.localShape(mesh);
     size_t size = static_cast<size_t>(numElements(local)) * sizeof(float);
     std::vector<Tensor> perDevice;
     for (const std::string &b : all) {
@@ -197,7 +185,7 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
       perDevice.push_back(std::move(t));
     }
     offset += size;
-    global.push_back(assemble(perDevice, type, mesh));
+    global.push_back(assemble(perDevice, spec, mesh));
   }
   return global;
 }

@@ -1,7 +1,8 @@
-// Runs a module on every device of its mesh and returns whole outputs.
+// Runs an executable on every device of its mesh and returns whole outputs.
 //
-// The runner cuts global parameters and inputs into each device's blocks, builds each device's
-// program with the backend's factory, runs the devices, and assembles the outputs. Two runtimes:
+// The runner cuts global parameters and inputs into each device's blocks as the executable's
+// signature lays them out, makes each device's program, runs the devices, and assembles the
+// outputs. Two runtimes:
 // - threads (the default): every device is a thread of this process (runtime/thread_mesh.h); the
 //   runner builds every device's program and returns the outputs.
 // - processes (MPI, runtime/mpi/mpi_runtime.h): every device is a process, device id = rank; each
@@ -33,15 +34,15 @@ struct RunnerOptions {
 
 class MeshRunner {
 public:
-  // `params` are the global parameter values, in the order of `module->params()`. Under MPI this
-  // is collective and every process passes the same values.
-  static Expected<std::unique_ptr<MeshRunner>> create(std::shared_ptr<const ir::Module> module,
-                                                      const ProgramFactory &factory,
+  // `params` are the global parameter values, in the order of the signature's params
+  // (frontend/formats/bind.h binds them by name). Under MPI this is collective and every process
+  // passes the same values.
+  static Expected<std::unique_ptr<MeshRunner>> create(std::shared_ptr<const Executable> executable,
                                                       const std::vector<Tensor> &params,
                                                       RunnerOptions options = {});
   ~MeshRunner();
 
-  // `inputs` are the global input values, in the order of `module->inputs()`. Returns the global
+  // `inputs` are the global input values, in the order of the signature's inputs. Returns the global
   // outputs, or an empty list on processes that are not the writer. Collective under MPI.
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs);
 
@@ -67,7 +68,8 @@ private:
   Expected<std::vector<Tensor>> runThreads(const std::vector<Tensor> &inputs);
   Expected<std::vector<Tensor>> runProcesses(const std::vector<Tensor> &inputs);
 
-  std::shared_ptr<const ir::Module> module_;
+  std::shared_ptr<const Executable> executable_;
+  const Signature *signature_ = nullptr; // the executable's
   RunnerOptions options_;
   std::unique_ptr<Tracer> tracer_;
   std::vector<std::unique_ptr<DeviceProgram>> programs_; // by device; only its own under MPI

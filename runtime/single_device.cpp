@@ -12,7 +12,7 @@ public:
   Status wait() override { return Status::ok(); }
 };
 
-std::unique_ptr<Request> copy(const ir::Mesh &mesh, int axis, const float *send, int64_t count,
+std::unique_ptr<Request> copy(const Mesh &mesh, int axis, const float *send, int64_t count,
                               float *recv) {
   assert(mesh.axisSize(axis) == 1 && "a one-device communicator on a larger mesh");
   if (send != recv)

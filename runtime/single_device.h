@@ -7,9 +7,9 @@ namespace vitc::runtime {
 
 class SingleDeviceCommunicator : public Communicator {
 public:
-  explicit SingleDeviceCommunicator(ir::Mesh mesh) : mesh_(std::move(mesh)) {}
+  explicit SingleDeviceCommunicator(Mesh mesh) : mesh_(std::move(mesh)) {}
   int64_t device() const override { return 0; }
-  const ir::Mesh &mesh() const override { return mesh_; }
+  const Mesh &mesh() const override { return mesh_; }
   std::unique_ptr<Request> allGather(int axis, const float *send, int64_t count,
                                      float *recv) override;
   std::unique_ptr<Request> reduceScatter(int axis, const float *send, int64_t count,
@@ -20,7 +20,7 @@ public:
                                    float *recv) override;
 
 private:
-  ir::Mesh mesh_;
+  Mesh mesh_;
 };
 
 } // namespace vitc::runtime

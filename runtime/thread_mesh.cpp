@@ -107,7 +107,7 @@ std::string deviceList(const std::vector<int64_t> &devices) {
   return out;
 }
 
-std::string describe(const Collective &c, const ir::Mesh &mesh) {
+std::string describe(const Collective &c, const Mesh &mesh) {
   std::string members;
   for (int64_t d : c.members)
     members += (members.empty() ? "" : ", ") + std::to_string(d);
@@ -197,7 +197,7 @@ class ThreadCommunicator;
 struct ThreadMesh::State {
   using Key = std::tuple<int, int64_t, int64_t>; // axis, first device of the group, sequence
 
-  ir::Mesh mesh;
+  Mesh mesh;
   ThreadMeshOptions options;
   std::mutex mu;
   std::condition_variable cv;
@@ -386,7 +386,7 @@ class ThreadCommunicator : public Communicator {
 public:
   ThreadCommunicator(ThreadMesh::State &st, int64_t device) : st_(st), device_(device) {}
   int64_t device() const override { return device_; }
-  const ir::Mesh &mesh() const override { return st_.mesh; }
+  const Mesh &mesh() const override { return st_.mesh; }
   Tracer *tracer() const override { return st_.options.tracer; }
 
   std::unique_ptr<Request> allGather(int axis, const float *send, int64_t count,
@@ -409,7 +409,7 @@ public:
 private:
   std::unique_ptr<Request> post(CollectiveKind kind, int axis, int64_t shift, const float *send,
                                 int64_t count, float *recv) {
-    const ir::Mesh &mesh = st_.mesh;
+    const Mesh &mesh = st_.mesh;
     assert(axis >= 0 && axis < static_cast<int>(mesh.axes.size()) && "no such mesh axis");
     int64_t k = mesh.axisSize(axis);
     shift = ((shift % k) + k) % k;
@@ -460,7 +460,7 @@ private:
   int64_t device_;
 };
 
-ThreadMesh::ThreadMesh(ir::Mesh mesh, ThreadMeshOptions options)
+ThreadMesh::ThreadMesh(Mesh mesh, ThreadMeshOptions options)
     : state_(std::make_unique<State>()) {
   state_->mesh = std::move(mesh);
   state_->options = std::move(options);
@@ -479,7 +479,7 @@ ThreadMesh::~ThreadMesh() {
   state_->engine.reset();
 }
 
-const ir::Mesh &ThreadMesh::mesh() const { return state_->mesh; }
+const Mesh &ThreadMesh::mesh() const { return state_->mesh; }
 
 Communicator &ThreadMesh::communicator(int64_t device) {
   assert(device >= 0 && device < state_->mesh.numDevices() && "no such device");

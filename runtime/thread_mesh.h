@@ -36,12 +36,12 @@ struct ThreadMeshOptions {
 
 class ThreadMesh {
 public:
-  explicit ThreadMesh(ir::Mesh mesh, ThreadMeshOptions options = {});
+  explicit ThreadMesh(Mesh mesh, ThreadMeshOptions options = {});
   ~ThreadMesh();
   ThreadMesh(const ThreadMesh &) = delete;
   ThreadMesh &operator=(const ThreadMesh &) = delete;
 
-  const ir::Mesh &mesh() const;
+  const Mesh &mesh() const;
   // The communicator of one device. Requests must not outlive the ThreadMesh.
   Communicator &communicator(int64_t device);
 

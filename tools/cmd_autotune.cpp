@@ -33,14 +33,15 @@ void printRow(size_t rank, const autotune::Evaluation &e) {
 // Runs a candidate on this machine's thread runtime and returns the median step time.
 Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
                          const autotune::Candidate &c, const runtime::LinkModel &link,
-                         const runtime::ProgramFactory &factory, int runs) {
+                         const backends::Compiler &compile, int runs) {
   VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
               autotune::compileCandidate(config, batch / c.microbatches, c));
   std::shared_ptr<const ir::Module> m = std::move(compiled);
   std::vector<Tensor> params = autotune::timingParams(*m);
   runtime::RunnerOptions options;
   options.link = link;
-  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(m, factory, params, options));
+  VITC_ASSIGN(auto executable, compile(m));
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params, options));
   Tensor images = Tensor::zeros(m->inputs()[0]->shape());
   VITC_TRY(runner->run({images})); // warm-up
   std::vector<double> times;
@@ -120,13 +121,13 @@ int runAutotune(int argc, char **argv) {
   const frontend::ModelConfig &config = *loaded->config;
 
   // Each device gets its share of the host's cores, as vitc run gives it.
-  Expected<runtime::ProgramFactory> factory = backendFactory(backend, defaultThreads(devices));
-  if (!factory)
-    return report(factory.error());
+  Expected<backends::Compiler> compiler = backendCompiler(backend, defaultThreads(devices));
+  if (!compiler)
+    return report(compiler.error());
   bool terminal = isatty(STDERR_FILENO);
   if (terminal && targetSpec == "cpu")
     std::cerr << "calibrating this CPU (once; cached in ~/.cache/vitc)...\r" << std::flush;
-  Expected<autotune::Target> target = autotune::loadTarget(targetSpec, *factory, backend);
+  Expected<autotune::Target> target = autotune::loadTarget(targetSpec, *compiler, backend);
   if (!target)
     return report(target.error());
   if (!link.empty()) {
@@ -147,7 +148,7 @@ int runAutotune(int argc, char **argv) {
         autotune::compileCandidate(config, std::max<int64_t>(1, batch / devices), single, 1);
     if (!oneLayer)
       return report(oneLayer.error());
-    if (Status s = autotune::calibrateOnModel(*target, **oneLayer, *factory); !s)
+    if (Status s = autotune::calibrateOnModel(*target, **oneLayer, *compiler); !s)
       return report(s.error());
   }
 
@@ -157,7 +158,7 @@ int runAutotune(int argc, char **argv) {
   options.train = mode == "train";
   options.target = *target;
   if (targetSpec == "cpu")
-    options.profile = [&](const ir::Module &m) { return autotune::profileOps(m, *factory); };
+    options.profile = [&](const ir::Module &m) { return autotune::profileOps(m, *compiler); };
   auto started = std::chrono::steady_clock::now();
   Expected<autotune::SearchResult> result =
       autotune::search(config, options, [&](size_t done, size_t total, const std::string &what) {
@@ -228,7 +229,7 @@ int runAutotune(int argc, char **argv) {
         std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
                                  e.candidate.layoutString())
                   << std::flush;
-      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *factory, 5);
+      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *compiler, 5);
       if (terminal)
         std::cerr << "\r\033[K" << std::flush;
       if (!seconds)

@@ -275,12 +275,15 @@ int runRun(int argc, char **argv) {
                     ? f.threads
                     : defaultThreads(runnerOptions.processes ? 1 : module->mesh.numDevices());
   // MPI ranks compile alike: only a single process says what it compiled.
-  Expected<runtime::ProgramFactory> factory =
-      backendFactory(f.backend, threads, runnerOptions.processes ? nullptr : &std::cerr);
-  if (!factory)
-    return report(factory.error());
-  Expected<std::unique_ptr<runtime::MeshRunner>> runner =
-      runtime::MeshRunner::create(module, *factory, paramsInOrder(*module, *params), runnerOptions);
+  Expected<backends::Compiler> compile =
+      backendCompiler(f.backend, threads, runnerOptions.processes ? nullptr : &std::cerr);
+  if (!compile)
+    return report(compile.error());
+  Expected<std::shared_ptr<const runtime::Executable>> executable = (*compile)(module);
+  if (!executable)
+    return report(executable.error());
+  Expected<std::unique_ptr<runtime::MeshRunner>> runner = runtime::MeshRunner::create(
+      *executable, paramsInOrder(*module, *params), runnerOptions);
   if (!runner)
     return report(runner.error());
   // One pass over every micro-batch; the outputs joined back along the batch.

@@ -58,10 +58,10 @@ std::vector<Tensor> paramsInOrder(const ir::Module &m,
   return params;
 }
 
-Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads,
-                                                 std::ostream *remarks) {
+Expected<backends::Compiler> backendCompiler(const std::string &name, int threads,
+                                             std::ostream *remarks) {
   if (name == "interpreter")
-    return interp::interpreterFactory();
+    return interp::compiler();
   if (name == "llvm") {
     llvmbe::Options options;
     options.threads = std::max(1, threads);
@@ -78,7 +78,7 @@ Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int th
             "remark: llvm: {} kernels ({} calls) JIT-compiled for {} in {:.2f} s\n",
             r.uniqueKernels, r.kernels, r.cpu, r.seconds);
       };
-    return llvmbe::jitFactory(options);
+    return llvmbe::compiler(options);
   }
   return makeError(Loc::inFile("--backend"), "unknown backend '{}' (known: llvm, interpreter)",
                    name);

@@ -4,6 +4,7 @@
 #include <map>
 #include <ostream>
 
+#include "backends/backend.h"
 #include "frontend/weights.h"
 #include "runtime/runner.h"
 #include "tools/driver.h"
@@ -30,10 +31,10 @@ Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
 // The values for `m`'s parameters, in order.
 std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
 
-// The program factory of a backend: "llvm" (JIT-compiled kernels; `threads` per device) or
+// The compiler of a backend: "llvm" (JIT-compiled kernels; `threads` per device) or
 // "interpreter". With `remarks`, the llvm backend says there what it compiled and how long it took.
-Expected<runtime::ProgramFactory> backendFactory(const std::string &name, int threads,
-                                                 std::ostream *remarks = nullptr);
+Expected<backends::Compiler> backendCompiler(const std::string &name, int threads,
+                                             std::ostream *remarks = nullptr);
 // Threads per device when the user did not say: the host's cores shared by the mesh's devices.
 int defaultThreads(int64_t devices);
 

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "backends/interpreter/kernels.h"
+#include "ir/signature.h"
 #include "runtime/tracer.h"
 
 namespace vitc::interp {
@@ -347,14 +348,33 @@ private:
 
 } // namespace
 
-Expected<std::unique_ptr<runtime::DeviceProgram>>
-createInterpreter(std::shared_ptr<const ir::Module> module, int64_t device,
-                  std::vector<Tensor> params) {
-  auto program = std::make_unique<Interpreter>(std::move(module), device);
-  VITC_TRY(program->prepare(std::move(params)));
-  return std::unique_ptr<runtime::DeviceProgram>(std::move(program));
+namespace {
+
+class InterpreterExecutable : public runtime::Executable {
+public:
+  explicit InterpreterExecutable(std::shared_ptr<const ir::Module> module)
+      : module_(std::move(module)), signature_(ir::signatureOf(*module_)) {}
+  const Signature &signature() const override { return signature_; }
+  Expected<std::unique_ptr<runtime::DeviceProgram>>
+  instantiate(int64_t device, std::vector<Tensor> params) const override {
+    auto program = std::make_unique<Interpreter>(module_, device);
+    VITC_TRY(program->prepare(std::move(params)));
+    return std::unique_ptr<runtime::DeviceProgram>(std::move(program));
+  }
+
+private:
+  std::shared_ptr<const ir::Module> module_;
+  Signature signature_;
+};
+
+} // namespace
+
+Expected<std::shared_ptr<const runtime::Executable>>
+compile(std::shared_ptr<const ir::Module> module) {
+  return std::shared_ptr<const runtime::Executable>(
+      std::make_shared<InterpreterExecutable>(std::move(module)));
 }
 
-runtime::ProgramFactory interpreterFactory() { return createInterpreter; }
+backends::Compiler compiler() { return compile; }
 
 } // namespace vitc::interp

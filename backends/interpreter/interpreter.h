@@ -4,15 +4,16 @@
 // on parameters alone are computed once, when the program is built.
 #pragma once
 
-#include "runtime/program.h"
+#include "backends/backend.h"
 
 namespace vitc::interp {
 
-Expected<std::unique_ptr<runtime::DeviceProgram>>
-createInterpreter(std::shared_ptr<const ir::Module> module, int64_t device,
-                  std::vector<Tensor> params);
+// An executable that interprets `module`: any verified module, with or without a memory plan.
+// Its programs share the module.
+Expected<std::shared_ptr<const runtime::Executable>>
+compile(std::shared_ptr<const ir::Module> module);
 
-// The factory runtimes use to build interpreter programs.
-runtime::ProgramFactory interpreterFactory();
+// `compile`, as a value for code that takes any backend.
+backends::Compiler compiler();
 
 } // namespace vitc::interp

@@ -1,18 +1,18 @@
 // The LLVM backend: CPU kernels generated for each op, JIT-compiled or emitted as objects.
 //
-// A module (verified, and planned by plan-memory; the backend plans a copy itself otherwise) is
-// lowered to calls of kernels whose shapes and attributes are all constants; identical kernels
-// are generated once. Kernels are vectorized for the chosen CPU (AVX-512 when it has it, else
-// AVX2), optimized at `optLevel` and either JIT-compiled with ORC LLJIT (`jitFactory`) or written
-// as an ELF object or a standalone single-device executable. Nothing here exposes LLVM types.
+// A module (verified, and planned by plan-memory, the last pass of the pipeline: a module without
+// a memory plan is refused) is lowered to calls of kernels whose shapes and attributes are all
+// constants; identical kernels are generated once. Kernels are vectorized for the chosen CPU
+// (AVX-512 when it has it, else AVX2), optimized at `optLevel` and either JIT-compiled with ORC
+// LLJIT into an Executable (`compile`) or written as an ELF object or a standalone single-device
+// executable. Nothing here exposes LLVM types.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
 
-#include "ir/module.h"
-#include "runtime/program.h"
+#include "backends/backend.h"
 #include "support/error.h"
 
 namespace vitc::llvmbe {
@@ -54,7 +54,7 @@ struct Options {
 #endif
   // JIT only: also write the compiled object file here (for disassembly and debugging).
   std::string saveObject;
-  // Called once per compiled module (jitFactory compiles each module once, for all devices).
+  // Called once per compiled module, with what compiling it did.
   std::function<void(const CompileReport &)> onCompiled;
 };
 
@@ -64,11 +64,14 @@ struct Options {
 Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir,
                            bool retune = false);
 
-// Builds programs for runtime::MeshRunner and friends. The module is compiled at its first
-// program and the machine code shared by every device (and every later program) of that module;
-// each program binds its device's parameters, computes weight-only values and packs weights once,
-// and allocates its workspace once.
-runtime::ProgramFactory jitFactory(Options options = {});
+// JIT-compiles the module's kernels into an executable for runtime::MeshRunner and friends. Its
+// programs share the machine code; each binds its device's parameters, computes weight-only
+// values and packs weights once, and allocates its workspace once.
+Expected<std::shared_ptr<const runtime::Executable>> compile(const ir::Module &m,
+                                                             const Options &options = {});
+
+// `compile` with these options, as a value for code that takes any backend.
+backends::Compiler compiler(Options options = {});
 
 // Checks a CPU name (Options::cpu) for this host's target before anything is compiled.
 Status checkCpu(const std::string &cpu);

@@ -6,7 +6,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "passes/plan_memory.h"
 
 namespace vitc::llvmbe {
 namespace {
@@ -634,13 +633,12 @@ private:
 } // namespace
 
 Expected<Plan> planModule(const ir::Module &m, const TileConfig &tiles) {
-  if (m.attrs.has("workspace_bytes"))
-    return Planner(m, tiles).plan();
-  // Plan the memory of a copy; the plan refers to its ops only while planning.
-  std::unique_ptr<ir::Module> copy = m.clone();
-  passes::PassContext ctx;
-  VITC_TRY(passes::createPlanMemory()->run(*copy, ctx));
-  return Planner(*copy, tiles).plan();
+  // plan-memory marks the module it planned; without it no value has a place in the workspace.
+  if (!m.attrs.has("workspace_bytes"))
+    return makeError(Loc{}, "module @{} has no memory plan: the llvm backend needs the plan-memory "
+                            "pass to run last (it was left out of the pipeline)",
+                     m.name);
+  return Planner(m, tiles).plan();
 }
 
 } // namespace vitc::llvmbe

@@ -112,7 +112,7 @@ struct Plan {
   int64_t calls = 0;        // kernel calls, load and run, before deduplication
 };
 
-// Lowers a verified module. Runs plan-memory on a copy when the module has no memory plan yet.
+// Lowers a verified module that plan-memory planned; refuses one it did not plan.
 Expected<Plan> planModule(const ir::Module &m, const TileConfig &tiles);
 
 } // namespace vitc::llvmbe

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "backends/llvm/compiler.h"
 #include "backends/llvm/worker_pool.h"
+#include "ir/signature.h"
 #include "runtime/blocks.h"
 #include "runtime/tracer.h"
 
@@ -359,44 +359,35 @@ Expected<std::shared_ptr<const CompiledModule>> compileModule(const ir::Module &
   return std::shared_ptr<const CompiledModule>(std::move(compiled));
 }
 
-// The modules a factory has compiled, so that every device (and every later program) of a module
-// shares one compilation.
-class CompileCache {
+class JitExecutable : public runtime::Executable {
 public:
-  explicit CompileCache(Options options) : options_(std::move(options)) {}
-
-  Expected<std::shared_ptr<const CompiledModule>>
-  get(const std::shared_ptr<const ir::Module> &module) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::erase_if(entries_, [](const Entry &e) { return e.module.expired(); });
-    for (const Entry &e : entries_)
-      if (e.module.lock() == module)
-        return e.compiled;
-    VITC_ASSIGN(std::shared_ptr<const CompiledModule> compiled, compileModule(*module, options_));
-    entries_.push_back({module, compiled});
-    return compiled;
+  JitExecutable(std::shared_ptr<const CompiledModule> compiled, Signature signature)
+      : compiled_(std::move(compiled)), signature_(std::move(signature)) {}
+  const Signature &signature() const override { return signature_; }
+  Expected<std::unique_ptr<runtime::DeviceProgram>>
+  instantiate(int64_t device, std::vector<Tensor> params) const override {
+    auto program = std::make_unique<JitProgram>(compiled_, device);
+    VITC_TRY(program->load(std::move(params)));
+    return std::unique_ptr<runtime::DeviceProgram>(std::move(program));
   }
 
 private:
-  struct Entry {
-    std::weak_ptr<const ir::Module> module;
-    std::shared_ptr<const CompiledModule> compiled;
-  };
-  Options options_;
-  std::mutex mutex_;
-  std::vector<Entry> entries_;
+  std::shared_ptr<const CompiledModule> compiled_;
+  Signature signature_;
 };
 
 } // namespace
 
-runtime::ProgramFactory jitFactory(Options options) {
-  auto cache = std::make_shared<CompileCache>(std::move(options));
-  return [cache](std::shared_ptr<const ir::Module> module, int64_t device,
-                 std::vector<Tensor> params) -> Expected<std::unique_ptr<runtime::DeviceProgram>> {
-    VITC_ASSIGN(std::shared_ptr<const CompiledModule> compiled, cache->get(module));
-    auto program = std::make_unique<JitProgram>(std::move(compiled), device);
-    VITC_TRY(program->load(std::move(params)));
-    return std::unique_ptr<runtime::DeviceProgram>(std::move(program));
+Expected<std::shared_ptr<const runtime::Executable>> compile(const ir::Module &m,
+                                                             const Options &options) {
+  VITC_ASSIGN(std::shared_ptr<const CompiledModule> compiled, compileModule(m, options));
+  return std::shared_ptr<const runtime::Executable>(
+      std::make_shared<JitExecutable>(std::move(compiled), ir::signatureOf(m)));
+}
+
+backends::Compiler compiler(Options options) {
+  return [options = std::move(options)](std::shared_ptr<const ir::Module> module) {
+    return compile(*module, options);
   };
 }
 

@@ -104,7 +104,7 @@ public:
   int64_t size() const override { return size_; }
   bool abandoned() const override { return !abandonedCalls_.empty(); }
 
-  Expected<std::unique_ptr<Communicator>> connect(const ir::Mesh &mesh,
+  Expected<std::unique_ptr<Communicator>> connect(const Mesh &mesh,
                                                   const CollectiveOptions &options) override;
 
   Status agree(const Status &local, std::chrono::milliseconds timeout) override {
@@ -352,7 +352,7 @@ private:
 
 class MpiCommunicator : public Communicator {
 public:
-  MpiCommunicator(std::shared_ptr<MpiWorld> world, ir::Mesh mesh, std::vector<MPI_Comm> comms,
+  MpiCommunicator(std::shared_ptr<MpiWorld> world, Mesh mesh, std::vector<MPI_Comm> comms,
                   CollectiveOptions options)
       : world_(std::move(world)), mesh_(std::move(mesh)), comms_(std::move(comms)),
         options_(std::move(options)), seq_(mesh_.axes.size(), 0) {}
@@ -363,7 +363,7 @@ public:
   }
 
   int64_t device() const override { return world_->rank(); }
-  const ir::Mesh &mesh() const override { return mesh_; }
+  const Mesh &mesh() const override { return mesh_; }
   Tracer *tracer() const override { return options_.tracer; }
 
   std::unique_ptr<Request> allGather(int axis, const float *send, int64_t count,
@@ -437,13 +437,13 @@ private:
   }
 
   std::shared_ptr<MpiWorld> world_;
-  ir::Mesh mesh_;
+  Mesh mesh_;
   std::vector<MPI_Comm> comms_; // by axis: this device's group
   CollectiveOptions options_;
   std::vector<int64_t> seq_; // by axis: collectives started
 };
 
-Expected<std::unique_ptr<Communicator>> MpiWorld::connect(const ir::Mesh &mesh,
+Expected<std::unique_ptr<Communicator>> MpiWorld::connect(const Mesh &mesh,
                                                           const CollectiveOptions &options) {
   if (mesh.numDevices() != size_)
     return makeError(Loc{}, "the mesh ({}) has {} {} but MPI started {} {}", mesh.str(),

@@ -110,7 +110,7 @@ TEST(Autotune, ProfiledCandidatesCostWhatTheirOpsMeasured) {
   c.mesh = ir::Mesh{{{"data", 1}, {"model", 2}}};
   auto m = autotune::compileCandidate(*config, 2, c, 2);
   ASSERT_TRUE(m) << m.error().str();
-  auto measured = autotune::profileOps(**m, interp::interpreterFactory());
+  auto measured = autotune::profileOps(**m, interp::compiler());
   ASSERT_TRUE(measured) << measured.error().str();
   EXPECT_GT(measured->size(), 20u);
   autotune::OpSeconds doubled = *measured;
@@ -132,7 +132,7 @@ TEST(Autotune, ProfiledCandidatesCostWhatTheirOpsMeasured) {
   o.profile = [&](const ir::Module &candidate) -> Expected<autotune::OpSeconds> {
     ++profiled;
     EXPECT_EQ(candidate.mesh.numDevices(), 2);
-    return autotune::profileOps(candidate, interp::interpreterFactory());
+    return autotune::profileOps(candidate, interp::compiler());
   };
   auto result = autotune::search(*config, o);
   ASSERT_TRUE(result) << result.error().str();

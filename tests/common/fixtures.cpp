@@ -41,7 +41,7 @@ double maxAbsDiff(const Tensor &a, const Tensor &b) {
   return d;
 }
 
-Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramFactory &factory,
+Expected<FixtureRun> runFixture(const std::string &name, const backends::Compiler &compile,
                                 const passes::PipelineOptions &pipeline, const std::string &mesh) {
   fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / name;
   VITC_ASSIGN(Tensor input, formats::readNpy((dir / "input.npy").string()));
@@ -66,7 +66,8 @@ Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramF
     VITC_ASSIGN(Tensor t, source->load(*module, *p));
     params.push_back(std::move(t));
   }
-  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(module, factory, params));
+  VITC_ASSIGN(auto executable, compile(module));
+  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params));
   VITC_ASSIGN(std::vector<Tensor> outs, runner->run({input}));
   r.logits = outs.at(0);
   r.maxAbsDiff = maxAbsDiff(r.logits, r.expected);

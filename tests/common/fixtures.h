@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "passes/pass_manager.h"
-#include "runtime/program.h"
+#include "backends/backend.h"
 #include "support/tensor.h"
 
 namespace vitc::test {
@@ -20,8 +20,8 @@ struct FixtureRun {
 };
 
 // Loads the fixture's model (spec or Hugging Face directory) for its input batch, runs `pipeline`
-// on a `mesh` ("" for one device), loads its weights and runs it with `factory`.
-Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramFactory &factory,
+// on a `mesh` ("" for one device), compiles it with `compile`, loads its weights and runs it.
+Expected<FixtureRun> runFixture(const std::string &name, const backends::Compiler &compile,
                                 const passes::PipelineOptions &pipeline = {},
                                 const std::string &mesh = "");
 

@@ -65,8 +65,8 @@ TEST(FuseParallelLinear, FusedAndUnfusedAgreeOnTheFixture) {
   passes::PipelineOptions unfused, fused;
   unfused.passes = {"canonicalize", "plan-memory"};
   fused.passes = {"canonicalize", "fuse-parallel-linear", "canonicalize", "plan-memory"};
-  auto a = test::runFixture("parallel_map", interp::interpreterFactory(), unfused);
-  auto b = test::runFixture("parallel_map", interp::interpreterFactory(), fused);
+  auto a = test::runFixture("parallel_map", interp::compiler(), unfused);
+  auto b = test::runFixture("parallel_map", interp::compiler(), fused);
   ASSERT_TRUE(a) << a.error().str();
   ASSERT_TRUE(b) << b.error().str();
   EXPECT_LE(test::maxAbsDiff(a->logits, b->logits), 1e-5);

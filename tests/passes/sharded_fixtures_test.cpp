@@ -30,7 +30,7 @@ TEST_P(ShardedFixture, MatchesTheReferenceOrNamesTheDimension) {
   passes::PipelineOptions pipeline;
   pipeline.verifyEach = true;
   auto run =
-      test::runFixture(GetParam().fixture, interp::interpreterFactory(), pipeline, GetParam().mesh);
+      test::runFixture(GetParam().fixture, interp::compiler(), pipeline, GetParam().mesh);
   if (!run) {
     // Only a mesh that does not divide the model may be refused, and the error says which part.
     EXPECT_TRUE(std::regex_search(run.error().str(),
@@ -54,7 +54,7 @@ INSTANTIATE_TEST_SUITE_P(All, ShardedFixture, ::testing::ValuesIn(cases()), [](c
 TEST(ShardedFixtures, TheParallelBlockModelRunsOnEveryMesh) {
   for (const char *mesh :
        {"data=1,model=2", "data=2,model=1", "data=2,model=2", "data=1,model=4"}) {
-    auto run = test::runFixture("parallel_map", interp::interpreterFactory(), {}, mesh);
+    auto run = test::runFixture("parallel_map", interp::compiler(), {}, mesh);
     ASSERT_TRUE(run) << mesh << ": " << run.error().str();
     EXPECT_LE(run->maxAbsDiff, 1e-4) << mesh;
   }

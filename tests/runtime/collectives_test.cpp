@@ -18,7 +18,7 @@ std::string caseName(const testing::TestParamInfo<MeshCase> &info) {
                      info.param.axis == 0 ? "data" : "model");
 }
 
-ir::Mesh meshOf(const MeshCase &c) { return ir::Mesh{{{"data", c.data}, {"model", c.model}}}; }
+Mesh meshOf(const MeshCase &c) { return Mesh{{{"data", c.data}, {"model", c.model}}}; }
 
 // Values whose sums depend on the order they are added in: a large first term and small others.
 float value(int64_t device, int64_t i) {
@@ -35,7 +35,7 @@ std::vector<float> values(int64_t device, int64_t n) {
 }
 
 // The sum of `f(member)` over the group of `device`, in coordinate order.
-template <typename F> float orderedSum(const ir::Mesh &mesh, int64_t device, int axis, F f) {
+template <typename F> float orderedSum(const Mesh &mesh, int64_t device, int axis, F f) {
   float sum = f(mesh.withCoordinate(device, axis, 0));
   for (int64_t c = 1; c < mesh.axisSize(axis); ++c)
     sum += f(mesh.withCoordinate(device, axis, c));
@@ -44,7 +44,7 @@ template <typename F> float orderedSum(const ir::Mesh &mesh, int64_t device, int
 
 class Collectives : public testing::TestWithParam<MeshCase> {
 protected:
-  ir::Mesh mesh = meshOf(GetParam());
+  Mesh mesh = meshOf(GetParam());
   int axis = GetParam().axis;
   int64_t k = mesh.axisSize(axis);
   int64_t devices = mesh.numDevices();

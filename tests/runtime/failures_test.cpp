@@ -12,7 +12,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-ir::Mesh model(int64_t k) { return ir::Mesh{{{"data", 1}, {"model", k}}}; }
+Mesh model(int64_t k) { return Mesh{{{"data", 1}, {"model", k}}}; }
 
 double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -124,18 +124,17 @@ public:
 TEST(Failures, AFailingProgramFailsTheRunNamingItsDevice) {
   auto m = test::parseVerified(test::programNamed("data_and_model").text(2, 2));
   ASSERT_TRUE(m) << m.error().str();
-  ProgramFactory interpreter = interp::interpreterFactory();
-  ProgramFactory factory =
-      [&](std::shared_ptr<const ir::Module> module, int64_t device,
-          std::vector<Tensor> params) -> Expected<std::unique_ptr<DeviceProgram>> {
+  auto failing = test::wrap(test::interpret(*m), [](const Executable &interpreter, int64_t device,
+                                                    std::vector<Tensor> params)
+                                                     -> Expected<std::unique_ptr<DeviceProgram>> {
     if (device == 2)
       return std::unique_ptr<DeviceProgram>(std::make_unique<FailingProgram>());
-    return interpreter(std::move(module), device, std::move(params));
-  };
+    return interpreter.instantiate(device, std::move(params));
+  });
   RunnerOptions options;
   options.collectiveTimeout = milliseconds(60'000);
   auto runner =
-      MeshRunner::create(*m, factory, test::randomValues((*m)->params(), 1), std::move(options));
+      MeshRunner::create(failing, test::randomValues((*m)->params(), 1), std::move(options));
   ASSERT_TRUE(runner) << runner.error().str();
   auto t0 = Clock::now();
   auto out = (*runner)->run(test::randomValues((*m)->inputs(), 2));
@@ -144,14 +143,15 @@ TEST(Failures, AFailingProgramFailsTheRunNamingItsDevice) {
   EXPECT_EQ(out.error().str(), "model.vit:3:5: error: device 2: injected failure");
 }
 
-TEST(Failures, AFactoryErrorNamesTheDevice) {
+TEST(Failures, AnInstantiationErrorNamesTheDevice) {
   auto m = test::parseVerified(test::programNamed("mlp_all_reduce").text(1, 2));
   ASSERT_TRUE(m) << m.error().str();
-  ProgramFactory factory = [](std::shared_ptr<const ir::Module>, int64_t device,
-                              std::vector<Tensor>) -> Expected<std::unique_ptr<DeviceProgram>> {
+  auto failing = test::wrap(test::interpret(*m), [](const Executable &, int64_t device,
+                                                    std::vector<Tensor>)
+                                                     -> Expected<std::unique_ptr<DeviceProgram>> {
     return makeError(Loc{}, "no kernel for device {}", device);
-  };
-  auto runner = MeshRunner::create(*m, factory, test::randomValues((*m)->params(), 1));
+  });
+  auto runner = MeshRunner::create(failing, test::randomValues((*m)->params(), 1));
   ASSERT_FALSE(runner);
   EXPECT_EQ(runner.error().message(), "device 0: no kernel for device 0");
 }

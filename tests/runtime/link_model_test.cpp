@@ -65,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "--link: error: link spec 'model=1,model=2': axis 'model' is given twice"}));
 
 TEST(LinkModel, ChecksAxisNamesAgainstTheMesh) {
-  ir::Mesh mesh{{{"data", 2}, {"model", 2}}};
+  Mesh mesh{{{"data", 2}, {"model", 2}}};
   EXPECT_TRUE(LinkModel::parse("model=1,data=2")->check(mesh));
   Status s = LinkModel::parse("model=1,pipe=2")->check(mesh);
   ASSERT_FALSE(s);
@@ -111,7 +111,7 @@ ThreadMeshOptions slowLink() {
 }
 
 TEST(LinkModel, AsyncCollectivesOverlapWithCompute) {
-  ThreadMesh tm(ir::Mesh{{{"data", 1}, {"model", 2}}}, slowLink());
+  ThreadMesh tm(Mesh{{{"data", 1}, {"model", 2}}}, slowLink());
   std::vector<std::vector<float>> send(2, std::vector<float>(kCount, 1.0f)),
       recv(2, std::vector<float>(2 * kCount));
   auto gather = [&](int64_t d, Communicator &comm) {
@@ -140,7 +140,7 @@ TEST(LinkModel, AsyncCollectivesOverlapWithCompute) {
 }
 
 TEST(LinkModel, OneLinkCarriesOneCollectiveAtATimeButAxesRunInParallel) {
-  ThreadMesh tm(ir::Mesh{{{"data", 2}, {"model", 2}}}, slowLink());
+  ThreadMesh tm(Mesh{{{"data", 2}, {"model", 2}}}, slowLink());
   std::vector<std::vector<float>> send(4, std::vector<float>(kCount, 1.0f)),
       a(4, std::vector<float>(2 * kCount)), b(4, std::vector<float>(2 * kCount));
   auto twoOn = [&](int firstAxis, int secondAxis) {
@@ -164,7 +164,7 @@ TEST(LinkModel, OneLinkCarriesOneCollectiveAtATimeButAxesRunInParallel) {
 TEST(LinkModel, LatencyCountsOncePerRingStep) {
   ThreadMeshOptions options;
   options.link = *LinkModel::parse("model=1000,25000"); // 25 ms per step
-  ThreadMesh tm(ir::Mesh{{{"data", 1}, {"model", 4}}}, options);
+  ThreadMesh tm(Mesh{{{"data", 1}, {"model", 4}}}, options);
   milliseconds t = timeDevices(tm, [&](int64_t, Communicator &comm) {
     std::vector<float> send(16, 1.0f), recv(16);
     return comm.allReduce(1, send.data(), 16, recv.data())->wait();

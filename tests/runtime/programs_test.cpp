@@ -63,8 +63,7 @@ TEST(MeshRunner, RunsManyTimes) {
   std::string text = programNamed("mlp_reduce_scatter_all_gather").text(1, 4);
   auto m = parseVerified(text);
   ASSERT_TRUE(m) << m.error().str();
-  auto runner = runtime::MeshRunner::create(*m, interp::interpreterFactory(),
-                                            randomValues((*m)->params(), 3));
+  auto runner = runtime::MeshRunner::create(interpret(*m), randomValues((*m)->params(), 3));
   ASSERT_TRUE(runner) << runner.error().str();
   EXPECT_TRUE((*runner)->isWriter());
   auto first = (*runner)->run(randomValues((*m)->inputs(), 4));
@@ -79,13 +78,12 @@ TEST(MeshRunner, RunsManyTimes) {
 TEST(MeshRunner, RejectsInputsOfTheWrongShape) {
   auto m = parseVerified(programNamed("mlp_all_reduce").text(1, 2));
   ASSERT_TRUE(m) << m.error().str();
-  auto runner = runtime::MeshRunner::create(*m, interp::interpreterFactory(),
-                                            randomValues((*m)->params(), 3));
+  auto runner = runtime::MeshRunner::create(interpret(*m), randomValues((*m)->params(), 3));
   ASSERT_TRUE(runner) << runner.error().str();
   auto out = (*runner)->run({randomTensor({4, 9}, 1)});
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().message(), "input 'x' has shape [4, 9], the program takes [4, 8]");
-  auto none = runtime::MeshRunner::create(*m, interp::interpreterFactory(), {});
+  auto none = runtime::MeshRunner::create(interpret(*m), {});
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().message(), "0 parameter tensors for a program that takes 2");
 }
@@ -95,8 +93,7 @@ TEST(MeshRunner, RejectsALinkModelForAnUnknownAxis) {
   ASSERT_TRUE(m) << m.error().str();
   runtime::RunnerOptions options;
   options.link = *runtime::LinkModel::parse("tensor=10");
-  auto runner = runtime::MeshRunner::create(*m, interp::interpreterFactory(),
-                                            randomValues((*m)->params(), 3), options);
+  auto runner = runtime::MeshRunner::create(interpret(*m), randomValues((*m)->params(), 3), options);
   ASSERT_FALSE(runner);
   EXPECT_EQ(runner.error().message(),
             "the link model names axis 'tensor', but the mesh has only data, model");

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "backends/interpreter/interpreter.h"
+#include "tests/common/executables.h"
 #include "ir/text.h"
 #include "ir/verifier.h"
 #include "runtime/runner.h"
@@ -189,8 +190,7 @@ inline Expected<std::vector<Tensor>>
 runText(const std::string &text, runtime::RunnerOptions options = {}, uint64_t seed = 7) {
   VITC_ASSIGN(std::shared_ptr<const ir::Module> m, parseVerified(text));
   VITC_ASSIGN(std::unique_ptr<runtime::MeshRunner> runner,
-              runtime::MeshRunner::create(m, interp::interpreterFactory(),
-                                          randomValues(m->params(), seed), std::move(options)));
+              runtime::MeshRunner::create(interpret(m), randomValues(m->params(), seed), std::move(options)));
   return runner->run(randomValues(m->inputs(), seed + 1000));
 }
 

@@ -80,13 +80,12 @@ TEST(Tracer, RunnerWritesOverlapThatShows) {
   RunnerOptions options;
   options.trace = true;
   options.link = *LinkModel::parse("model=0.01"); // 1 MB at 10 MB/s: 100 ms
-  auto runner = MeshRunner::create(
-      *m,
-      [](std::shared_ptr<const ir::Module>, int64_t,
-         std::vector<Tensor>) -> Expected<std::unique_ptr<DeviceProgram>> {
+  auto overlapping = test::wrap(
+      test::interpret(*m),
+      [](const Executable &, int64_t, std::vector<Tensor>) -> Expected<std::unique_ptr<DeviceProgram>> {
         return std::unique_ptr<DeviceProgram>(std::make_unique<OverlappingProgram>());
-      },
-      test::randomValues((*m)->params(), 1), options);
+      });
+  auto runner = MeshRunner::create(overlapping, test::randomValues((*m)->params(), 1), options);
   ASSERT_TRUE(runner) << runner.error().str();
   ASSERT_TRUE((*runner)->run(test::randomValues((*m)->inputs(), 2)));
   std::string path = test::makeTempDir("runtime_trace") + "/trace.json";
@@ -118,8 +117,7 @@ TEST(Tracer, InterpreterRunsRecordEveryCollective) {
   ASSERT_TRUE(m) << m.error().str();
   RunnerOptions options;
   options.trace = true;
-  auto runner = MeshRunner::create(*m, interp::interpreterFactory(),
-                                   test::randomValues((*m)->params(), 1), options);
+  auto runner = MeshRunner::create(test::interpret(*m), test::randomValues((*m)->params(), 1), options);
   ASSERT_TRUE(runner) << runner.error().str();
   ASSERT_TRUE((*runner)->run(test::randomValues((*m)->inputs(), 2)));
   json events = json::parse((*runner)->tracer()->eventsJson());
@@ -134,7 +132,7 @@ TEST(Tracer, RefusesToWriteAnUntracedRun) {
   auto m = test::parseVerified(test::programNamed("mlp_all_reduce").text(1, 2));
   ASSERT_TRUE(m) << m.error().str();
   auto runner =
-      MeshRunner::create(*m, interp::interpreterFactory(), test::randomValues((*m)->params(), 1));
+      MeshRunner::create(test::interpret(*m), test::randomValues((*m)->params(), 1));
   ASSERT_TRUE(runner) << runner.error().str();
   EXPECT_EQ((*runner)->tracer(), nullptr);
   EXPECT_FALSE((*runner)->writeTrace("/nonexistent/trace.json"));

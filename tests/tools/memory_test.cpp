@@ -53,9 +53,11 @@ TEST_P(StatsMemory, PredictionMatchesTheRun) {
   std::vector<Tensor> params;
   for (const ir::Op *p : module->params())
     params.push_back(byName.at(p->attrs.getStr("name")));
-  runtime::ProgramFactory factory =
-      std::string(c.backend) == "llvm" ? llvmbe::jitFactory() : interp::interpreterFactory();
-  auto runner = runtime::MeshRunner::create(module, factory, params);
+  backends::Compiler compile =
+      std::string(c.backend) == "llvm" ? llvmbe::compiler() : interp::compiler();
+  auto executable = compile(module);
+  ASSERT_TRUE(executable) << executable.error().str();
+  auto runner = runtime::MeshRunner::create(*executable, params);
   ASSERT_TRUE(runner) << runner.error().str();
   Tensor images = Tensor::zeros(module->inputs()[0]->shape());
   for (int64_t i = 0; i < images.numel(); ++i)

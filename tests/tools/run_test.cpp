@@ -217,6 +217,11 @@ INSTANTIATE_TEST_SUITE_P(
                                args[5] = dir + "/x.npy";
                              },
                              R"(x\.npy: error: .*b1)"},
+                      BadRun{"without-plan-memory",
+                             [](const std::string &, std::vector<std::string> &args) {
+                               args.insert(args.end(), {"--disable-pass", "plan-memory"});
+                             },
+                             R"(error: module @.* has no memory plan: the llvm backend needs the plan-memory pass)"},
                       BadRun{"missing-weights-file",
                              [](const std::string &dir, std::vector<std::string> &args) {
                                args[3] = dir + "/nope.safetensors";

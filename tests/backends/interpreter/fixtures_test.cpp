@@ -10,7 +10,7 @@ namespace {
 class InterpreterFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(InterpreterFixture, LogitsMatchTheReference) {
-  auto run = test::runFixture(GetParam(), interp::interpreterFactory());
+  auto run = test::runFixture(GetParam(), interp::compiler());
   ASSERT_TRUE(run) << run.error().str();
   EXPECT_LE(run->maxAbsDiff, 1e-4) << GetParam();
   // Logits of order one: the tolerance is meaningful.

@@ -60,7 +60,7 @@ TEST(KernelDedup, IdenticalLayersCompileEachKernelOnce) {
   }
 }
 
-TEST(KernelDedup, ReportComesOncePerModuleFromTheFactory) {
+TEST(KernelDedup, ReportComesOncePerCompilation) {
   auto m = test::parseAndPlan(R"(module @twice mesh(data=1, model=2) {
   %x = input {name = "x"} : f32[4,8]
   %w = param {name = "w"} : f32[16@model,8]

@@ -92,9 +92,11 @@ inline Expected<Comparison> compareModule(std::shared_ptr<const ir::Module> m,
   for (const ir::Op *in : m->inputs())
     inputs.push_back(normalTensor(in->shape(), s++, sd));
   Comparison c;
-  VITC_ASSIGN(auto ref, runtime::MeshRunner::create(m, interp::interpreterFactory(), params));
+  VITC_ASSIGN(auto interpreted, interp::compile(m));
+  VITC_ASSIGN(auto ref, runtime::MeshRunner::create(interpreted, params));
   VITC_ASSIGN(c.reference, ref->run(inputs));
-  VITC_ASSIGN(auto jit, runtime::MeshRunner::create(m, llvmbe::jitFactory(options), params));
+  VITC_ASSIGN(auto compiled, llvmbe::compile(*m, options));
+  VITC_ASSIGN(auto jit, runtime::MeshRunner::create(compiled, params));
   VITC_ASSIGN(c.llvm, jit->run(inputs));
   if (c.llvm.size() != c.reference.size())
     return Error("different numbers of outputs");

@@ -42,7 +42,12 @@ const char *kHugeModule = R"(module @huge mesh(data=1, model=1) {
   };
   if (setrlimit(RLIMIT_AS, &limit) != 0)
     std::_Exit(3);
-  auto program = llvmbe::jitFactory()(*m, 0, params);
+  auto executable = llvmbe::compile(**m);
+  if (!executable) {
+    std::fprintf(stderr, "%s\n", executable.error().str().c_str());
+    std::_Exit(5);
+  }
+  auto program = (*executable)->instantiate(0, params);
   if (program)
     std::_Exit(4);
   std::fprintf(stderr, "%s\n", program.error().str().c_str());

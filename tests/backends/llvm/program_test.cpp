@@ -27,8 +27,9 @@ std::vector<Tensor> paramsFor(const ir::Module &m) {
 TEST(JitProgram, ReportsTheMemoryItHolds) {
   auto m = test::parseAndPlan(kSmallModule);
   ASSERT_TRUE(m) << m.error().str();
-  auto runner =
-      runtime::MeshRunner::create(*m, llvmbe::jitFactory(test::verifiedOptions()), paramsFor(**m));
+  auto executable = llvmbe::compile(**m, test::verifiedOptions());
+  ASSERT_TRUE(executable) << executable.error().str();
+  auto runner = runtime::MeshRunner::create(*executable, paramsFor(**m));
   ASSERT_TRUE(runner) << runner.error().str();
   auto outs = (*runner)->run({test::normalTensor({7, 33}, 9)});
   ASSERT_TRUE(outs) << outs.error().str();
@@ -44,22 +45,23 @@ TEST(JitProgram, ReportsTheMemoryItHolds) {
 TEST(JitProgram, RejectsParametersAndInputsOfTheWrongShape) {
   auto m = test::parseAndPlan(kSmallModule);
   ASSERT_TRUE(m) << m.error().str();
-  runtime::ProgramFactory factory = llvmbe::jitFactory(test::verifiedOptions());
+  auto executable = llvmbe::compile(**m, test::verifiedOptions());
+  ASSERT_TRUE(executable) << executable.error().str();
   std::vector<Tensor> params = paramsFor(**m);
-  auto tooFew = factory(*m, 0, {params[0]});
+  auto tooFew = (*executable)->instantiate(0, {params[0]});
   ASSERT_FALSE(tooFew);
   EXPECT_NE(tooFew.error().message().find("1 parameter tensors for 3 parameters"),
             std::string::npos)
       << tooFew.error().str();
   std::vector<Tensor> wrong = params;
   wrong[1] = Tensor::zeros({21});
-  auto badShape = factory(*m, 0, wrong);
+  auto badShape = (*executable)->instantiate(0, wrong);
   ASSERT_FALSE(badShape);
   EXPECT_NE(badShape.error().message().find("parameter 'b' has shape [21], expected [20]"),
             std::string::npos)
       << badShape.error().str();
 
-  auto program = factory(*m, 0, params);
+  auto program = (*executable)->instantiate(0, params);
   ASSERT_TRUE(program) << program.error().str();
   runtime::SingleDeviceCommunicator comm((*m)->mesh);
   auto out = (*program)->run({Tensor::zeros({7, 32})}, comm);

@@ -38,7 +38,7 @@ float value(int64_t device, int64_t i) {
 }
 
 // Every collective over every axis of `mesh`, two of them in flight at once.
-void checkCollectives(ProcessGroup &world, const ir::Mesh &mesh) {
+void checkCollectives(ProcessGroup &world, const Mesh &mesh) {
   auto comm = world.connect(mesh, {});
   if (!comm) {
     check(false, comm.error().str(), world.rank());
@@ -87,7 +87,7 @@ void checkCollectives(ProcessGroup &world, const ir::Mesh &mesh) {
   }
 }
 
-void checkPrograms(const std::shared_ptr<ProcessGroup> &world, const ir::Mesh &mesh) {
+void checkPrograms(const std::shared_ptr<ProcessGroup> &world, const Mesh &mesh) {
   int64_t data = mesh.axes[0].size, model = mesh.axes[1].size;
   for (const test::ShardedProgram &p : test::shardedPrograms()) {
     std::string where = fmt::format("{} on data={}, model={}", p.name, data, model);
@@ -113,14 +113,13 @@ void checkPrograms(const std::shared_ptr<ProcessGroup> &world, const ir::Mesh &m
 }
 
 // A runner over every device with a trace, to check the merged file.
-void checkTrace(const std::shared_ptr<ProcessGroup> &world, const ir::Mesh &mesh) {
+void checkTrace(const std::shared_ptr<ProcessGroup> &world, const Mesh &mesh) {
   auto m = test::parseVerified(
       test::programNamed("mlp_all_reduce").text(mesh.axes[0].size, mesh.axes[1].size));
   runtime::RunnerOptions options;
   options.processes = world;
   options.trace = true;
-  auto runner = runtime::MeshRunner::create(*m, interp::interpreterFactory(),
-                                            test::randomValues((*m)->params(), 1), options);
+  auto runner = runtime::MeshRunner::create(test::interpret(*m), test::randomValues((*m)->params(), 1), options);
   check(static_cast<bool>(runner), "trace runner", world->rank());
   if (!runner)
     return;
@@ -154,7 +153,7 @@ int checkWorldMismatch(const std::shared_ptr<ProcessGroup> &world) {
     return 1;
   runtime::RunnerOptions options;
   options.processes = world;
-  auto runner = runtime::MeshRunner::create(*m, interp::interpreterFactory(), {}, options);
+  auto runner = runtime::MeshRunner::create(test::interpret(*m), {}, options);
   std::string expected =
       fmt::format("the mesh (data=1, model={0}) has {0} devices but MPI started {1} processes: "
                   "run with mpirun -np {0}",
@@ -192,18 +191,18 @@ private:
 
 int checkFailure(const std::shared_ptr<ProcessGroup> &world) {
   auto m = test::parseVerified(test::programNamed("mlp_all_reduce").text(1, world->size()));
-  runtime::ProgramFactory interpreter = interp::interpreterFactory();
-  runtime::ProgramFactory factory =
-      [&](std::shared_ptr<const ir::Module> module, int64_t device,
-          std::vector<Tensor> params) -> Expected<std::unique_ptr<runtime::DeviceProgram>> {
+  std::shared_ptr<const runtime::Executable> interpreter = test::interpret(*m);
+  auto failing = test::wrap(interpreter, [](const runtime::Executable &inner, int64_t device,
+                                            std::vector<Tensor> params)
+                                             -> Expected<std::unique_ptr<runtime::DeviceProgram>> {
     if (device == 1)
       return std::unique_ptr<runtime::DeviceProgram>(std::make_unique<FailingProgram>());
-    return interpreter(std::move(module), device, std::move(params));
-  };
+    return inner.instantiate(device, std::move(params));
+  });
   runtime::RunnerOptions options;
   options.processes = world;
   auto runner =
-      runtime::MeshRunner::create(*m, factory, test::randomValues((*m)->params(), 1), options);
+      runtime::MeshRunner::create(failing, test::randomValues((*m)->params(), 1), options);
   check(static_cast<bool>(runner), "failure runner", world->rank());
   if (!runner)
     return 1;
@@ -217,20 +216,20 @@ int checkFailure(const std::shared_ptr<ProcessGroup> &world) {
   // The runner refuses to run again; the world still works for new runners.
   check(!(*runner)->run(test::randomValues((*m)->inputs(), 2)), "a poisoned runner runs",
         world->rank());
-  checkCollectives(*world, ir::Mesh{{{"data", 1}, {"model", world->size()}}});
+  checkCollectives(*world, Mesh{{{"data", 1}, {"model", world->size()}}});
 
   // A device that is late past the timeout: the others time out, and every rank reports it.
-  runtime::ProgramFactory slow =
-      [&](std::shared_ptr<const ir::Module> module, int64_t device,
-          std::vector<Tensor> params) -> Expected<std::unique_ptr<runtime::DeviceProgram>> {
-    VITC_ASSIGN(auto program, interpreter(std::move(module), device, std::move(params)));
+  auto slow = test::wrap(interpreter, [](const runtime::Executable &inner, int64_t device,
+                                         std::vector<Tensor> params)
+                                          -> Expected<std::unique_ptr<runtime::DeviceProgram>> {
+    VITC_ASSIGN(auto program, inner.instantiate(device, std::move(params)));
     return std::unique_ptr<runtime::DeviceProgram>(
         std::make_unique<LateProgram>(std::move(program), device == 1));
-  };
+  });
   // The others time out after 1.5 s and wait as long again to agree: the late device (2 s) makes
   // it into the agreement, so every rank gets the same error.
   options.collectiveTimeout = std::chrono::milliseconds(1500);
-  auto late = runtime::MeshRunner::create(*m, slow, test::randomValues((*m)->params(), 1), options);
+  auto late = runtime::MeshRunner::create(slow, test::randomValues((*m)->params(), 1), options);
   check(static_cast<bool>(late), "late runner", world->rank());
   if (!late)
     return 1;
@@ -265,7 +264,7 @@ int checkStalled(const std::shared_ptr<ProcessGroup> &world, const std::string &
     return 1;
   }
   auto timeout = std::chrono::milliseconds(500);
-  ir::Mesh mesh{{{"data", 1}, {"model", 2}}};
+  Mesh mesh{{{"data", 1}, {"model", 2}}};
   std::string expected;
   Status s;
   auto t0 = std::chrono::steady_clock::now();
@@ -333,13 +332,13 @@ int mainImpl(int argc, char **argv) {
   if (mode == "--stalled")
     return checkStalled(*world, argc > 2 ? argv[2] : "");
   int64_t n = (*world)->size();
-  std::vector<ir::Mesh> meshes;
+  std::vector<Mesh> meshes;
   for (int64_t data = 1; data <= n; ++data)
     if (n % data == 0)
-      meshes.push_back(ir::Mesh{{{"data", data}, {"model", n / data}}});
-  for (const ir::Mesh &mesh : meshes)
+      meshes.push_back(Mesh{{{"data", data}, {"model", n / data}}});
+  for (const Mesh &mesh : meshes)
     checkCollectives(**world, mesh);
-  for (const ir::Mesh &mesh : meshes) {
+  for (const Mesh &mesh : meshes) {
     // The programs split dimensions of 4, 8 and 16: skip meshes that do not divide them.
     if (4 % mesh.axes[0].size != 0 || 4 % mesh.axes[1].size != 0)
       continue;

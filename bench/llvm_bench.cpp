@@ -135,7 +135,12 @@ int benchVit(const std::string &path, int64_t batch, const llvmbe::Options &base
   llvmbe::CompileReport report;
   options.onCompiled = [&](const llvmbe::CompileReport &r) { report = r; };
   auto t0 = Clock::now();
-  auto program = llvmbe::jitFactory(options)(m, 0, params);
+  auto executable = llvmbe::compile(*m, options);
+  if (!executable) {
+    std::fprintf(stderr, "%s\n", executable.error().str().c_str());
+    return 1;
+  }
+  auto program = (*executable)->instantiate(0, params);
   double build = seconds(t0);
   if (!program) {
     std::fprintf(stderr, "%s\n", program.error().str().c_str());
@@ -162,7 +167,7 @@ int benchVit(const std::string &path, int64_t batch, const llvmbe::Options &base
     return best;
   };
   double jit = time(**program, 10);
-  auto interp = interp::interpreterFactory()(m, 0, params);
+  auto interp = (*interp::compile(m))->instantiate(0, params);
   double ref = time(**interp, 2);
   std::printf("one forward pass: llvm %.2f ms, interpreter %.1f ms (%.1fx)\n", jit * 1e3, ref * 1e3,
               ref / jit);
