@@ -6,7 +6,7 @@
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/Module.h>
 
-#include "backends/llvm/emitter.h"
+#include "backends/llvm/ir_emitter.h"
 #include "backends/llvm/exe/program_table.h"
 
 namespace vitc::llvmbe {

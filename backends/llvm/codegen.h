@@ -1,7 +1,7 @@
 // LLVM IR generation for a plan's kernels (internal to backends/llvm).
 //
 // `emitKernels` adds one external function per distinct kernel of a plan, named by
-// `kernelSymbol`, with the signature of kernels.h. `emitProgramTable` adds the data a standalone
+// `kernelSymbol`, with the signature of kernel_desc.h. `emitProgramTable` adds the data a standalone
 // executable's runtime reads (exe/program_table.h). Both work on a module whose target triple,
 // data layout, CPU and features are already chosen; every function carries the CPU, features and
 // vector-width attributes so that JIT and AOT code generation agree.

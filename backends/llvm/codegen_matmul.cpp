@@ -22,7 +22,7 @@
 #include <cassert>
 #include <limits>
 
-#include "backends/llvm/emitter.h"
+#include "backends/llvm/ir_emitter.h"
 
 namespace vitc::llvmbe {
 namespace {

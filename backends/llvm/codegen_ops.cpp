@@ -4,7 +4,7 @@
 // the innermost dimension with a masked tail; operands that broadcast along it are splatted.
 #include <limits>
 
-#include "backends/llvm/emitter.h"
+#include "backends/llvm/ir_emitter.h"
 
 namespace vitc::llvmbe {
 namespace {

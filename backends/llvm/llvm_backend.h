@@ -19,7 +19,7 @@ namespace vitc::llvmbe {
 
 // Matmul (and attention) tile sizes; 0 picks the default for the target's vector width: 8 x 48
 // register tiles, kc 768, mc 160, nc 768 with AVX-512; 6 x 16, kc 256, mc 72, nc 1024 with AVX2.
-// Each product balances its blocks around mc and nc (kernels.h: matmulTiles).
+// Each product balances its blocks around mc and nc (kernel_desc.h: matmulTiles).
 struct Tiles {
   int64_t mr = 0; // rows of the register tile
   int64_t nr = 0; // columns of the register tile, a multiple of the vector width

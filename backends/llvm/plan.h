@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/llvm/kernels.h"
+#include "backends/llvm/kernel_desc.h"
 #include "ir/module.h"
 
 namespace vitc::llvmbe {

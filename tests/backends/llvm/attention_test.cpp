@@ -1,7 +1,7 @@
 // The fused attention kernel against the interpreter.
 #include <fmt/format.h>
 
-#include "backends/llvm/kernels.h"
+#include "backends/llvm/kernel_desc.h"
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {

@@ -1,7 +1,7 @@
 // The matmul and fused_linear kernels against the interpreter, on shapes that fit no tile.
 #include <fmt/format.h>
 
-#include "backends/llvm/kernels.h"
+#include "backends/llvm/kernel_desc.h"
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {

@@ -1,5 +1,5 @@
 // Kernel descriptions: keys, work items and scratch sizes.
-#include "backends/llvm/kernels.h"
+#include "backends/llvm/kernel_desc.h"
 
 #include <algorithm>
 #include <map>

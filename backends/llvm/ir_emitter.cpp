@@ -1,5 +1,5 @@
 // IRBuilder helpers: kernel signature, loops, masked vectors, vector math.
-#include "backends/llvm/emitter.h"
+#include "backends/llvm/ir_emitter.h"
 
 #include <cassert>
 #include <cmath>
