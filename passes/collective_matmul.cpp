@@ -173,7 +173,7 @@ class CollectiveMatmul : public Pass {
 public:
   std::string_view name() const override { return "collective-matmul"; }
   Expected<bool> run(ir::Module &m, PassContext &ctx) override {
-    Layout layout = Layout::fromOptions(ctx.options);
+    const Layout &layout = ctx.options.layout;
     std::vector<Op *> gathers, scatters;
     int allReduces = 0;
     for (const auto &op : m.ops()) {

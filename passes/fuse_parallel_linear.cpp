@@ -213,7 +213,7 @@ Op *interleavedSlice(ir::Builder &b, Op *y, int64_t axis, int64_t k, int64_t off
 // How many ways the model axis splits, if every size divides by it; otherwise 1.
 int64_t interleaving(const ir::Module &m, const PassContext &ctx,
                      const std::vector<int64_t> &sizes) {
-  int axis = m.mesh.axisIndex(Layout::fromOptions(ctx.options).modelAxis);
+  int axis = m.mesh.axisIndex(ctx.options.layout.modelAxis);
   int64_t k = axis < 0 ? 1 : m.mesh.axisSize(axis);
   for (int64_t n : sizes)
     if (n % k != 0)

@@ -11,23 +11,13 @@
 #include <vector>
 
 #include "ir/module.h"
+#include "passes/pass_options.h"
 
 namespace vitc::passes {
 
-// Settings that passes read: the mesh and layout chosen on the command line, tuning knobs.
-struct PassOptions {
-  // Per-pass switches set by the driver or tests, e.g. {"layout.microbatches", "2"}. The driver
-  // checks each against the table of known settings (pass_manager.h: checkPassSetting) before any
-  // pass runs, so a pass may parse its values without re-checking them.
-  std::vector<std::pair<std::string, std::string>> settings;
-  // Where the module's mesh came from (`--mesh`, a layout file, an IR header), for errors about
-  // the mesh; unknown (no location) when a test or a tool sets the mesh itself.
-  Loc meshLoc = Loc{};
-  std::string get(std::string_view key, std::string_view fallback = "") const;
-};
-
 class PassContext {
 public:
+  // The settings, parsed and checked before any pass runs: passes read typed values only.
   PassOptions options;
   // One line per decision a pass wants the user to see, starting with the pass's name and ": "
   // (`vitc compile` prints a summary per pass, or every line with --remarks).
