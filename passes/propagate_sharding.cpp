@@ -89,7 +89,7 @@ public:
       }
     }
     placeReshards(order);
-    ctx_.remark(fmt::format("propagate-sharding: {} column-parallel and {} row-parallel matmuls, "
+    ctx_.remark(fmt::format("{} column-parallel and {} row-parallel matmuls, "
                             "{} token-parallel; {} reshards",
                             columns_, rows_, tokenParallel_, reshards_));
     return Status::ok();
@@ -534,7 +534,9 @@ private:
 class PropagateSharding : public Pass {
 public:
   std::string_view name() const override { return "propagate-sharding"; }
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     if (m.mesh.numDevices() == 1)
       return false;
     // Already sharded (IR text compiled again): the shardings are the user's.
