@@ -17,7 +17,7 @@ std::string Candidate::layoutString() const {
   int64_t k = mesh.axes.size() > 1 ? mesh.axes[1].size : 1;
   int64_t t = mesh.axes[0].size;
   if (k > 1) {
-    s = layout.activations == passes::Layout::Activations::Tokens ? "tokens" : "replicated";
+    s = passes::activationsName(layout.activations);
     if (layout.activations == passes::Layout::Activations::Tokens)
       s += layout.collectiveMatmul ? ", ring" : ", no ring";
   } else {
@@ -44,7 +44,7 @@ Expected<std::unique_ptr<ir::Module>> compileCandidate(const frontend::ModelConf
   std::unique_ptr<ir::Module> m = frontend::buildVit(cfg, batch);
   m->mesh = c.mesh;
   passes::PassContext ctx;
-  ctx.options.settings = c.layout.settings();
+  ctx.options.layout = c.layout;
   std::ostringstream sink;
   passes::PassManager pm({}, sink);
   VITC_TRY(pm.run(*m, ctx));

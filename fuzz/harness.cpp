@@ -25,6 +25,7 @@
 #include "ir/text.h"
 #include "ir/verifier.h"
 #include "passes/layout.h"
+#include "passes/pass_options.h"
 
 namespace vitc::fuzz {
 namespace {
@@ -210,16 +211,22 @@ void runLayout(const uint8_t *data, size_t size) {
       else
         checkError("layout", parsed.error());
     }
-    passes::PassOptions options{layout->layout.settings()};
-    if (passes::Layout::fromOptions(options).settings() != layout->layout.settings())
+    // Each setting printed as `--pass-option` text parses back to the same value.
+    passes::PassOptions fromFile{layout->layout}, reparsed;
+    for (const auto &[key, value] : passes::passSettingsOf(fromFile)) {
+      auto setting = passes::PassSetting::parse(key, value);
+      if (!setting)
+        fail("layout", "a layout's setting does not parse: " + setting.error().str());
+      setting->applyTo(reparsed);
+    }
+    if (!(reparsed.layout == fromFile.layout))
       fail("layout", "a layout does not survive its pass settings");
     std::string written = passes::writeLayoutJson(layout->layout, mesh);
     MemFile writtenFile(reinterpret_cast<const uint8_t *>(written.data()), written.size());
     auto again = passes::readLayoutFile(writtenFile.path());
     if (!again)
       fail("layout", "a written layout does not read back: " + again.error().str());
-    if (again->layout.settings() != layout->layout.settings() ||
-        again->layout.microbatches != layout->layout.microbatches)
+    if (!(again->layout == layout->layout))
       fail("layout", "a written layout reads back differently:\n" + written);
   }
 

@@ -23,7 +23,8 @@ class Canonicalize : public Pass {
 public:
   std::string_view name() const override { return "canonicalize"; }
 
-  Expected<bool> run(ir::Module &m, PassContext &) override {
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &) override {
     bool changed = false;
     for (bool again = true; again;) {
       again = foldOnce(m);
@@ -34,7 +35,6 @@ public:
     return changed;
   }
 
-private:
   // Who reads each op, kept up to date as the rewrites below change operands: replacing a value
   // visits its readers only (a walk over the whole module per replacement made deep models
   // quadratic). A list may name an op that reads the value no more, or name one twice (finding

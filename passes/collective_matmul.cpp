@@ -87,8 +87,7 @@ public:
     Op *joined =
         b.create(OpKind::RingConcat, parts, {{"mesh_axis", axis}, {"dim", g->attrs.getInt("dim")}},
                  mm->name + ".ring");
-    ctx_.remark(fmt::format("collective-matmul: all_gather %{} -> {}-step ring into %{}", g->name,
-                            k, mm->name));
+    ctx_.remark(fmt::format("all_gather %{} -> {}-step ring into %{}", g->name, k, mm->name));
     finish(mm, joined, created); // erases g and mm
   }
 
@@ -120,8 +119,7 @@ public:
     }
     Op *out =
         b.create(OpKind::FromManual, {sum}, {{"mesh_axis", axis}}, r->name + ".ring", r->type);
-    ctx_.remark(fmt::format("collective-matmul: reduce_scatter %{} of %{} -> {}-step ring", r->name,
-                            mm->name, k));
+    ctx_.remark(fmt::format("reduce_scatter %{} of %{} -> {}-step ring", r->name, mm->name, k));
     finish(r, out, created); // erases r and mm
   }
 
@@ -172,8 +170,10 @@ private:
 class CollectiveMatmul : public Pass {
 public:
   std::string_view name() const override { return "collective-matmul"; }
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
-    Layout layout = Layout::fromOptions(ctx.options);
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
+    const Layout &layout = ctx.options.layout;
     std::vector<Op *> gathers, scatters;
     int allReduces = 0;
     for (const auto &op : m.ops()) {
@@ -186,7 +186,7 @@ public:
     if (gathers.empty() && scatters.empty())
       return false;
     if (!layout.collectiveMatmul) {
-      ctx.remark(fmt::format("collective-matmul: off in the layout; {} all_gathers and {} "
+      ctx.remark(fmt::format("off in the layout; {} all_gathers and {} "
                              "reduce_scatters stay whole",
                              gathers.size(), scatters.size()));
       return false;
@@ -196,8 +196,7 @@ public:
     for (Op *g : gathers) {
       std::string veto = ring.allGatherVeto(*g, ring.users());
       if (!veto.empty()) {
-        ctx.remark(
-            fmt::format("collective-matmul: all_gather %{} not decomposed: {}", g->name, veto));
+        ctx.remark(fmt::format("all_gather %{} not decomposed: {}", g->name, veto));
         continue;
       }
       ring.allGatherRing(g);
@@ -206,15 +205,14 @@ public:
     for (Op *r : scatters) {
       std::string veto = ring.reduceScatterVeto(*r, ring.users());
       if (!veto.empty()) {
-        ctx.remark(
-            fmt::format("collective-matmul: reduce_scatter %{} not decomposed: {}", r->name, veto));
+        ctx.remark(fmt::format("reduce_scatter %{} not decomposed: {}", r->name, veto));
         continue;
       }
       ring.reduceScatterRing(r);
       changed = true;
     }
     if (allReduces)
-      ctx.remark(fmt::format("collective-matmul: {} all_reduce(s) not decomposed: an all-reduce "
+      ctx.remark(fmt::format("{} all_reduce(s) not decomposed: an all-reduce "
                              "leaves whole activations, which only a token split lets a ring "
                              "overlap",
                              allReduces));

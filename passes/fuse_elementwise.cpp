@@ -279,7 +279,9 @@ private:
 class FuseElementwise : public Pass {
 public:
   std::string_view name() const override { return "fuse-elementwise"; }
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     Fuser f(m);
     int linears = 0, attentions = 0;
     // Rounds over the program in order until one fuses nothing. Attention first: its matmuls must
@@ -306,8 +308,7 @@ public:
     if (linears + attentions > 0)
       ir::eraseDeadOps(m); // dead before the pass, as each fusion used to erase them
     if (linears + attentions > 0)
-      ctx.remark(
-          fmt::format("fuse-elementwise: {} fused_linear, {} attention", linears, attentions));
+      ctx.remark(fmt::format("{} fused_linear, {} attention", linears, attentions));
     return linears + attentions > 0;
   }
 };

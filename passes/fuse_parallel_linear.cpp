@@ -213,7 +213,7 @@ Op *interleavedSlice(ir::Builder &b, Op *y, int64_t axis, int64_t k, int64_t off
 // How many ways the model axis splits, if every size divides by it; otherwise 1.
 int64_t interleaving(const ir::Module &m, const PassContext &ctx,
                      const std::vector<int64_t> &sizes) {
-  int axis = m.mesh.axisIndex(Layout::fromOptions(ctx.options).modelAxis);
+  int axis = m.mesh.axisIndex(ctx.options.layout.modelAxis);
   int64_t k = axis < 0 ? 1 : m.mesh.axisSize(axis);
   for (int64_t n : sizes)
     if (n % k != 0)
@@ -284,8 +284,8 @@ bool mergeSiblings(ir::Module &m, PassContext &ctx) {
       round.renameLater(slice, t.value->name);
     }
     round.endGroup();
-    ctx.remark(fmt::format("fuse-parallel-linear: {} projections of %{} -> %{} ({} x {})",
-                           terms.size(), x->name, y->name, x->shape().back(), offset));
+    ctx.remark(fmt::format("{} projections of %{} -> %{} ({} x {})", terms.size(), x->name, y->name,
+                           x->shape().back(), offset));
   }
   round.finish();
   return true;
@@ -391,9 +391,8 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
     round.replaceUses(root, sum, c.usersOf(root));
     round.renameLater(sum, root->name);
     round.endGroup();
-    ctx.remark(fmt::format("fuse-parallel-linear: {} projections summed into %{} -> %{} ({} x {})",
-                           group.size(), root->name, y->name, in->shape().back(),
-                           y->shape().back()));
+    ctx.remark(fmt::format("{} projections summed into %{} -> %{} ({} x {})", group.size(),
+                           root->name, y->name, in->shape().back(), y->shape().back()));
   }
   round.finish();
   return true;
@@ -402,7 +401,9 @@ bool mergeSums(ir::Module &m, PassContext &ctx) {
 class FuseParallelLinear : public Pass {
 public:
   std::string_view name() const override { return "fuse-parallel-linear"; }
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     bool changed = false;
     while (mergeSiblings(m, ctx))
       changed = true;

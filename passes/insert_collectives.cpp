@@ -20,7 +20,8 @@ class InsertCollectives : public Pass {
 public:
   std::string_view name() const override { return "insert-collectives"; }
 
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     std::vector<Op *> reshards;
     for (const auto &op : m.ops())
       if (op->is(OpKind::Reshard))
@@ -62,13 +63,12 @@ public:
       std::string summary;
       for (const auto &[kind, n] : counts)
         summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", n, kind);
-      ctx.remark(fmt::format("insert-collectives: {} reshards -> {}", reshards.size(),
+      ctx.remark(fmt::format("{} reshards -> {}", reshards.size(),
                              summary.empty() ? "nothing to move" : summary));
     }
     return !reshards.empty();
   }
 
-private:
   static Expected<Op *> lower(ir::Module &m, Op *r, std::map<std::string, int> &counts) {
     const ir::Sharding &to = r->type.sharding;
     Op *cur = r->operand(0);

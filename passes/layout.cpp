@@ -1,53 +1,29 @@
-// Layouts: pass settings and JSON files.
+// Layouts: their JSON files, checked setting by setting against the table of pass settings.
 #include "passes/layout.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include <nlohmann/json.hpp>
 
+#include "passes/pass_options.h"
 #include "support/files.h"
 
 namespace vitc::passes {
 
-std::vector<std::pair<std::string, std::string>> Layout::settings() const {
-  return {{"layout.data-axis", dataAxis},
-          {"layout.model-axis", modelAxis},
-          {"layout.activations", activations == Activations::Tokens ? "tokens" : "replicated"},
-          {"layout.params-over-data", paramsOverData ? "true" : "false"},
-          {"layout.params-over-data-min-bytes", std::to_string(paramsOverDataMinBytes)},
-          {"layout.collective-matmul", collectiveMatmul ? "true" : "false"},
-          {"layout.microbatches", std::to_string(microbatches)}};
+std::string_view activationsName(Layout::Activations activations) {
+  return activations == Layout::Activations::Tokens ? "tokens" : "replicated";
 }
 
 namespace {
 
-// The driver checks settings before any pass runs (checkPassSetting); a value that is still not a
-// number (a test or tool that set it directly) keeps the default rather than throwing.
-int64_t integerOr(const PassOptions &o, std::string_view key, int64_t fallback) {
-  std::string text = o.get(key);
-  int64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
-    return fallback;
-  return n;
+// A layout file's key for the setting `layout.<name>`: "params_over_data" is
+// `layout.params-over-data`.
+std::string settingKey(std::string fileKey) {
+  std::replace(fileKey.begin(), fileKey.end(), '_', '-');
+  return "layout." + fileKey;
 }
 
 } // namespace
-
-Layout Layout::fromOptions(const PassOptions &o) {
-  Layout l;
-  l.dataAxis = o.get("layout.data-axis", l.dataAxis);
-  l.modelAxis = o.get("layout.model-axis", l.modelAxis);
-  l.activations = o.get("layout.activations", "tokens") == "replicated" ? Activations::Replicated
-                                                                        : Activations::Tokens;
-  l.paramsOverData = o.get("layout.params-over-data", "false") == "true";
-  l.paramsOverDataMinBytes =
-      integerOr(o, "layout.params-over-data-min-bytes", l.paramsOverDataMinBytes);
-  l.collectiveMatmul = o.get("layout.collective-matmul", "true") == "true";
-  l.microbatches = std::max<int64_t>(1, integerOr(o, "layout.microbatches", 1));
-  return l;
-}
 
 Expected<LayoutFile> readLayoutFile(const std::string &path) {
   VITC_ASSIGN(std::string text, readFile(path));
@@ -63,6 +39,7 @@ Expected<LayoutFile> readLayoutFile(const std::string &path) {
   if (!j.is_object())
     return makeError(at, "a layout is a JSON object");
   LayoutFile f;
+  PassOptions options;
   for (auto &[key, value] : j.items()) {
     if (key == "mesh") {
       if (!value.is_object())
@@ -72,37 +49,23 @@ Expected<LayoutFile> readLayoutFile(const std::string &path) {
           return makeError(at, "mesh axis '{}' needs a positive integer size", axis);
         f.mesh += fmt::format("{}{}={}", f.mesh.empty() ? "" : ",", axis, size.get<int64_t>());
       }
-    } else if (key == "activations") {
-      if (value != "tokens" && value != "replicated")
-        return makeError(at, "'activations' must be \"tokens\" or \"replicated\"");
-      f.layout.activations =
-          value == "tokens" ? Layout::Activations::Tokens : Layout::Activations::Replicated;
-    } else if (key == "params_over_data") {
-      if (!value.is_boolean())
-        return makeError(at, "'params_over_data' must be true or false");
-      f.layout.paramsOverData = value.get<bool>();
-    } else if (key == "params_over_data_min_bytes") {
-      if (!value.is_number_integer() || value.get<int64_t>() < 0)
-        return makeError(at, "'params_over_data_min_bytes' must be a non-negative integer");
-      f.layout.paramsOverDataMinBytes = value.get<int64_t>();
-    } else if (key == "collective_matmul") {
-      if (!value.is_boolean())
-        return makeError(at, "'collective_matmul' must be true or false");
-      f.layout.collectiveMatmul = value.get<bool>();
-    } else if (key == "microbatches") {
-      if (!value.is_number_integer() || value.get<int64_t>() < 1)
-        return makeError(at, "'microbatches' must be a positive integer");
-      f.layout.microbatches = value.get<int64_t>();
-    } else if (key == "data_axis" || key == "model_axis") {
-      if (!value.is_string())
-        return makeError(at, "'{}' must be a mesh axis name", key);
-      (key == "data_axis" ? f.layout.dataAxis : f.layout.modelAxis) = value.get<std::string>();
-    } else if (key == "predicted" || key == "comment") {
-      continue; // written by autotune for people to read
-    } else {
-      return makeError(at, "unknown layout key '{}'", key);
+      continue;
     }
+    if (key == "predicted" || key == "comment")
+      continue; // written by autotune for people to read
+    // Every other key is a pass setting, checked by the one table that `--pass-option` uses. A
+    // name or a choice is a JSON string, a flag a JSON boolean and a number a JSON integer.
+    std::string setting = settingKey(key);
+    Expected<std::string> expected = describePassSetting(setting);
+    if (!expected || key.find('-') != std::string::npos)
+      return makeError(at, "unknown layout key '{}'", key);
+    Expected<PassSetting> parsed =
+        PassSetting::parse(setting, value.is_string() ? value.get<std::string>() : value.dump());
+    if (!parsed || parsed->isWord() != value.is_string())
+      return makeError(at, "'{}' must be {}", key, *expected);
+    parsed->applyTo(options);
   }
+  f.layout = options.layout;
   return f;
 }
 
@@ -114,7 +77,7 @@ std::string writeLayoutJson(const Layout &l, const ir::Mesh &mesh) {
   j["mesh"] = m;
   j["data_axis"] = l.dataAxis;
   j["model_axis"] = l.modelAxis;
-  j["activations"] = l.activations == Layout::Activations::Tokens ? "tokens" : "replicated";
+  j["activations"] = activationsName(l.activations);
   j["params_over_data"] = l.paramsOverData;
   j["params_over_data_min_bytes"] = l.paramsOverDataMinBytes;
   j["collective_matmul"] = l.collectiveMatmul;

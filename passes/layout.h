@@ -7,12 +7,16 @@
 // in-projection all-gathers them and the out-projection reduce-scatters into them) or kept whole
 // (`replicated`, Megatron's: an all-reduce after each out-projection). `params_over_data` also
 // splits large weights over the data axis; they are all-gathered before use. Read from the
-// `--layout` JSON file written by `vitc autotune`, or the defaults.
+// `--layout` JSON file written by `vitc autotune`, or the defaults; each field is also a pass
+// setting (pass_options.h), so `--pass-option layout.activations=replicated` overrides the file.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
-#include "passes/pass.h"
+#include "ir/types.h"
+#include "support/error.h"
 
 namespace vitc::passes {
 
@@ -25,14 +29,17 @@ struct Layout {
   bool collectiveMatmul = true;
   int64_t microbatches = 1; // the batch runs in this many sequential parts (vitc run splits it)
 
-  // Pass settings ("layout.activations=tokens", ...) that carry this layout to the passes.
-  std::vector<std::pair<std::string, std::string>> settings() const;
-  static Layout fromOptions(const PassOptions &options);
+  bool operator==(const Layout &) const = default;
 };
 
-// Parses a layout JSON file: {"mesh": {"data": 2, "model": 4}, "activations": "tokens",
-// "params_over_data": false, "params_over_data_min_bytes": 1048576, "collective_matmul": true}.
-// `mesh` is optional and returned separately ("" when absent).
+// "tokens" or "replicated", as layout files and `--pass-option layout.activations=` spell them.
+std::string_view activationsName(Layout::Activations activations);
+
+// A layout JSON file: {"mesh": {"data": 2, "model": 4}, "data_axis": "data", "model_axis":
+// "model", "activations": "tokens", "params_over_data": false, "params_over_data_min_bytes":
+// 1048576, "collective_matmul": true, "microbatches": 1}. Every key but `mesh` is a pass setting
+// (`params_over_data` is `layout.params-over-data`) and is checked as one; keys left out keep
+// their defaults. `mesh` is optional and returned separately ("" when absent).
 struct LayoutFile {
   Layout layout;
   std::string mesh; // "data=2,model=4"

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -14,13 +13,6 @@
 #include "support/files.h"
 
 namespace vitc::passes {
-
-std::string PassOptions::get(std::string_view key, std::string_view fallback) const {
-  for (auto it = settings.rbegin(); it != settings.rend(); ++it)
-    if (it->first == key)
-      return it->second;
-  return std::string(fallback);
-}
 
 Expected<std::vector<std::string>> parsePassList(std::string_view list) {
   std::vector<std::string> names;
@@ -36,89 +28,6 @@ Expected<std::vector<std::string>> parsePassList(std::string_view list) {
     names.push_back(name);
   }
   return names;
-}
-
-namespace {
-
-// The settings passes read, with what each accepts. A pass that reads a new setting adds it here.
-struct SettingSpec {
-  const char *key;
-  enum class Kind { AxisName, Bool, Integer, Choice } kind;
-  int64_t min = 0, max = 0;      // Integer
-  const char *choices = nullptr; // Choice: words separated by '|'
-};
-
-constexpr int64_t kMaxBytes = int64_t{1} << 50;
-constexpr int64_t kMaxMicrobatches = 1 << 20;
-
-const SettingSpec kSettings[] = {
-    {"layout.activations", SettingSpec::Kind::Choice, 0, 0, "tokens|replicated"},
-    {"layout.collective-matmul", SettingSpec::Kind::Bool},
-    {"layout.data-axis", SettingSpec::Kind::AxisName},
-    {"layout.microbatches", SettingSpec::Kind::Integer, 1, kMaxMicrobatches},
-    {"layout.model-axis", SettingSpec::Kind::AxisName},
-    {"layout.params-over-data", SettingSpec::Kind::Bool},
-    {"layout.params-over-data-min-bytes", SettingSpec::Kind::Integer, 0, kMaxBytes},
-};
-
-bool isAxisName(std::string_view s) {
-  if (s.empty())
-    return false;
-  for (char c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
-      return false;
-  return true;
-}
-
-} // namespace
-
-Status checkPassSetting(std::string_view key, std::string_view value) {
-  const SettingSpec *spec = nullptr;
-  for (const SettingSpec &s : kSettings)
-    if (key == s.key)
-      spec = &s;
-  if (!spec) {
-    std::string known;
-    for (const SettingSpec &s : kSettings)
-      known += (known.empty() ? "" : ", ") + std::string(s.key);
-    return makeError(Loc{}, "unknown pass option '{}' (known: {})", key, known);
-  }
-  switch (spec->kind) {
-  case SettingSpec::Kind::AxisName:
-    if (!isAxisName(value))
-      return makeError(Loc{}, "pass option {}='{}': expected a mesh axis name", key, value);
-    break;
-  case SettingSpec::Kind::Bool:
-    if (value != "true" && value != "false")
-      return makeError(Loc{}, "pass option {}='{}': expected true or false", key, value);
-    break;
-  case SettingSpec::Kind::Integer: {
-    int64_t n = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (value.empty() || ec == std::errc::invalid_argument || end != value.data() + value.size())
-      return makeError(Loc{}, "pass option {}='{}': expected an integer", key, value);
-    if (ec == std::errc::result_out_of_range || n < spec->min || n > spec->max)
-      return makeError(Loc{}, "pass option {}={} is out of range: expected {} to {}", key, value,
-                       spec->min, spec->max);
-    break;
-  }
-  case SettingSpec::Kind::Choice: {
-    std::string_view choices = spec->choices;
-    bool found = false;
-    while (!choices.empty() && !found) {
-      size_t bar = choices.find('|');
-      found = choices.substr(0, bar) == value;
-      choices = bar == std::string_view::npos ? std::string_view{} : choices.substr(bar + 1);
-    }
-    if (!found) {
-      std::string expected = spec->choices;
-      std::replace(expected.begin(), expected.end(), '|', ' ');
-      return makeError(Loc{}, "pass option {}='{}': expected one of: {}", key, value, expected);
-    }
-    break;
-  }
-  }
-  return Status::ok();
 }
 
 std::string_view remarkPass(std::string_view remark) {

@@ -33,11 +33,6 @@ struct PipelineOptions {
 // Parses "a,b,c" into names and checks each against the registry.
 Expected<std::vector<std::string>> parsePassList(std::string_view list);
 
-// Checks a pass setting (`--pass-option KEY=VALUE`, or a layout file's) against the table of
-// known settings: an unknown key, a value that is not a number, a number out of range or a word
-// that is not one of the setting's choices is an error that names the setting.
-Status checkPassSetting(std::string_view key, std::string_view value);
-
 // One line per pass for what its remarks say: a pass's only remark as it is; otherwise the first
 // remark of each kind (remarks that differ only in value names and numbers are of one kind) with
 // how many more there are like it.

@@ -56,7 +56,8 @@ class PlanMemory : public Pass {
 public:
   std::string_view name() const override { return "plan-memory"; }
 
-  Expected<bool> run(ir::Module &m, PassContext &) override {
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &) override {
     std::string before = snapshot(m);
     std::unordered_set<const Op *> outside = ir::weightOnlyOps(m);
     for (const Op *in : m.inputs())
@@ -140,7 +141,6 @@ public:
     return snapshot(m) != before;
   }
 
-private:
   static int64_t paddedBytes(const Op &op, const ir::Mesh &mesh) {
     return (op.type.localBytes(mesh) + kAlign - 1) / kAlign * kAlign;
   }

@@ -39,9 +39,8 @@ bool usesAxis(const Sharding &s, int axis) {
 class Propagator {
 public:
   Propagator(ir::Module &m, PassContext &ctx)
-      : m_(m), ctx_(ctx), layout_(Layout::fromOptions(ctx.options)),
-        data_(m.mesh.axisIndex(layout_.dataAxis)), model_(m.mesh.axisIndex(layout_.modelAxis)),
-        weightOnly_(ir::weightOnlyOps(m)) {
+      : m_(m), ctx_(ctx), layout_(ctx.options.layout), data_(m.mesh.axisIndex(layout_.dataAxis)),
+        model_(m.mesh.axisIndex(layout_.modelAxis)), weightOnly_(ir::weightOnlyOps(m)) {
     if (data_ >= 0 && m.mesh.axisSize(data_) == 1)
       data_ = -1;
     if (model_ >= 0 && m.mesh.axisSize(model_) == 1)
@@ -90,7 +89,7 @@ public:
       }
     }
     placeReshards(order);
-    ctx_.remark(fmt::format("propagate-sharding: {} column-parallel and {} row-parallel matmuls, "
+    ctx_.remark(fmt::format("{} column-parallel and {} row-parallel matmuls, "
                             "{} token-parallel; {} reshards",
                             columns_, rows_, tokenParallel_, reshards_));
     return Status::ok();
@@ -522,7 +521,7 @@ private:
 
   ir::Module &m_;
   PassContext &ctx_;
-  Layout layout_;
+  const Layout &layout_;
   int data_, model_;
   int64_t k_ = 1;
   std::unordered_set<const Op *> weightOnly_;
@@ -535,7 +534,9 @@ private:
 class PropagateSharding : public Pass {
 public:
   std::string_view name() const override { return "propagate-sharding"; }
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     if (m.mesh.numDevices() == 1)
       return false;
     // Already sharded (IR text compiled again): the shardings are the user's.

@@ -12,27 +12,36 @@
 
 namespace vitc::passes {
 
+namespace {
+
+// A registry entry and a pipeline step: the name comes from the pass itself, so that it is
+// written once and the registry, the pipeline and the class cannot disagree.
+PassInfo entry(std::unique_ptr<Pass> (*create)(), std::string_view summary) {
+  return PassInfo{std::string(create()->name()), summary, create};
+}
+
+PipelineStep step(std::unique_ptr<Pass> (*create)(), std::string_view reason) {
+  return PipelineStep{std::string(create()->name()), reason};
+}
+
+} // namespace
+
 const std::vector<PassInfo> &passRegistry() {
-  // Sorted by name.
+  // Sorted by name (registry_test checks it).
   static const std::vector<PassInfo> registry = {
-      {"canonicalize", "fold reshapes, transposes and no-op ops; remove dead and duplicate values",
-       createCanonicalize},
-      {"collective-matmul", "decompose all-gather+matmul and matmul+reduce-scatter into rings",
-       createCollectiveMatmul},
-      {"fuse-elementwise",
-       "fold bias, GELU and residual adds into matmuls; attention into one kernel",
-       createFuseElementwise},
-      {"fuse-parallel-linear",
-       "merge sibling projections of one input, and projections summed into one value",
-       createFuseParallelLinear},
-      {"insert-collectives", "turn reshards into all-gathers, reduce-scatters, all-reduces",
-       createInsertCollectives},
-      {"plan-memory", "place every intermediate value in one workspace per device",
-       createPlanMemory},
-      {"propagate-sharding", "give every value a sharding from the layout; mark reshards",
-       createPropagateSharding},
-      {"schedule-overlap", "asynchronous collectives, started early and finished late",
-       createScheduleOverlap},
+      entry(createCanonicalize,
+            "fold reshapes, transposes and no-op ops; remove dead and duplicate values"),
+      entry(createCollectiveMatmul,
+            "decompose all-gather+matmul and matmul+reduce-scatter into rings"),
+      entry(createFuseElementwise,
+            "fold bias, GELU and residual adds into matmuls; attention into one kernel"),
+      entry(createFuseParallelLinear,
+            "merge sibling projections of one input, and projections summed into one value"),
+      entry(createInsertCollectives,
+            "turn reshards into all-gathers, reduce-scatters, all-reduces"),
+      entry(createPlanMemory, "place every intermediate value in one workspace per device"),
+      entry(createPropagateSharding, "give every value a sharding from the layout; mark reshards"),
+      entry(createScheduleOverlap, "asynchronous collectives, started early and finished late"),
   };
   return registry;
 }
@@ -40,24 +49,26 @@ const std::vector<PassInfo> &passRegistry() {
 const std::vector<PipelineStep> &defaultPipeline() {
   static const std::vector<PipelineStep> pipeline = {
       // Start from a small program: later passes pattern-match less and print less.
-      {"canonicalize", "fold reshapes/transposes, remove dead values"},
+      step(createCanonicalize, "fold reshapes/transposes, remove dead values"),
       // ViT-22B's parallel block: QKV + MLP-in as one matmul, attention-out + MLP-out as one.
-      {"fuse-parallel-linear", "fewer, larger matmuls; and the shapes the sharding passes split"},
+      step(createFuseParallelLinear,
+           "fewer, larger matmuls; and the shapes the sharding passes split"),
       // Fusion leaves slices and fills behind: clean up so compiling the output again is a no-op.
-      {"canonicalize", "merge duplicate constants, drop what the rewrites left dead"},
+      step(createCanonicalize, "merge duplicate constants, drop what the rewrites left dead"),
       // The layout: every value gets a sharding; reshards mark where data must move.
-      {"propagate-sharding", "split the model over the mesh, following the layout"},
+      step(createPropagateSharding, "split the model over the mesh, following the layout"),
       // After it every op is local: communication is explicit collectives.
-      {"insert-collectives", "where a consumer needs another sharding, move the data"},
+      step(createInsertCollectives, "where a consumer needs another sharding, move the data"),
       // ViT-22B's asynchronous parallel linear: communication in chunks next to the matmul.
-      {"collective-matmul", "rings of collective_permute that can overlap with the matmul"},
+      step(createCollectiveMatmul, "rings of collective_permute that can overlap with the matmul"),
       // Starts as early and dones as late as the data allow; weights gathered a layer ahead.
-      {"schedule-overlap", "put compute between every collective's start and done"},
+      step(createScheduleOverlap, "put compute between every collective's start and done"),
       // Kernels the backends run fast: epilogues in matmuls, attention without a score matrix.
-      {"fuse-elementwise",
-       "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"},
+      step(createFuseElementwise,
+           "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"),
       // Last: the backend allocates one workspace and every value has its place in it.
-      {"plan-memory", "buffer liveness and reuse; the peak is the activation memory per device"},
+      step(createPlanMemory,
+           "buffer liveness and reuse; the peak is the activation memory per device"),
   };
   return pipeline;
 }

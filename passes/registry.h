@@ -6,7 +6,7 @@
 namespace vitc::passes {
 
 struct PassInfo {
-  std::string_view name;
+  std::string name; // the pass's own name(): written once, in its class
   std::string_view summary;
   std::unique_ptr<Pass> (*create)();
 };
@@ -17,7 +17,7 @@ const std::vector<PassInfo> &passRegistry();
 Expected<const PassInfo *> findPass(std::string_view name);
 
 struct PipelineStep {
-  std::string_view pass;
+  std::string pass;
   std::string_view reason;
 };
 const std::vector<PipelineStep> &defaultPipeline();

@@ -17,7 +17,8 @@ class ScheduleOverlap : public Pass {
 public:
   std::string_view name() const override { return "schedule-overlap"; }
 
-  Expected<bool> run(ir::Module &m, PassContext &ctx) override {
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
     bool changed = splitCollectives(m);
     std::string before;
     for (const auto &op : m.ops())
@@ -31,12 +32,11 @@ public:
       int pairs = 0;
       for (const auto &op : m.ops())
         pairs += op->info().has(ir::kAsyncStart);
-      ctx.remark(fmt::format("schedule-overlap: {} asynchronous collectives", pairs));
+      ctx.remark(fmt::format("{} asynchronous collectives", pairs));
     }
     return changed;
   }
 
-private:
   // Every synchronous collective -> start + done.
   static bool splitCollectives(ir::Module &m) {
     std::vector<Op *> sync;

@@ -86,8 +86,7 @@ int runCompile(int argc, char **argv) {
   if (!pipeline)
     return report(pipeline.error());
   passes::PassContext ctx;
-  ctx.options = passFlags.passOptions();
-  Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
+  Expected<frontend::LoadedModel> loaded = loadModel(model, &passFlags, &ctx.options);
   if (!loaded)
     return report(loaded.error());
   ir::Module &m = *loaded->module;

@@ -182,26 +182,17 @@ int runRun(int argc, char **argv) {
     return report(images.error());
   // The batch comes from the input file; build the model for it, or for one micro-batch of it
   // when the layout runs the batch in parts.
-  int64_t micro = 1, data = 1; // micro-batches, and the devices of the data axis that split each
-  std::string dataAxis;
-  if (!model.layout.empty()) {
-    Expected<passes::LayoutFile> layout = passes::readLayoutFile(model.layout);
-    if (!layout)
-      return report(layout.error());
-    micro = layout->layout.microbatches;
-    dataAxis = layout->layout.dataAxis;
-    // A mesh that does not parse is reported when the model loads.
-    std::string meshText = layout->mesh.empty() ? model.mesh : layout->mesh;
-    if (Expected<ir::Mesh> mesh = ir::parseMesh(meshText, Loc::inFile(model.layout));
-        mesh && !meshText.empty() && mesh->axisIndex(dataAxis) >= 0)
-      data = mesh->axisSize(mesh->axisIndex(dataAxis));
-  }
-  // A --pass-option overrides the layout file's setting, for the split as for the passes.
-  std::string microFrom = model.layout; // where the micro-batches were set, for errors
-  if (std::string given = passFlags.passOptions().get("layout.microbatches"); !given.empty()) {
-    micro = std::stoll(given); // checked to be a positive integer with the other pass options
-    microFrom = "--pass-option";
-  }
+  Expected<ModelLayout> layout = readModelLayout(model, &passFlags); // the one read of --layout
+  if (!layout)
+    return report(layout.error());
+  // Micro-batches, and the devices of the data axis that split each; a --pass-option overrides the
+  // layout file's setting, for the split as for the passes.
+  int64_t micro = layout->passOptions.layout.microbatches, data = 1;
+  const std::string &dataAxis = layout->passOptions.layout.dataAxis;
+  if (layout->mesh && layout->mesh->axisIndex(dataAxis) >= 0)
+    data = layout->mesh->axisSize(layout->mesh->axisIndex(dataAxis));
+  // Where the micro-batches were set, for errors.
+  std::string microFrom = passFlags.sets("layout.microbatches") ? "--pass-option" : model.layout;
   int64_t batch = images->rank() > 0 ? images->dim(0) : 1;
   // The input decides the batch; a --batch that says otherwise is a mistake, not a request.
   if (!vm["batch"].defaulted() && model.batch != batch)
@@ -225,11 +216,11 @@ int runRun(int argc, char **argv) {
                             micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,
                             batch / micro, batch, micro * data));
   model.batch = batch / micro;
-  passes::PassContext ctx;
-  ctx.options = passFlags.passOptions();
-  Expected<frontend::LoadedModel> loaded = loadModel(model, &ctx.options);
+  Expected<frontend::LoadedModel> loaded = loadModel(model, *layout);
   if (!loaded)
     return report(loaded.error());
+  passes::PassContext ctx;
+  ctx.options = layout->passOptions;
   if (Expected<int64_t> checked = checkImageBatch(*images, f.input, *loaded); !checked)
     return report(checked.error());
   // NaN or Inf in the input makes NaN outputs with exit 0: say so (rank 0 only under MPI).

@@ -163,70 +163,87 @@ Expected<passes::PipelineOptions> PassFlags::toOptions() const {
   return o;
 }
 
-Status PassFlags::check(const po::variables_map &vm) const {
+Status PassFlags::check(const po::variables_map &vm) {
   VITC_TRY(toOptions());
   // -1, the default, means every pass; given on the command line it is a mistake.
   if (vm.count("stop-after-pass-num") && stopAfterPassNum < 0)
     return makeError(Loc::inFile("--stop-after-pass-num"),
                      "expected a number of passes >= 0, got {}", stopAfterPassNum);
+  parsed_.clear();
   for (const std::string &s : settings) {
     size_t eq = s.find('=');
     if (eq == std::string::npos)
       return makeError(Loc::inFile("--pass-option"), "expected KEY=VALUE, got '{}'", s);
-    if (Status ok = passes::checkPassSetting(s.substr(0, eq), s.substr(eq + 1)); !ok)
-      return Error(Loc::inFile("--pass-option"), ok.error().message());
+    Expected<passes::PassSetting> setting = passes::PassSetting::parse(
+        std::string_view(s).substr(0, eq), std::string_view(s).substr(eq + 1));
+    if (!setting)
+      return Error(Loc::inFile("--pass-option"), setting.error().message());
+    parsed_.push_back(std::move(*setting));
   }
   return Status::ok();
 }
 
-passes::PassOptions PassFlags::passOptions() const {
-  passes::PassOptions o;
-  for (const std::string &s : settings) {
-    size_t eq = s.find('=');
-    o.settings.emplace_back(s.substr(0, eq), eq == std::string::npos ? "" : s.substr(eq + 1));
-  }
-  return o;
+bool PassFlags::sets(std::string_view key) const {
+  for (const passes::PassSetting &s : parsed_)
+    if (s.key() == key)
+      return true;
+  return false;
 }
 
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
-                                          passes::PassOptions *passOptions) {
+void PassFlags::applyTo(passes::PassOptions &options) const {
+  for (const passes::PassSetting &s : parsed_)
+    s.applyTo(options);
+}
+
+Expected<ModelLayout> readModelLayout(const ModelOptions &options, const PassFlags *flags) {
+  ModelLayout layout;
+  Loc meshLoc = Loc::inFile("--mesh");
+  if (!options.mesh.empty()) {
+    VITC_ASSIGN(layout.mesh, ir::parseMesh(options.mesh, meshLoc));
+  }
+  if (!options.layout.empty()) {
+    VITC_ASSIGN(passes::LayoutFile file, passes::readLayoutFile(options.layout));
+    layout.passOptions.layout = file.layout;
+    if (!file.mesh.empty()) {
+      VITC_ASSIGN(ir::Mesh fromFile, ir::parseMesh(file.mesh, Loc::inFile(options.layout)));
+      if (layout.mesh && !(*layout.mesh == fromFile))
+        return makeError(meshLoc, "--mesh {} differs from the layout's mesh ({}) in {}",
+                         layout.mesh->str(), fromFile.str(), options.layout);
+      layout.mesh = fromFile;
+      meshLoc = Loc::inFile(options.layout);
+    }
+  }
+  // Over the layout file's settings, so that a --pass-option given with it wins.
+  if (flags)
+    flags->applyTo(layout.passOptions);
+  if (layout.mesh)
+    layout.passOptions.meshLoc = meshLoc;
+  return layout;
+}
+
+Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, ModelLayout &layout) {
   frontend::LoadOptions lo;
   lo.batch = options.batch;
   VITC_ASSIGN(frontend::LoadedModel m, frontend::loadModel(options.model, lo));
-  std::string meshText = options.mesh;
-  Loc meshLoc = Loc::inFile("--mesh");
-  if (!options.layout.empty()) {
-    VITC_ASSIGN(passes::LayoutFile layout, passes::readLayoutFile(options.layout));
-    if (!layout.mesh.empty()) {
-      VITC_ASSIGN(ir::Mesh fromFile, ir::parseMesh(layout.mesh, Loc::inFile(options.layout)));
-      if (!meshText.empty()) {
-        VITC_ASSIGN(ir::Mesh given, ir::parseMesh(meshText, meshLoc));
-        if (!(given == fromFile))
-          return makeError(meshLoc, "--mesh {} differs from the layout's mesh ({}) in {}",
-                           given.str(), fromFile.str(), options.layout);
-      }
-      meshText = layout.mesh;
-      meshLoc = Loc::inFile(options.layout);
-    }
-    // The layout file's settings come first, so that a --pass-option given with it wins.
-    if (passOptions) {
-      std::vector<std::pair<std::string, std::string>> fromLayout = layout.layout.settings();
-      passOptions->settings.insert(passOptions->settings.begin(), fromLayout.begin(),
-                                   fromLayout.end());
-    }
+  if (!layout.mesh) {
+    if (m.format == frontend::ModelFormat::IrText)
+      layout.passOptions.meshLoc = Loc::inFile(m.path); // the mesh written in the IR's header
+    return m;
   }
-  if (meshText.empty() && m.format == frontend::ModelFormat::IrText)
-    meshLoc = Loc::inFile(m.path); // the mesh written in the IR's header
+  if (m.format == frontend::ModelFormat::IrText && !(*layout.mesh == m.module->mesh))
+    return makeError(layout.passOptions.meshLoc,
+                     "the IR in {} is already for mesh ({}); it cannot be changed to ({})", m.path,
+                     m.module->mesh.str(), layout.mesh->str());
+  m.module->mesh = *layout.mesh;
+  return m;
+}
+
+Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, const PassFlags *flags,
+                                          passes::PassOptions *passOptions) {
+  VITC_ASSIGN(ModelLayout layout, readModelLayout(options, flags));
+  VITC_ASSIGN(frontend::LoadedModel m, loadModel(options, layout));
   if (passOptions)
-    passOptions->meshLoc = meshLoc;
-  if (!meshText.empty()) {
-    VITC_ASSIGN(ir::Mesh mesh, ir::parseMesh(meshText, meshLoc));
-    if (m.format == frontend::ModelFormat::IrText && !(mesh == m.module->mesh))
-      return makeError(meshLoc,
-                       "the IR in {} is already for mesh ({}); it cannot be changed to ({})",
-                       m.path, m.module->mesh.str(), mesh.str());
-    m.module->mesh = mesh;
-  }
+    *passOptions = layout.passOptions;
   return m;
 }
 

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
 #include "frontend/load_model.h"
+#include "ir/types.h"
 #include "passes/pass_manager.h"
 #include "support/error.h"
 
@@ -52,13 +54,19 @@ struct PassFlags {
   bool printAfterAll = false, printChanged = false, timePasses = false;
   bool verifyEach = false;
   int stopAfterPassNum = -1;
-  std::vector<std::string> settings; // --pass-option key=value
+  std::vector<std::string> settings; // --pass-option key=value, as given
   void add(po::options_description &desc);
-  // Checks pass names, --stop-after-pass-num and every --pass-option before anything is loaded;
-  // errors are usage errors.
-  Status check(const po::variables_map &vm) const;
+  // Checks pass names and --stop-after-pass-num, and parses every --pass-option, before anything
+  // is loaded; errors are usage errors.
+  Status check(const po::variables_map &vm);
   Expected<passes::PipelineOptions> toOptions() const;
-  passes::PassOptions passOptions() const; // after check()
+  // After check(): whether a --pass-option sets `key`, and `options` with every --pass-option
+  // applied over it (the last of one key wins), as parsed by check().
+  bool sets(std::string_view key) const;
+  void applyTo(passes::PassOptions &options) const;
+
+private:
+  std::vector<passes::PassSetting> parsed_;
 };
 
 // Refuses an output that is one of `inputs` ({flag, path}) by identity (device and inode, so
@@ -69,8 +77,21 @@ Status checkNotAnInput(const std::string &flag, const std::string &output,
 // folder (or device) without write permission. Errors are located at the output's path.
 Status checkWritable(const std::string &output);
 
-// Loads the model and applies --mesh and --layout; the layout's settings go to `passOptions`.
+// What --mesh, --layout and --pass-option choose, read and checked once, before the model loads:
+// the layout file is read here and nowhere else.
+struct ModelLayout {
+  passes::PassOptions passOptions; // the layout file's settings, every --pass-option over them
+  std::optional<ir::Mesh> mesh;    // --mesh or the layout file's; none: the model's own
+};
+Expected<ModelLayout> readModelLayout(const ModelOptions &options,
+                                      const PassFlags *flags = nullptr);
+// Loads the model on `layout.mesh` (an IR file's own mesh must agree) and sets
+// `layout.passOptions.meshLoc` to where the module's mesh came from.
+Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, ModelLayout &layout);
+// Both steps, for a command that needs nothing from the layout before the model loads; the pass
+// options go to `passOptions`.
 Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
+                                          const PassFlags *flags = nullptr,
                                           passes::PassOptions *passOptions = nullptr);
 
 // Parses a subcommand's arguments; returns false (after printing) if it should exit with `exit`.

@@ -97,8 +97,14 @@ std::string runCase(const Case &c, const std::string &run, const std::string &pa
   if (size_t bar = run.find('|'); bar != std::string::npos) {
     std::istringstream settings(run.substr(bar + 1));
     std::string kv;
-    while (settings >> kv)
-      ctx.options.settings.emplace_back(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
+    while (settings >> kv) {
+      size_t eq = kv.find('=');
+      auto setting = passes::PassSetting::parse(kv.substr(0, eq),
+                                                eq == std::string::npos ? "" : kv.substr(eq + 1));
+      if (!setting)
+        return "bad RUN line: " + setting.error().str();
+      setting->applyTo(ctx.options);
+    }
   }
   if (Status s = pm.run(**m, ctx); !s)
     return s.error().str();

@@ -1,6 +1,8 @@
-// The pass registry: sorted, complete, and every pipeline step registered.
+// The pass registry: sorted, complete, every pipeline step registered, and each pass under the
+// one name its class gives it.
 #include <gtest/gtest.h>
 
+#include "ir/text.h"
 #include "passes/registry.h"
 
 namespace vitc::passes {
@@ -26,6 +28,44 @@ TEST(Registry, EveryRegisteredPassRunsByDefault) {
       used |= step.pass == info.name;
     EXPECT_TRUE(used) << info.name;
   }
+}
+
+// The names --passes, --print-after, --disable-pass and --remarks take; renaming a pass's class
+// name changes the command line, and must change this list too.
+TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
+  std::vector<std::string> names;
+  for (const PassInfo &info : passRegistry())
+    names.push_back(info.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"canonicalize", "collective-matmul", "fuse-elementwise",
+                                      "fuse-parallel-linear", "insert-collectives", "plan-memory",
+                                      "propagate-sharding", "schedule-overlap"}));
+}
+
+TEST(Registry, EachPassIsRegisteredUnderItsOwnName) {
+  for (const PassInfo &info : passRegistry())
+    EXPECT_EQ(info.create()->name(), info.name);
+}
+
+// A pass's remarks carry its name even when it runs without the pass manager.
+TEST(Registry, RemarksCarryTheNameOfThePassThatMadeThem) {
+  auto m = ir::parseModule(R"(module @t mesh(data=1, model=2) {
+  %x = input {name = "x"} : f32[1,4@model,8]
+  %w = param {name = "w"} : f32[6@model,8]
+  %g = all_gather %x {dim = 1, mesh_axis = "model"} : f32[1,4,8]
+  %y = matmul %g, %w {transpose_b = true} : f32[1,4,6@model]
+  output %y
+})",
+                           "t.ir");
+  ASSERT_TRUE(m) << m.error().str();
+  PassContext ctx;
+  ctx.options.layout.collectiveMatmul = false;
+  auto pass = findPass("collective-matmul");
+  ASSERT_TRUE(pass);
+  ASSERT_TRUE((*pass)->create()->run(**m, ctx));
+  ASSERT_EQ(ctx.remarks.size(), 1u);
+  EXPECT_EQ(ctx.remarks[0],
+            "collective-matmul: off in the layout; 1 all_gathers and 0 reduce_scatters stay whole");
 }
 
 TEST(Registry, UnknownNamesListTheKnownOnes) {

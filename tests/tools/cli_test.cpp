@@ -543,6 +543,33 @@ TEST(Cli, APassOptionOverridesTheLayoutFile) {
   EXPECT_EQ(on.err.find("collective-matmul: off in the layout"), std::string::npos) << on.err;
 }
 
+// A layout file's value is checked as its --pass-option is: an unknown word is an error, one
+// line naming the key, never the default.
+TEST(Cli, ALayoutFileValueIsCheckedAsItsPassOption) {
+  std::string dir = test::makeTempDir("layout-values");
+  std::string model = test::sourcePath("examples/parallel-tiny.vit");
+  struct Bad {
+    const char *json, *message;
+  };
+  const Bad bad[] = {
+      {R"({"activations": "columns"})", "'activations' must be one of: tokens replicated"},
+      {R"({"microbatches": "abc"})", "'microbatches' must be an integer from 1 to 1048576"},
+      {R"({"microbatches": 0})", "'microbatches' must be an integer from 1 to 1048576"},
+      {R"({"model_axis": "a,b"})", "'model_axis' must be a mesh axis name"},
+  };
+  for (const Bad &b : bad) {
+    std::ofstream(dir + "/layout.json") << b.json;
+    const std::vector<std::string> commands[] = {
+        {"compile", model, "--layout", dir + "/layout.json", "-o", "/dev/null"},
+        {"stats", model, "--layout", dir + "/layout.json"}};
+    for (const std::vector<std::string> &args : commands) {
+      auto r = runVitc(args);
+      EXPECT_EQ(r.exit, 1) << args[0] << " " << b.json;
+      EXPECT_EQ(r.err, dir + "/layout.json: error: " + b.message + "\n") << args[0];
+    }
+  }
+}
+
 int remarkLines(const std::string &text, const std::string &pass = "") {
   int n = 0;
   std::istringstream in(text);

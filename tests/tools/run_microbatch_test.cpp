@@ -58,6 +58,26 @@ TEST_F(RunMicroBatches, APassOptionSetsTheMicroBatchesOfTheSplitToo) {
   EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
 }
 
+// The split and the passes read one layout: the layout file's, with each --pass-option over it,
+// on the mesh of --mesh or the file. A --pass-option's micro-batches meet the data axis of
+// --mesh, and the file's data axis, as the passes would.
+TEST_F(RunMicroBatches, TheSplitReadsTheLayoutThePassesRead) {
+  auto r = test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors",
+                          "--input", fx + "/input.npy", "--output", dir + "/out.npy", "--mesh",
+                          "data=2,model=1", "--pass-option", "layout.microbatches=2"});
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_EQ(r.err, "--pass-option: error: the layout runs 2 micro-batches of 1 image over data=2, "
+                   "which does not divide 1: the batch (2) must be a multiple of 4\n");
+  std::ofstream(dir + "/layout.json") << R"({"mesh": {"dp": 2, "model": 1}, "data_axis": "dp"})";
+  r = test::runVitc({"run", fx + "/model.vit", "--weights", fx + "/model.safetensors", "--input",
+                     fx + "/input.npy", "--output", dir + "/out.npy", "--layout",
+                     dir + "/layout.json", "--pass-option", "layout.microbatches=2"});
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_EQ(r.err, "--pass-option: error: the layout runs 2 micro-batches of 1 image over dp=2, "
+                   "which does not divide 1: the batch (2) must be a multiple of 4\n");
+  EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
+}
+
 TEST_F(RunMicroBatches, ABatchThatDividesRunsAndMatchesTheReference) {
   auto images = formats::readNpy(fx + "/input.npy");
   auto logits = formats::readNpy(fx + "/logits.npy");
