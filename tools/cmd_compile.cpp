@@ -86,7 +86,7 @@ int runCompile(int argc, char **argv) {
   if (!pipeline)
     return report(pipeline.error());
   passes::PassContext ctx;
-  Expected<frontend::LoadedModel> loaded = loadModel(model, &passFlags, &ctx.options);
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, &passFlags, &ctx.options);
   if (!loaded)
     return report(loaded.error());
   ir::Module &m = *loaded->module;

@@ -25,7 +25,7 @@ int runInitWeights(int argc, char **argv) {
     return usageError(s.error());
   if (Status s = checkWritable(output); !s)
     return report(s.error());
-  Expected<frontend::LoadedModel> loaded = loadModel(model);
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model);
   if (!loaded)
     return report(loaded.error());
   const ir::Module &m = *loaded->module;

@@ -216,7 +216,7 @@ int runRun(int argc, char **argv) {
                             micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,
                             batch / micro, batch, micro * data));
   model.batch = batch / micro;
-  Expected<frontend::LoadedModel> loaded = loadModel(model, *layout);
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, *layout);
   if (!loaded)
     return report(loaded.error());
   passes::PassContext ctx;

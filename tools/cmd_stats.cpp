@@ -33,7 +33,7 @@ int runStats(int argc, char **argv) {
     return usageError(s.error());
 
   passes::PassContext ctx;
-  Expected<frontend::LoadedModel> loaded = loadModel(model, nullptr, &ctx.options);
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, nullptr, &ctx.options);
   if (!loaded)
     return report(loaded.error());
   ir::Module &m = *loaded->module;

@@ -221,7 +221,7 @@ Expected<ModelLayout> readModelLayout(const ModelOptions &options, const PassFla
   return layout;
 }
 
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, ModelLayout &layout) {
+Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options, ModelLayout &layout) {
   frontend::LoadOptions lo;
   lo.batch = options.batch;
   VITC_ASSIGN(frontend::LoadedModel m, frontend::loadModel(options.model, lo));
@@ -238,10 +238,10 @@ Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, ModelLayo
   return m;
 }
 
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, const PassFlags *flags,
-                                          passes::PassOptions *passOptions) {
+Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options, const PassFlags *flags,
+                                                passes::PassOptions *passOptions) {
   VITC_ASSIGN(ModelLayout layout, readModelLayout(options, flags));
-  VITC_ASSIGN(frontend::LoadedModel m, loadModel(options, layout));
+  VITC_ASSIGN(frontend::LoadedModel m, loadModelOnMesh(options, layout));
   if (passOptions)
     *passOptions = layout.passOptions;
   return m;

@@ -87,12 +87,12 @@ Expected<ModelLayout> readModelLayout(const ModelOptions &options,
                                       const PassFlags *flags = nullptr);
 // Loads the model on `layout.mesh` (an IR file's own mesh must agree) and sets
 // `layout.passOptions.meshLoc` to where the module's mesh came from.
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options, ModelLayout &layout);
+Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options, ModelLayout &layout);
 // Both steps, for a command that needs nothing from the layout before the model loads; the pass
 // options go to `passOptions`.
-Expected<frontend::LoadedModel> loadModel(const ModelOptions &options,
-                                          const PassFlags *flags = nullptr,
-                                          passes::PassOptions *passOptions = nullptr);
+Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options,
+                                                const PassFlags *flags = nullptr,
+                                                passes::PassOptions *passOptions = nullptr);
 
 // Parses a subcommand's arguments; returns false (after printing) if it should exit with `exit`.
 bool parseArgs(int argc, char **argv, const po::options_description &desc,
