@@ -11,6 +11,7 @@
 
 #include "backends/interpreter/interpreter.h"
 #include "backends/llvm/llvm_backend.h"
+#include "ir/signature.h"
 
 namespace vitc::tools {
 
@@ -41,7 +42,14 @@ Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
                                                    std::ostream *warnings) {
   frontend::WeightLoadOptions options;
   options.allowUnused = checks.allowUnused;
-  VITC_ASSIGN(auto params, frontend::loadParameters(m, source, options));
+  // Random weights draw LayerNorm scales near 1, which only the frontend module shows.
+  if (auto *random = dynamic_cast<frontend::RandomWeights *>(&source))
+    random->setLayerNormScales(frontend::layerNormScales(m));
+  Signature sig = ir::signatureOf(m);
+  VITC_ASSIGN(std::vector<Tensor> values, frontend::bindWeights(sig, source, options));
+  std::map<std::string, Tensor> params;
+  for (size_t i = 0; i < values.size(); ++i)
+    params[sig.params[i].name] = std::move(values[i]);
   // NaN or Inf in a weight makes NaN logits with exit 0: say so, once per tensor.
   if (warnings && !checks.allowNonfinite)
     for (const auto &[name, t] : params)

@@ -18,7 +18,7 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
 // module as the frontend built it: random weights take their scale from how the program uses each
 // parameter, which fusion passes change.
 // A file that lacks parameters or holds tensors the model does not use is refused (see
-// frontend::loadParameters); a parameter holding NaN or Inf gets a warning on `warnings`.
+// formats::bindWeights); a parameter holding NaN or Inf gets a warning on `warnings`.
 struct WeightChecks {
   bool allowUnused = false;    // --allow-unused-weights
   bool allowNonfinite = false; // --allow-nonfinite: no warnings

@@ -9,6 +9,7 @@
 #include "frontend/formats/npy.h"
 #include "frontend/load_model.h"
 #include "frontend/weights.h"
+#include "ir/signature.h"
 #include "runtime/runner.h"
 
 namespace vitc::test {
@@ -61,11 +62,7 @@ Expected<FixtureRun> runFixture(const std::string &name, const runtime::ProgramF
   VITC_TRY(pm.run(*loaded.module, ctx));
   std::shared_ptr<const ir::Module> module = std::move(loaded.module);
   VITC_ASSIGN(auto source, frontend::openWeights(weights));
-  std::vector<Tensor> params;
-  for (const ir::Op *p : module->params()) {
-    VITC_ASSIGN(Tensor t, source->load(*module, *p));
-    params.push_back(std::move(t));
-  }
+  VITC_ASSIGN(std::vector<Tensor> params, frontend::bindWeights(ir::signatureOf(*module), *source));
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(module, factory, params));
   VITC_ASSIGN(std::vector<Tensor> outs, runner->run({input}));
   r.logits = outs.at(0);
