@@ -198,6 +198,20 @@ TEST(Weights, TheExecutableRunsWithUnusedTensorsWhenAllowed) {
     EXPECT_NEAR(got->data()[i], want->data()[i], 1e-4) << i;
 }
 
+// `--weights random:SEED` and the file `vitc init-weights --seed SEED` writes are the same
+// weights, LayerNorm scales (drawn near 1, known from the frontend module) included.
+TEST(Weights, RandomWeightsRunAsTheFileInitWeightsWrites) {
+  std::string dir = test::makeTempDir("weights-random");
+  auto init = runVitc({"init-weights", fixture("parallel_tok", "model.vit"), "--seed", "6", "-o",
+                       dir + "/w.safetensors"});
+  ASSERT_EQ(init.exit, 0) << init.err;
+  auto fromFile = runVitc(runParallelTok(dir + "/w.safetensors", dir + "/file.npy"));
+  ASSERT_EQ(fromFile.exit, 0) << fromFile.err;
+  auto random = runVitc(runParallelTok("random:6", dir + "/random.npy"));
+  ASSERT_EQ(random.exit, 0) << random.err;
+  EXPECT_EQ(test::slurp(dir + "/random.npy"), test::slurp(dir + "/file.npy"));
+}
+
 TEST(Weights, NonFiniteWeightsAndInputsWarnAndAllowNonfiniteSilencesThem) {
   std::string dir = test::makeTempDir("weights-nan");
   std::string weights = dir + "/w.safetensors";
