@@ -14,6 +14,7 @@
 #include "backends/llvm/compiler.h"
 #include "frontend/load_model.h"
 #include "frontend/weights.h"
+#include "ir/signature.h"
 #include "passes/pass_manager.h"
 #include "runtime/single_device.h"
 
@@ -124,9 +125,9 @@ int benchVit(const std::string &path, int64_t batch, const llvmbe::Options &base
     return 0;
   }
   std::vector<Tensor> params;
-  auto source = frontend::openWeights("random:1");
-  for (const ir::Op *p : m->params())
-    params.push_back(*(*source)->load(*m, *p));
+  auto source = frontend::openWeights("random:1", m.get());
+  for (const TensorSpec &p : ir::signatureOf(*m).params)
+    params.push_back(*(*source)->load(p));
   Tensor input = Tensor::zeros(m->inputs()[0]->shape());
   for (int64_t i = 0; i < input.numel(); ++i)
     input.mutableData()[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;

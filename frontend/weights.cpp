@@ -1,4 +1,4 @@
-// Weight sources: safetensors, big_vision npz, random.
+// Weight sources: big_vision npz and random (safetensors: formats/bind.cpp).
 #include "frontend/weights.h"
 
 #include <cmath>
@@ -7,61 +7,9 @@
 #include <optional>
 
 #include "frontend/formats/npz.h"
-#include "frontend/formats/safetensors.h"
 
 namespace vitc::frontend {
 namespace {
-
-Status checkShape(const std::string &file, const std::string &name, const Tensor &t,
-                  const Shape &want) {
-  if (t.shape() != want)
-    return makeError(Loc::inFile(file), "tensor '{}' has shape {}, the model needs {}", name,
-                     shapeString(t.shape()), shapeString(want));
-  return Status::ok();
-}
-
-class SafetensorsWeights : public WeightSource {
-public:
-  SafetensorsWeights(std::string path, formats::SafetensorsFile file)
-      : path_(std::move(path)), file_(std::move(file)) {}
-
-  Expected<Tensor> load(const ir::Module &, const ir::Op &param) override {
-    std::string name = param.attrs.getStr("name");
-    std::string found = name;
-    if (!file_.find(found) && found.rfind("vit.", 0) == 0)
-      found = name.substr(4); // a ViTModel checkpoint has no "vit." prefix
-    const formats::SafetensorsEntry *entry = file_.find(found);
-    if (!entry) {
-      noteMissing(fmt::format("'{}' (shape {})", name, shapeString(param.shape())));
-      return makeError(Loc::inFile(path_), "missing tensor '{}' (shape {})", name,
-                       shapeString(param.shape()));
-    }
-    markUsed(found);
-    // Integers convert to floats exactly enough, but a weight stored as integers is a mistake (a
-    // quantized or index tensor under a parameter's name), and the standalone executable refuses
-    // it too.
-    if (entry->dtype.starts_with('I') || entry->dtype.starts_with('U'))
-      return makeError(Loc::inFile(path_),
-                       "tensor '{}' has dtype {}; weights must be floating point (F32, F16, BF16 "
-                       "or F64)",
-                       found, entry->dtype);
-    VITC_ASSIGN(Tensor t, file_.load(found));
-    VITC_TRY(checkShape(path_, found, t, param.shape()));
-    return t;
-  }
-  std::string describe() const override { return path_; }
-  std::string path() const override { return path_; }
-  std::vector<std::string> tensorNames() const override {
-    std::vector<std::string> names;
-    for (const formats::SafetensorsEntry &e : file_.entries())
-      names.push_back(e.name);
-    return names;
-  }
-
-private:
-  std::string path_;
-  formats::SafetensorsFile file_;
-};
 
 // Reshapes and transposes of big_vision tensors.
 Tensor transpose2(const Tensor &t) {
@@ -83,12 +31,9 @@ public:
       prefix_ = "params/";
   }
 
-  Expected<Tensor> load(const ir::Module &, const ir::Op &param) override {
-    std::string name = param.attrs.getStr("name");
+  Expected<Tensor> load(const TensorSpec &param) override {
     param_ = &param;
-    VITC_ASSIGN(Tensor t, convert(name, param.shape()));
-    VITC_TRY(checkShape(path_, name, t, param.shape()));
-    return t;
+    return convert(param.name, param.shape);
   }
   std::string describe() const override { return path_ + " (big_vision)"; }
   std::string path() const override { return path_; }
@@ -106,12 +51,11 @@ private:
     // elements than the parameter it feeds is wrong: refuse it from its .npy header alone, before
     // inflating what may be gigabytes from a small file.
     VITC_ASSIGN(Shape declared, file_.declaredShape(full));
-    if (param_ && numElements(declared) > numElements(param_->shape()))
+    if (param_ && numElements(declared) > numElements(param_->shape))
       return makeError(Loc::inFile(path_),
                        "member '{}.npy' declares shape {}, more elements than the model's '{}' {} "
                        "holds",
-                       full, shapeString(declared), param_->attrs.getStr("name"),
-                       shapeString(param_->shape()));
+                       full, shapeString(declared), param_->name, shapeString(param_->shape));
     return file_.load(full);
   }
 
@@ -270,19 +214,7 @@ private:
   std::string path_;
   formats::NpzFile file_;
   std::string prefix_;
-  const ir::Op *param_ = nullptr; // the parameter being loaded
-};
-
-class RandomWeights : public WeightSource {
-public:
-  explicit RandomWeights(uint64_t seed) : seed_(seed) {}
-  Expected<Tensor> load(const ir::Module &m, const ir::Op &param) override {
-    return randomTensor(m, param, seed_);
-  }
-  std::string describe() const override { return fmt::format("random:{}", seed_); }
-
-private:
-  uint64_t seed_;
+  const TensorSpec *param_ = nullptr; // the parameter being loaded
 };
 
 // SplitMix64: a small, well-mixed generator; one stream per tensor.
@@ -312,15 +244,10 @@ uint64_t hashName(const std::string &s) {
 
 } // namespace
 
-Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed) {
-  // The role of a parameter shows in how the program uses it.
-  bool normScale = false;
-  for (const auto &op : m.ops())
-    if (op->is(ir::OpKind::LayerNorm) && op->operand(1) == &param)
-      normScale = true;
-  const Shape &s = param.shape();
+Tensor randomTensor(const TensorSpec &param, bool layerNormScale, uint64_t seed) {
+  const Shape &s = param.shape;
   double mean = 0, stddev = 0.02;
-  if (normScale) {
+  if (layerNormScale) {
     mean = 1.0;
     stddev = 0.05;
   } else if (s.size() >= 2) {
@@ -328,71 +255,33 @@ Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed) {
     bool embedding = s[0] == 1; // [1, T, D]: class token, position embedding, probe
     stddev = embedding ? 0.2 : 1.0 / std::sqrt(static_cast<double>(fanIn));
   }
-  SplitMix rng{seed ^ hashName(param.attrs.getStr("name"))};
+  SplitMix rng{seed ^ hashName(param.name)};
   Tensor t = Tensor::zeros(s);
   for (int64_t i = 0; i < t.numel(); ++i)
     t.mutableData()[i] = static_cast<float>(mean + stddev * rng.normal());
   return t;
 }
 
-bool isKnownExtraTensor(const std::string &name) {
-  // Hugging Face's ViTModel ends in a pooler (a dense layer and tanh over the class token) that
-  // ViTForImageClassification and vitc's models do not have; checkpoints saved from a ViTModel
-  // carry it. This list stays short: every entry is a tensor vitc may drop without changing any
-  // output, and README.md (Weights) names each one.
-  return name.starts_with("pooler.") || name.starts_with("vit.pooler.");
+std::set<std::string> layerNormScales(const ir::Module &m) {
+  // The role of a parameter shows in how the program uses it.
+  std::set<std::string> names;
+  for (const auto &op : m.ops())
+    if (op->is(ir::OpKind::LayerNorm) && op->operand(1)->is(ir::OpKind::Param))
+      names.insert(op->operand(1)->attrs.getStr("name"));
+  return names;
 }
 
-namespace {
-
-// 'a', 'b', 'c' and N more.
-std::string listSome(const std::vector<std::string> &items, size_t shown) {
-  std::string out;
-  for (size_t i = 0; i < items.size() && i < shown; ++i)
-    out += (i ? ", " : "") + items[i];
-  if (items.size() > shown)
-    out += fmt::format(" and {} more", items.size() - shown);
-  return out;
+Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed) {
+  const std::string &name = param.attrs.getStr("name");
+  TensorSpec spec{name, param.type.dtype, param.shape(), {}};
+  return randomTensor(spec, layerNormScales(m).contains(name), seed);
 }
 
-} // namespace
-
-Expected<std::map<std::string, Tensor>> loadParameters(const ir::Module &m, WeightSource &source,
-                                                       const WeightLoadOptions &options) {
-  std::map<std::string, Tensor> params;
-  bool lacking = false;
-  for (const ir::Op *p : m.params()) {
-    size_t missingBefore = source.missing().size();
-    Expected<Tensor> t = source.load(m, *p);
-    // A missing tensor is reported with the others after the loop; any other error at once.
-    if (!t && source.missing().size() > missingBefore) {
-      lacking = true;
-      continue;
-    }
-    if (!t)
-      return t.error();
-    params[p->attrs.getStr("name")] = t.take();
-  }
-  std::vector<std::string> unused;
-  if (!options.allowUnused)
-    for (const std::string &name : source.tensorNames())
-      if (!source.used().contains(name) && !isKnownExtraTensor(name))
-        unused.push_back(fmt::format("'{}'", name));
-  if (!lacking && unused.empty())
-    return params;
-
-  constexpr size_t kShown = 3;
-  std::string message;
-  if (lacking)
-    message = fmt::format("missing tensor{} {}", source.missing().size() == 1 ? "" : "s",
-                          listSome(source.missing(), kShown));
-  if (!unused.empty())
-    message += fmt::format("{}the file holds {} tensor{} the model does not use: {} "
-                           "(--allow-unused-weights runs anyway)",
-                           lacking ? "; " : "", unused.size(), unused.size() == 1 ? "" : "s",
-                           listSome(unused, kShown));
-  return makeError(Loc::inFile(source.path()), "{}", message);
+Expected<Tensor> RandomWeights::load(const TensorSpec &param) {
+  return randomTensor(param, layerNormScales_.contains(param.name), seed_);
 }
+
+std::string RandomWeights::describe() const { return fmt::format("random:{}", seed_); }
 
 std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
                                             const Tensor &t) {
@@ -424,7 +313,8 @@ std::optional<std::string> nonFiniteWarning(const std::string &file, const std::
                      prefix, name, what, where, count, count == 1 ? "" : "s");
 }
 
-Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec) {
+Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec,
+                                                    const ir::Module *model) {
   if (spec == "random" || spec.rfind("random:", 0) == 0) {
     uint64_t seed = 0;
     if (spec.size() > 7) {
@@ -436,15 +326,17 @@ Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec) {
         return makeError(Loc::inFile("--weights"), "bad seed '{}' in '{}': expected random:N",
                          digits, spec);
     }
-    return std::unique_ptr<WeightSource>(std::make_unique<RandomWeights>(seed));
+    auto random = std::make_unique<RandomWeights>(seed);
+    if (model)
+      random->setLayerNormScales(layerNormScales(*model));
+    return std::unique_ptr<WeightSource>(std::move(random));
   }
   std::string ext = std::filesystem::path(spec).extension().string();
   if (ext == ".npz") {
     VITC_ASSIGN(formats::NpzFile npz, formats::NpzFile::open(spec));
     return std::unique_ptr<WeightSource>(std::make_unique<BigVisionWeights>(spec, std::move(npz)));
   }
-  VITC_ASSIGN(formats::SafetensorsFile st, formats::SafetensorsFile::open(spec));
-  return std::unique_ptr<WeightSource>(std::make_unique<SafetensorsWeights>(spec, std::move(st)));
+  return formats::openSafetensorsWeights(spec);
 }
 
 } // namespace vitc::frontend

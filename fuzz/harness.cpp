@@ -4,18 +4,21 @@
 // keep the promises its header makes. Refusals are checked for the error style of STYLE.md (one
 // line, lower case, no final period). Accepted inputs go one step further where that is cheap: a
 // spec or config is written back and built into a model that must verify, an IR module is printed
-// and parsed again, every tensor of a weights file is loaded and read through.
+// and parsed again, every tensor of a weights file is loaded, read through and bound by name to a
+// signature as the standalone executable binds it.
 #include "fuzz/harness.h"
 
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "autotune/target.h"
+#include "frontend/formats/bind.h"
 #include "frontend/formats/npy.h"
 #include "frontend/formats/npz.h"
 #include "frontend/formats/safetensors.h"
@@ -134,6 +137,51 @@ void checkConfig(const char *target, const Expected<frontend::ModelConfig> &c) {
   checkModel(target, *c);
 }
 
+// bindWeights as the standalone executable and `vitc run` call it. Against a signature asking for
+// each tensor of the file as its header declares it, it binds every one with that shape, or
+// refuses in one line (a dtype a weight may not have). Against one that asks for the first tensor
+// in another shape, for a tensor the file lacks, and not for its last tensor, it refuses in one
+// line.
+void checkBinding(const std::string &path, const std::vector<formats::SafetensorsEntry> &entries) {
+  auto specOf = [](const std::string &name, const Shape &shape) {
+    return TensorSpec{name, DType::F32, shape, Sharding::replicated(shape.size())};
+  };
+  Signature exact{Mesh::single(), {}, {}, {}};
+  for (const formats::SafetensorsEntry &e : entries)
+    exact.params.push_back(specOf(e.name, e.shape));
+  auto source = formats::openSafetensorsWeights(path);
+  if (!source)
+    fail("safetensors", "a file that opened does not open as weights: " + source.error().str());
+  auto bound = formats::bindWeights(exact, **source);
+  if (!bound) {
+    checkError("safetensors", bound.error());
+  } else {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if ((*bound)[i].shape() != entries[i].shape)
+        fail("safetensors",
+             "tensor '" + entries[i].name + "' binds as " + shapeString((*bound)[i].shape()));
+      touch((*bound)[i]);
+    }
+  }
+
+  if (entries.empty())
+    return;
+  Signature wrong{Mesh::single(), {}, {}, {}};
+  Shape other = entries[0].shape;
+  other.push_back(1);
+  wrong.params.push_back(specOf(entries[0].name, other));
+  wrong.params.push_back(specOf("fuzz.missing", {2}));
+  for (size_t i = 1; i + 1 < entries.size(); ++i)
+    wrong.params.push_back(specOf(entries[i].name, entries[i].shape));
+  auto again = formats::openSafetensorsWeights(path);
+  if (!again)
+    fail("safetensors", "a file that opened does not open again: " + again.error().str());
+  auto refused = formats::bindWeights(wrong, **again);
+  if (refused)
+    fail("safetensors", "a signature with a missing tensor binds");
+  checkError("safetensors", refused.error());
+}
+
 } // namespace
 
 void runSpec(const uint8_t *data, size_t size) {
@@ -170,12 +218,25 @@ void runSafetensors(const uint8_t *data, size_t size) {
                               ", its header says " + shapeString(e.shape));
     touch(*t);
   }
+  checkBinding(file.path(), st->entries());
 }
 
 void runNpy(const uint8_t *data, size_t size) {
   auto t = formats::parseNpy(data, size, "fuzz.npy");
-  if (!t)
+  // The standalone executable and `vitc run` read inputs from a mapped file, which may borrow the
+  // data instead of copying it: the same array or the same refusal.
+  MemFile file(data, size);
+  auto mapped = formats::readNpy(file.path());
+  if (bool(t) != bool(mapped))
+    fail("npy", "parseNpy and readNpy disagree on whether the file is valid");
+  if (!t) {
+    checkError("npy", mapped.error());
     return checkError("npy", t.error());
+  }
+  size_t bytes = static_cast<size_t>(t->numel()) * sizeof(float);
+  if (t->shape() != mapped->shape() ||
+      (bytes > 0 && std::memcmp(t->data(), mapped->data(), bytes) != 0))
+    fail("npy", "parseNpy and readNpy read different arrays");
   touch(*t);
 }
 

@@ -17,8 +17,8 @@ namespace vitc::fuzz {
 void runSpec(const uint8_t *data, size_t size);        // frontend::parseSpec
 void runIr(const uint8_t *data, size_t size);          // ir::parseModule, verify, print
 void runHfConfig(const uint8_t *data, size_t size);    // frontend::parseHfConfig
-void runSafetensors(const uint8_t *data, size_t size); // formats::SafetensorsFile
-void runNpy(const uint8_t *data, size_t size);         // formats::parseNpy
+void runSafetensors(const uint8_t *data, size_t size); // formats::SafetensorsFile, bindWeights
+void runNpy(const uint8_t *data, size_t size);         // formats::parseNpy, readNpy
 void runNpz(const uint8_t *data, size_t size);         // formats::NpzFile
 void runLayout(const uint8_t *data, size_t size); // passes::readLayoutFile, autotune::parseTarget
 

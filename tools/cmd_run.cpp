@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "frontend/formats/npy.h"
+#include "ir/signature.h"
 #include "passes/analysis.h"
 #include "passes/layout.h"
 #include "runtime/mpi/mpi_runtime.h"
@@ -244,14 +245,11 @@ int runRun(int argc, char **argv) {
                              "this run");
       !s)
     return report(s.error());
-  Expected<std::unique_ptr<frontend::WeightSource>> source = frontend::openWeights(weights);
+  // Random weights draw LayerNorm scales near 1: the module as the frontend built it shows which.
+  Expected<std::unique_ptr<frontend::WeightSource>> source =
+      frontend::openWeights(weights, loaded->module.get());
   if (!source)
     return report(source.error());
-  Expected<std::map<std::string, Tensor>> params =
-      loadParams(*loaded->module, **source, {f.allowUnusedWeights, f.allowNonfinite},
-                 warns ? &std::cerr : nullptr);
-  if (!params)
-    return report(params.error());
 
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
@@ -260,6 +258,14 @@ int runRun(int argc, char **argv) {
   if (Status s = pm.run(*loaded->module, ctx); !s)
     return report(s.error());
   std::shared_ptr<const ir::Module> module = std::move(loaded->module);
+  // The weights bind by name to the signature of what the backend compiles, before it compiles:
+  // a file that does not fit fails at once, not after seconds of code generation.
+  Signature signature = ir::signatureOf(*module);
+  Expected<std::vector<Tensor>> params =
+      bindParams(signature, **source, {f.allowUnusedWeights, f.allowNonfinite},
+                 warns ? &std::cerr : nullptr);
+  if (!params)
+    return report(params.error());
 
   // Under MPI each process is one device and may use the host's cores as it likes.
   int threads = f.threads > 0
@@ -273,8 +279,8 @@ int runRun(int argc, char **argv) {
   Expected<std::shared_ptr<const runtime::Executable>> executable = (*compile)(module);
   if (!executable)
     return report(executable.error());
-  Expected<std::unique_ptr<runtime::MeshRunner>> runner = runtime::MeshRunner::create(
-      *executable, paramsInOrder(*module, *params), runnerOptions);
+  Expected<std::unique_ptr<runtime::MeshRunner>> runner =
+      runtime::MeshRunner::create(*executable, *params, runnerOptions);
   if (!runner)
     return report(runner.error());
   // One pass over every micro-batch; the outputs joined back along the batch.

@@ -35,26 +35,18 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
   return got[0];
 }
 
-Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
-                                                   frontend::WeightSource &source,
-                                                   const WeightChecks &checks,
-                                                   std::ostream *warnings) {
+Expected<std::vector<Tensor>> bindParams(const Signature &signature,
+                                         frontend::WeightSource &source,
+                                         const WeightChecks &checks, std::ostream *warnings) {
   frontend::WeightLoadOptions options;
   options.allowUnused = checks.allowUnused;
-  VITC_ASSIGN(auto params, frontend::loadParameters(m, source, options));
+  VITC_ASSIGN(std::vector<Tensor> params, frontend::bindWeights(signature, source, options));
   // NaN or Inf in a weight makes NaN logits with exit 0: say so, once per tensor.
   if (warnings && !checks.allowNonfinite)
-    for (const auto &[name, t] : params)
-      if (auto warning = frontend::nonFiniteWarning(source.path(), name, t))
+    for (size_t i = 0; i < params.size(); ++i)
+      if (auto warning =
+              frontend::nonFiniteWarning(source.path(), signature.params[i].name, params[i]))
         *warnings << *warning << "\n";
-  return params;
-}
-
-std::vector<Tensor> paramsInOrder(const ir::Module &m,
-                                  const std::map<std::string, Tensor> &byName) {
-  std::vector<Tensor> params;
-  for (const ir::Op *p : m.params())
-    params.push_back(byName.at(p->attrs.getStr("name")));
   return params;
 }
 

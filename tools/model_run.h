@@ -1,7 +1,6 @@
 // Preparing a model to run: compiled module, weights for every parameter, a backend.
 #pragma once
 
-#include <map>
 #include <ostream>
 
 #include "backends/backend.h"
@@ -15,21 +14,18 @@ namespace vitc::tools {
 Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
                                   const frontend::LoadedModel &model);
 
-// The global value of every parameter of `m`, by weight name, from `source`. Load them from the
-// module as the frontend built it: random weights take their scale from how the program uses each
-// parameter, which fusion passes change.
-// A file that lacks parameters or holds tensors the model does not use is refused (see
-// frontend::loadParameters); a parameter holding NaN or Inf gets a warning on `warnings`.
+// The global value of every parameter of `signature`, in its order, bound by name from `source`
+// (formats::bindWeights: a file that lacks parameters, holds some of another shape or holds
+// tensors the model does not use is refused in one line); a parameter holding NaN or Inf gets a
+// warning on `warnings`.
 struct WeightChecks {
   bool allowUnused = false;    // --allow-unused-weights
   bool allowNonfinite = false; // --allow-nonfinite: no warnings
 };
-Expected<std::map<std::string, Tensor>> loadParams(const ir::Module &m,
-                                                   frontend::WeightSource &source,
-                                                   const WeightChecks &checks = {},
-                                                   std::ostream *warnings = nullptr);
-// The values for `m`'s parameters, in order.
-std::vector<Tensor> paramsInOrder(const ir::Module &m, const std::map<std::string, Tensor> &byName);
+Expected<std::vector<Tensor>> bindParams(const Signature &signature,
+                                         frontend::WeightSource &source,
+                                         const WeightChecks &checks = {},
+                                         std::ostream *warnings = nullptr);
 
 // The compiler of a backend: "llvm" (JIT-compiled kernels; `threads` per device) or
 // "interpreter". With `remarks`, the llvm backend says there what it compiled and how long it took.

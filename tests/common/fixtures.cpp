@@ -61,12 +61,9 @@ Expected<FixtureRun> runFixture(const std::string &name, const backends::Compile
   VITC_TRY(pm.run(*loaded.module, ctx));
   std::shared_ptr<const ir::Module> module = std::move(loaded.module);
   VITC_ASSIGN(auto source, frontend::openWeights(weights));
-  std::vector<Tensor> params;
-  for (const ir::Op *p : module->params()) {
-    VITC_ASSIGN(Tensor t, source->load(*module, *p));
-    params.push_back(std::move(t));
-  }
   VITC_ASSIGN(auto executable, compile(module));
+  VITC_ASSIGN(std::vector<Tensor> params,
+              frontend::bindWeights(executable->signature(), *source));
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params));
   VITC_ASSIGN(std::vector<Tensor> outs, runner->run({input}));
   r.logits = outs.at(0);

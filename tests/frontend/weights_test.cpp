@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include "frontend/formats/zip_writer.h"
 #include "frontend/load_model.h"
 #include "frontend/weights.h"
+#include "ir/signature.h"
 #include "tests/frontend/formats/format_test_util.h"
 
 namespace vitc::frontend {
@@ -43,11 +45,11 @@ struct WeightsTest : ::testing::Test {
   std::string weights = dir + "/w.safetensors";
 
   // Loads the parameters of `spec` (batch 1) from `path`.
-  Expected<std::map<std::string, Tensor>> load(const std::string &spec, const std::string &path,
-                                               WeightLoadOptions options = {}) {
+  Expected<std::vector<Tensor>> load(const std::string &spec, const std::string &path,
+                                     WeightLoadOptions options = {}) {
     VITC_ASSIGN(LoadedModel model, loadModel(spec, {1}));
-    VITC_ASSIGN(auto source, openWeights(path));
-    return loadParameters(*model.module, *source, options);
+    VITC_ASSIGN(auto source, openWeights(path, model.module.get()));
+    return bindWeights(ir::signatureOf(*model.module), *source, options);
   }
   // parallel_tok's tensors with `change` applied, written to `weights`.
   void
@@ -104,6 +106,102 @@ TEST_F(WeightsTest, MissingAndUnusedTensorsAreReportedTogether) {
       std::string::npos)
       << message;
   EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+// bindWeights against a signature of its own: values in the signature's order, and every kind of
+// mismatch named in one line, shapes first.
+struct BindWeightsTest : WeightsTest {
+  static TensorSpec param(std::string name, Shape shape) {
+    Sharding replicated = Sharding::replicated(shape.size());
+    return TensorSpec{std::move(name), DType::F32, std::move(shape), replicated};
+  }
+  Signature sig{Mesh::single(), {param("b", {3}), param("a", {2})}, {}, {}};
+  Expected<std::vector<Tensor>> bind(WeightLoadOptions options = {}) {
+    VITC_ASSIGN(auto source, openWeights(weights));
+    return bindWeights(sig, *source, options);
+  }
+};
+
+TEST_F(BindWeightsTest, ReturnsTheValuesInSignatureOrder) {
+  ASSERT_TRUE(formats::writeSafetensors(
+      weights, {{"a", tensorOf({2}, {1, 2})}, {"b", tensorOf({3}, {3, 4, 5})}}));
+  auto r = bind();
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].shape(), (Shape{3}));
+  EXPECT_EQ((*r)[0].data()[2], 5.0f);
+  EXPECT_EQ((*r)[1].shape(), (Shape{2}));
+  EXPECT_EQ((*r)[1].data()[0], 1.0f);
+}
+
+TEST_F(BindWeightsTest, MisshapedMissingAndUnusedTensorsAreReportedTogether) {
+  sig.params.push_back(param("c", {4}));
+  ASSERT_TRUE(formats::writeSafetensors(weights, {{"a", tensorOf({5}, {1, 2, 3, 4, 5})},
+                                                  {"c", tensorOf({4}, {1, 2, 3, 4})},
+                                                  {"extra", tensorOf({1}, {1})}}));
+  auto r = bind();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().str(), weights + ": error: tensor 'a' has shape [5], the model needs [2]; "
+                                       "missing tensor 'b' (shape [3]); the file holds 1 tensor "
+                                       "the model does not use: 'extra' (--allow-unused-weights "
+                                       "runs anyway)");
+  // Allowing unused tensors leaves the other two.
+  auto allowed = bind({.allowUnused = true});
+  ASSERT_FALSE(allowed);
+  EXPECT_EQ(allowed.error().str(), weights + ": error: tensor 'a' has shape [5], the model needs "
+                                             "[2]; missing tensor 'b' (shape [3])");
+}
+
+TEST_F(BindWeightsTest, ManyMisshapedTensorsAreCounted) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  sig.params.clear();
+  for (const char *name : {"p", "q", "r", "s", "t"}) {
+    sig.params.push_back(param(name, {2}));
+    tensors.emplace_back(name, tensorOf({1}, {1}));
+  }
+  ASSERT_TRUE(formats::writeSafetensors(weights, tensors));
+  auto r = bind();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().str(), weights + ": error: tensor 'p' has shape [1], the model needs [2]; "
+                                       "tensor 'q' has shape [1], the model needs [2]; tensor 'r' "
+                                       "has shape [1], the model needs [2] and 2 more");
+}
+
+// Random weights need the frontend module only to know its LayerNorm scales, which they draw near
+// 1; opened with the module, they give what randomTensor gives for each of its params.
+TEST_F(WeightsTest, RandomWeightsDrawTheModulesLayerNormScalesNearOne) {
+  auto model = loadModel(spec, {1});
+  ASSERT_TRUE(model) << model.error().str();
+  const ir::Module &m = *model->module;
+  auto source = openWeights("random:4", &m);
+  ASSERT_TRUE(source) << source.error().str();
+  auto values = bindWeights(ir::signatureOf(m), **source);
+  ASSERT_TRUE(values) << values.error().str();
+  std::set<std::string> scales = layerNormScales(m);
+  EXPECT_GE(scales.size(), 3u); // one per block and the final LayerNorm at least
+  size_t i = 0;
+  for (const ir::Op *p : m.params()) {
+    const std::string &name = p->attrs.getStr("name");
+    const Tensor &t = (*values)[i++];
+    Tensor expected = randomTensor(m, *p, 4);
+    ASSERT_EQ(t.shape(), expected.shape()) << name;
+    EXPECT_TRUE(std::equal(t.data(), t.data() + t.numel(), expected.data())) << name;
+    if (!scales.contains(name))
+      continue;
+    double sum = 0;
+    for (int64_t k = 0; k < t.numel(); ++k)
+      sum += t.data()[k];
+    EXPECT_NEAR(sum / static_cast<double>(t.numel()), 1.0, 0.1) << name;
+  }
+  // Without the module, a scale is drawn as any other vector: near 0.
+  auto blind = openWeights("random:4");
+  ASSERT_TRUE(blind);
+  Signature sig = ir::signatureOf(m);
+  const TensorSpec *scale = sig.param(*scales.begin());
+  ASSERT_NE(scale, nullptr);
+  auto drawn = (*blind)->load(*scale);
+  ASSERT_TRUE(drawn);
+  EXPECT_LT(std::abs(drawn->data()[0]), 0.5f);
 }
 
 TEST_F(WeightsTest, QkvBiasesUnderASpecWithoutThemAreRefused) {

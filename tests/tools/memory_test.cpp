@@ -13,6 +13,7 @@
 #include "frontend/formats/npy.h"
 #include "frontend/load_model.h"
 #include "frontend/weights.h"
+#include "ir/signature.h"
 #include "passes/analysis.h"
 #include "passes/pass_manager.h"
 #include "runtime/runner.h"
@@ -38,11 +39,11 @@ TEST_P(StatsMemory, PredictionMatchesTheRun) {
   auto mesh = ir::parseMesh(c.mesh, Loc{});
   ASSERT_TRUE(mesh);
   loaded->module->mesh = *mesh;
-  auto source = frontend::openWeights("random:3");
+  auto source = frontend::openWeights("random:3", loaded->module.get());
   ASSERT_TRUE(source);
   std::map<std::string, Tensor> byName;
-  for (const ir::Op *p : loaded->module->params())
-    byName[p->attrs.getStr("name")] = *(*source)->load(*loaded->module, *p);
+  for (const TensorSpec &p : ir::signatureOf(*loaded->module).params)
+    byName[p.name] = *(*source)->load(p);
   std::ostringstream sink;
   passes::PassManager pm({}, sink);
   passes::PassContext ctx;

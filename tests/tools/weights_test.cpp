@@ -126,6 +126,92 @@ TEST(Weights, IntegerTensorIsRefused) {
   EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
 }
 
+// A tensor of the wrong shape, a missing one and one the model does not use: `vitc run` and the
+// standalone executable bind with the same function and say the same one line.
+TEST(Weights, RunAndTheExecutableReportMisshapedMissingAndUnusedTensorsInOneLine) {
+  std::string dir = test::makeTempDir("weights-three-kinds");
+  std::string weights = dir + "/w.safetensors";
+  std::string misshaped, missing;
+  writeChanged(weights, [&](auto &t) {
+    misshaped = t[0].first;
+    t[0].second = Tensor::zeros({3});
+    missing = t[1].first;
+    t.erase(t.begin() + 1);
+    t.emplace_back("extra", Tensor::zeros({4}));
+  });
+  std::string expected =
+      fmt::format("{}: error: tensor '{}' has shape [3], the model needs [", weights, misshaped);
+  std::string rest = fmt::format("; missing tensor '{}' (shape [", missing);
+  std::string unused = "; the file holds 1 tensor the model does not use: 'extra' "
+                       "(--allow-unused-weights runs anyway)\n";
+
+  auto r = runVitc(runParallelTok(weights, dir + "/out.npy"));
+  EXPECT_EQ(r.exit, 1) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_EQ(r.err.rfind(expected, 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(rest), std::string::npos) << r.err;
+  EXPECT_TRUE(r.err.ends_with(unused)) << r.err;
+
+  auto exe = runVitc({"compile", fixture("parallel_tok", "model.vit"), "--batch", "2", "--emit=exe",
+                      "-o", dir + "/prog"});
+  ASSERT_EQ(exe.exit, 0) << exe.err;
+  std::vector<std::string> args = {
+      dir + "/prog", "--weights",     weights, "--input", fixture("parallel_tok", "input.npy"),
+      "--output",    dir + "/out.npy"};
+  auto run = test::runCommand(args);
+  EXPECT_EQ(run.exit, 1) << run.err;
+  EXPECT_EQ(run.err, r.err);
+  EXPECT_FALSE(test::fileExists(dir + "/out.npy"));
+
+  // --allow-unused-weights drops the third complaint only, in both.
+  args.push_back("--allow-unused-weights");
+  auto allowed = test::runCommand(args);
+  EXPECT_EQ(allowed.exit, 1) << allowed.err;
+  EXPECT_EQ(allowed.err.find("extra"), std::string::npos) << allowed.err;
+  EXPECT_NE(allowed.err.find(rest), std::string::npos) << allowed.err;
+}
+
+// The executable runs weights with a tensor the model does not use when told to, as `vitc run`
+// does.
+TEST(Weights, TheExecutableRunsWithUnusedTensorsWhenAllowed) {
+  std::string dir = test::makeTempDir("weights-exe-extra");
+  std::string weights = dir + "/w.safetensors";
+  writeChanged(weights, [](auto &t) { t.emplace_back("extra", Tensor::zeros({4})); });
+  auto exe = runVitc({"compile", fixture("parallel_tok", "model.vit"), "--batch", "2", "--emit=exe",
+                      "-o", dir + "/prog"});
+  ASSERT_EQ(exe.exit, 0) << exe.err;
+  std::vector<std::string> args = {
+      dir + "/prog", "--weights",     weights, "--input", fixture("parallel_tok", "input.npy"),
+      "--output",    dir + "/out.npy"};
+  auto refused = test::runCommand(args);
+  EXPECT_EQ(refused.exit, 1) << refused.err;
+  EXPECT_EQ(refused.err, weights + ": error: the file holds 1 tensor the model does not use: "
+                                   "'extra' (--allow-unused-weights runs anyway)\n");
+  args.push_back("--allow-unused-weights");
+  auto allowed = test::runCommand(args);
+  EXPECT_EQ(allowed.exit, 0) << allowed.err;
+  auto got = formats::readNpy(dir + "/out.npy");
+  auto want = formats::readNpy(fixture("parallel_tok", "logits.npy"));
+  ASSERT_TRUE(got && want);
+  ASSERT_EQ(got->shape(), want->shape());
+  for (int64_t i = 0; i < got->numel(); ++i)
+    EXPECT_NEAR(got->data()[i], want->data()[i], 1e-4) << i;
+}
+
+// `--weights random:SEED` and the file `vitc init-weights --seed SEED` writes are the same
+// weights, LayerNorm scales (drawn near 1, known from the frontend module) included.
+TEST(Weights, RandomWeightsRunAsTheFileInitWeightsWrites) {
+  std::string dir = test::makeTempDir("weights-random");
+  auto init = runVitc({"init-weights", fixture("parallel_tok", "model.vit"), "--seed", "6", "-o",
+                       dir + "/w.safetensors"});
+  ASSERT_EQ(init.exit, 0) << init.err;
+  auto fromFile = runVitc(runParallelTok(dir + "/w.safetensors", dir + "/file.npy"));
+  ASSERT_EQ(fromFile.exit, 0) << fromFile.err;
+  auto random = runVitc(runParallelTok("random:6", dir + "/random.npy"));
+  ASSERT_EQ(random.exit, 0) << random.err;
+  EXPECT_EQ(test::slurp(dir + "/random.npy"), test::slurp(dir + "/file.npy"));
+}
+
 TEST(Weights, NonFiniteWeightsAndInputsWarnAndAllowNonfiniteSilencesThem) {
   std::string dir = test::makeTempDir("weights-nan");
   std::string weights = dir + "/w.safetensors";

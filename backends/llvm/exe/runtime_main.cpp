@@ -1,30 +1,34 @@
 // The runtime linked into every vitc executable: load weights and inputs, run, write outputs.
 //
 //   PROG --weights W.safetensors --input X.npy [--input ...] --output Y.npy [--output ...]
-//        [--repeat N]
+//        [--allow-unused-weights] [--repeat N]
 //
-// It reads the program table (program_table.h) of the object it is linked with, loads each
-// parameter from a safetensors file by its name (F32, BF16 or F16; a name starting with `vit.`
-// is also found without that prefix, as in Hugging Face ViTModel checkpoints), runs the load
-// calls (weight packing), reads float32 .npy inputs, runs the program and writes float32 .npy
-// outputs. It uses nothing but the C and C++ standard libraries, so an executable needs no vitc
-// install. Errors are one line on stderr and exit status 1.
+// It reads the program table (program_table.h) of the object it is linked with, binds the
+// parameters from a safetensors file by name with `bindWeights`, exactly as `vitc run` does (a
+// name starting with `vit.` is also found without that prefix; a file with tensors of other
+// shapes, missing tensors or tensors the model does not use is refused in one line), runs the load
+// calls (weight packing), reads .npy inputs, runs the program and writes float32 .npy outputs. The
+// files are read and written by vitc's own format code (frontend/formats: the core readers,
+// compiled into this library with what they need of support/ and program/, fmt header-only), so
+// an executable needs no vitc install and nothing beyond libc at run time. Errors are one line on
+// stderr and exit status 1; a weights file truncated while mapped is one such error, not a
+// SIGBUS, and Ctrl-C leaves no half-written output behind.
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
+#include <exception>
 #include <memory>
 #include <string>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <vector>
 
 #include "backends/llvm/exe/program_table.h"
+#include "frontend/formats/bind.h"
+#include "frontend/formats/npy.h"
+#include "support/files.h"
 
 extern "C" const int64_t vitc_program[];
 extern "C" const char vitc_program_names[];
@@ -41,11 +45,18 @@ const char *programName = "vitc-model";
   std::exit(1);
 }
 
-std::string shapeText(const std::vector<int64_t> &shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+// A file's error names the file (`w.safetensors: error: ...`), as vitc's do; others the program.
+[[noreturn]] void fail(const vitc::Error &error) {
+  if (!error.loc().known())
+    fail(error.message());
+  std::fprintf(stderr, "%s\n", error.str().c_str());
+  std::exit(1);
+}
+
+template <typename T> T orFail(vitc::Expected<T> value) {
+  if (!value)
+    fail(value.error());
+  return value.take();
 }
 
 // 64-byte aligned, zeroed floats.
@@ -63,362 +74,6 @@ struct Buffer {
     data = nullptr;
   }
 };
-
-// A whole file mapped read-only.
-struct MappedFile {
-  const uint8_t *data = nullptr;
-  size_t size = 0;
-  explicit MappedFile(const std::string &path) {
-    int fd = open(path.c_str(), O_RDONLY);
-    if (fd < 0)
-      fail("cannot open " + path + ": " + std::strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-      fail("cannot read " + path + ": " + std::strerror(errno));
-    size = static_cast<size_t>(st.st_size);
-    if (size > 0) {
-      void *p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED)
-        fail("cannot map " + path + ": " + std::strerror(errno));
-      data = static_cast<const uint8_t *>(p);
-    }
-    close(fd);
-  }
-  ~MappedFile() {
-    if (data)
-      munmap(const_cast<uint8_t *>(data), size);
-  }
-  MappedFile(const MappedFile &) = delete;
-  MappedFile &operator=(const MappedFile &) = delete;
-};
-
-// Just enough JSON for a safetensors header: objects, arrays, strings, numbers, literals.
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  double number = 0;
-  std::string text;
-  std::vector<Json> items;
-  // An object's fields as two parallel lists: a vector may hold the incomplete Json, a pair may
-  // not (clang refuses std::vector<std::pair<std::string, Json>> here).
-  std::vector<std::string> fieldNames;
-  std::vector<Json> fieldValues;
-  const Json *field(const std::string &name) const {
-    for (size_t i = 0; i < fieldNames.size(); ++i)
-      if (fieldNames[i] == name)
-        return &fieldValues[i];
-    return nullptr;
-  }
-};
-
-class JsonParser {
-public:
-  JsonParser(const char *p, const char *end, std::string where) : p_(p), end_(end), where_(where) {}
-  Json parse() {
-    Json v = value(0);
-    space();
-    if (p_ != end_)
-      bad("trailing characters");
-    return v;
-  }
-
-private:
-  [[noreturn]] void bad(const std::string &what) { fail(where_ + ": bad header: " + what); }
-  void space() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
-      ++p_;
-  }
-  bool eat(char c) {
-    space();
-    if (p_ < end_ && *p_ == c) {
-      ++p_;
-      return true;
-    }
-    return false;
-  }
-  std::string string() {
-    if (!eat('"'))
-      bad("expected a string");
-    std::string s;
-    while (p_ < end_ && *p_ != '"') {
-      if (*p_ == '\\') {
-        if (++p_ == end_)
-          bad("unterminated string");
-        char c = *p_;
-        s += c == 'n'   ? '\n'
-             : c == 't' ? '\t'
-             : c == 'r' ? '\r'
-             : c == 'b' ? '\b'
-             : c == 'f' ? '\f'
-                        : c;
-        if (c == 'u') { // kept as written: names vitc looks up are ASCII
-          s.pop_back();
-          s += "\\u";
-        }
-        ++p_;
-        continue;
-      }
-      s += *p_++;
-    }
-    if (p_ == end_)
-      bad("unterminated string");
-    ++p_;
-    return s;
-  }
-  Json value(int depth) {
-    if (depth > 16)
-      bad("nested too deeply");
-    space();
-    if (p_ == end_)
-      bad("unexpected end");
-    Json v;
-    if (*p_ == '{') {
-      ++p_;
-      v.kind = Json::Object;
-      if (eat('}'))
-        return v;
-      do {
-        std::string key = string();
-        if (!eat(':'))
-          bad("expected ':'");
-        v.fieldNames.push_back(key);
-        v.fieldValues.push_back(value(depth + 1));
-      } while (eat(','));
-      if (!eat('}'))
-        bad("expected '}'");
-    } else if (*p_ == '[') {
-      ++p_;
-      v.kind = Json::Array;
-      if (eat(']'))
-        return v;
-      do
-        v.items.push_back(value(depth + 1));
-      while (eat(','));
-      if (!eat(']'))
-        bad("expected ']'");
-    } else if (*p_ == '"') {
-      v.kind = Json::String;
-      v.text = string();
-    } else if (end_ - p_ >= 4 && std::strncmp(p_, "true", 4) == 0) {
-      v.kind = Json::Bool;
-      p_ += 4;
-    } else if (end_ - p_ >= 5 && std::strncmp(p_, "false", 5) == 0) {
-      v.kind = Json::Bool;
-      p_ += 5;
-    } else if (end_ - p_ >= 4 && std::strncmp(p_, "null", 4) == 0) {
-      p_ += 4;
-    } else {
-      std::string digits;
-      while (p_ < end_ && (std::strchr("+-.eE", *p_) || (*p_ >= '0' && *p_ <= '9')))
-        digits += *p_++;
-      if (digits.empty())
-        bad("unexpected character");
-      v.kind = Json::Number;
-      v.number = std::strtod(digits.c_str(), nullptr);
-    }
-    return v;
-  }
-  const char *p_, *end_;
-  std::string where_;
-};
-
-float halfToFloat(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else { // subnormal: normalize
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float bf16ToFloat(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-class Safetensors {
-public:
-  explicit Safetensors(const std::string &path) : path_(path), file_(path) {
-    if (file_.size < 8)
-      fail(path + ": not a safetensors file");
-    uint64_t n = 0;
-    std::memcpy(&n, file_.data, 8);
-    if (n > file_.size - 8)
-      fail(path + ": header length " + std::to_string(n) + " runs past the end of the file");
-    const char *text = reinterpret_cast<const char *>(file_.data + 8);
-    header_ = JsonParser(text, text + n, path).parse();
-    if (header_.kind != Json::Object)
-      fail(path + ": bad header: not an object");
-    dataStart_ = 8 + n;
-  }
-
-  // Loads `name` (or its `vit.`-less form) as float32 of the given shape into `out`.
-  void load(const std::string &name, const std::vector<int64_t> &shape, float *out) const {
-    const Json *entry = header_.field(name);
-    std::string found = name;
-    if (!entry && name.rfind("vit.", 0) == 0) {
-      found = name.substr(4);
-      entry = header_.field(found);
-    }
-    if (!entry || entry->kind != Json::Object)
-      fail(path_ + ": missing tensor '" + name + "' (shape " + shapeText(shape) + ")");
-    const Json *dtype = entry->field("dtype"), *dims = entry->field("shape"),
-               *offsets = entry->field("data_offsets");
-    if (!dtype || !dims || !offsets || dims->kind != Json::Array || offsets->kind != Json::Array ||
-        offsets->items.size() != 2)
-      fail(path_ + ": tensor '" + found + "' has a malformed entry");
-    std::vector<int64_t> have;
-    for (const Json &d : dims->items)
-      have.push_back(static_cast<int64_t>(d.number));
-    if (have != shape)
-      fail(path_ + ": tensor '" + found + "' has shape " + shapeText(have) + ", the model needs " +
-           shapeText(shape));
-    int64_t count = 1;
-    for (int64_t d : shape)
-      count *= d;
-    int elementBytes = dtype->text == "F32"                            ? 4
-                       : dtype->text == "BF16" || dtype->text == "F16" ? 2
-                                                                       : 0;
-    if (elementBytes == 0)
-      fail(path_ + ": tensor '" + found + "' has dtype " + dtype->text +
-           "; executables read F32, BF16 and F16");
-    auto begin = static_cast<uint64_t>(offsets->items[0].number);
-    auto end = static_cast<uint64_t>(offsets->items[1].number);
-    if (end < begin || end - begin != static_cast<uint64_t>(count * elementBytes) ||
-        dataStart_ + end > file_.size)
-      fail(path_ + ": tensor '" + found + "' has a bad byte range");
-    const uint8_t *src = file_.data + dataStart_ + begin;
-    if (elementBytes == 4) {
-      std::memcpy(out, src, static_cast<size_t>(count) * 4);
-      return;
-    }
-    bool bf16 = dtype->text == "BF16";
-    for (int64_t i = 0; i < count; ++i) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);
-      out[i] = bf16 ? bf16ToFloat(h) : halfToFloat(h);
-    }
-  }
-
-private:
-  std::string path_;
-  MappedFile file_;
-  Json header_;
-  uint64_t dataStart_ = 0;
-};
-
-// Reads a float32 C-ordered .npy file of exactly `shape` into `out`.
-void readNpy(const std::string &path, const std::vector<int64_t> &shape, float *out) {
-  MappedFile file(path);
-  const uint8_t *d = file.data;
-  if (file.size < 10 || std::memcmp(d, "\x93NUMPY", 6) != 0)
-    fail(path + ": not a .npy file");
-  size_t headerLength = 0, start = 0;
-  if (d[6] == 1) {
-    headerLength = d[8] | static_cast<size_t>(d[9]) << 8;
-    start = 10;
-  } else {
-    if (file.size < 12)
-      fail(path + ": not a .npy file");
-    headerLength = d[8] | static_cast<size_t>(d[9]) << 8 | static_cast<size_t>(d[10]) << 16 |
-                   static_cast<size_t>(d[11]) << 24;
-    start = 12;
-  }
-  if (start + headerLength > file.size)
-    fail(path + ": truncated header");
-  std::string header(reinterpret_cast<const char *>(d + start), headerLength);
-  auto after = [&](const std::string &key) {
-    size_t at = header.find("'" + key + "'");
-    if (at == std::string::npos)
-      fail(path + ": header has no '" + key + "'");
-    at = header.find(':', at);
-    if (at == std::string::npos)
-      fail(path + ": bad header");
-    at = header.find_first_not_of(' ', at + 1);
-    return at == std::string::npos ? header.size() : at;
-  };
-  size_t descr = after("descr");
-  if (header.compare(descr, 5, "'<f4'") != 0)
-    fail(path + ": executables read float32 ('<f4') arrays, this one is " +
-         header.substr(descr, header.find(',', descr) - descr));
-  if (header.compare(after("fortran_order"), 5, "False") != 0)
-    fail(path + ": Fortran-ordered arrays are not supported");
-  size_t open = after("shape"), close = header.find(')', open);
-  if (header[open] != '(' || close == std::string::npos)
-    fail(path + ": bad shape in header");
-  std::vector<int64_t> have;
-  for (size_t at = open + 1; at < close;) {
-    size_t next = header.find_first_of(",)", at);
-    std::string item = header.substr(at, next - at);
-    if (item.find_first_not_of(' ') != std::string::npos)
-      have.push_back(std::strtoll(item.c_str(), nullptr, 10));
-    at = next + 1;
-  }
-  if (have != shape)
-    fail(path + ": the array has shape " + shapeText(have) + ", the model takes " +
-         shapeText(shape));
-  int64_t count = 1;
-  for (int64_t s : shape)
-    count *= s;
-  size_t data = start + headerLength;
-  if (file.size - data != static_cast<size_t>(count) * 4)
-    fail(path + ": data size does not match the shape");
-  std::memcpy(out, d + data, static_cast<size_t>(count) * 4);
-}
-
-void writeNpy(const std::string &path, const std::vector<int64_t> &shape, const float *data) {
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
-  int64_t count = 1;
-  for (int64_t s : shape) {
-    dict += std::to_string(s) + ", ";
-    count *= s;
-  }
-  if (shape.size() > 1)
-    dict.resize(dict.size() - 1); // "(2, 3)" and "(5,)"
-  else if (shape.size() == 1)
-    dict.pop_back();
-  dict += "), }";
-  size_t total = (10 + dict.size() + 1 + 63) / 64 * 64;
-  dict.append(total - 10 - dict.size() - 1, ' ');
-  dict += '\n';
-  std::string head = "\x93NUMPY\x01";
-  head += '\0';
-  head += static_cast<char>(dict.size() & 0xff);
-  head += static_cast<char>(dict.size() >> 8);
-  // A regular file is written beside its target and renamed over it, so it appears whole or not
-  // at all; a device or FIFO (`/dev/null`) is written in place, since a rename would replace it.
-  struct stat st {};
-  bool inPlace = ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
-  std::string temp = inPlace ? path : path + ".tmp" + std::to_string(getpid());
-  FILE *f = std::fopen(temp.c_str(), "wb");
-  if (!f)
-    fail("cannot write " + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(head.data(), 1, head.size(), f) == head.size() &&
-            std::fwrite(dict.data(), 1, dict.size(), f) == dict.size() &&
-            std::fwrite(data, 4, static_cast<size_t>(count), f) == static_cast<size_t>(count);
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || (!inPlace && std::rename(temp.c_str(), path.c_str()) != 0)) {
-    if (!inPlace)
-      std::remove(temp.c_str());
-    fail("cannot write " + path + ": " + std::strerror(errno));
-  }
-}
 
 // A cursor over the program table.
 struct TableReader {
@@ -445,18 +100,22 @@ struct Call {
 
 void usage() {
   std::fprintf(stderr,
-               "usage: %s --weights W.safetensors --input X.npy --output Y.npy [--repeat N]\n"
+               "usage: %s --weights W.safetensors --input X.npy --output Y.npy\n"
+               "          [--allow-unused-weights] [--repeat N]\n"
                "  runs the vitc-compiled model on one device; --input and --output repeat for\n"
                "  models with several, in order\n",
                programName);
 }
 
-} // namespace
+// A tensor of `shape` at `data`, which something else keeps alive: the writer needs a Tensor.
+vitc::Tensor viewOf(const std::vector<int64_t> &shape, const float *data) {
+  return vitc::Tensor::borrow(shape, data, std::shared_ptr<const void>(data, [](const void *) {}));
+}
 
-int main(int argc, char **argv) {
-  programName = argv[0];
+int run(int argc, char **argv) {
   std::string weights;
   std::vector<std::string> inputPaths, outputPaths;
+  vitc::formats::WeightLoadOptions weightOptions;
   int repeat = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -471,6 +130,8 @@ int main(int argc, char **argv) {
       inputPaths.push_back(value());
     else if (a == "--output")
       outputPaths.push_back(value());
+    else if (a == "--allow-unused-weights")
+      weightOptions.allowUnused = true;
     else if (a == "--repeat")
       repeat = std::max(1, std::atoi(value().c_str()));
     else if (a == "--help" || a == "-h") {
@@ -515,35 +176,43 @@ int main(int argc, char **argv) {
              "': refusing to overwrite it");
     }
   }
+  // Outputs are written through temporary files, which Ctrl-C must not leave behind.
+  vitc::installTempFileCleanupOnSignals();
 
-  std::vector<Buffer> params(static_cast<size_t>(numParams));
+  // The parameters as a signature, so that they bind exactly as `vitc run` binds them. A bound
+  // tensor may be borrowed from the mapped file (F32), as the JIT-compiled programs use it too.
+  vitc::Signature sig;
+  sig.mesh = vitc::Mesh::single();
   std::vector<bool> paramKeep;
-  {
-    std::unique_ptr<Safetensors> file;
-    if (numParams > 0)
-      file = std::make_unique<Safetensors>(weights);
-    for (auto &param : params) {
-      int64_t nameOffset = t.next(), nameLength = t.next();
-      paramKeep.push_back(t.next() != 0);
-      std::vector<int64_t> shape = t.shape();
-      int64_t count = 1;
-      for (int64_t s : shape)
-        count *= s;
-      param.allocate(count * 4);
-      file->load(std::string(vitc_program_names + nameOffset, static_cast<size_t>(nameLength)),
-                 shape, param.data);
-    }
+  for (int64_t i = 0; i < numParams; ++i) {
+    int64_t nameOffset = t.next(), nameLength = t.next();
+    paramKeep.push_back(t.next() != 0);
+    std::vector<int64_t> shape = t.shape();
+    vitc::Sharding replicated = vitc::Sharding::replicated(shape.size());
+    sig.params.push_back(
+        {std::string(vitc_program_names + nameOffset, static_cast<size_t>(nameLength)),
+         vitc::DType::F32, shape, replicated});
   }
-  std::vector<Buffer> inputs(static_cast<size_t>(numInputs));
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  std::vector<vitc::Tensor> params;
+  if (numParams > 0) {
+    std::unique_ptr<vitc::formats::WeightSource> source =
+        orFail(vitc::formats::openSafetensorsWeights(weights));
+    params = orFail(vitc::formats::bindWeights(sig, *source, weightOptions));
+  }
+  // Inputs go to the kernels in 64-byte aligned storage, as the runtime's buffers are.
+  std::vector<vitc::Tensor> inputs;
+  for (size_t i = 0; i < static_cast<size_t>(numInputs); ++i) {
     t.next(); // name offset and length: inputs are given in order
     t.next();
     std::vector<int64_t> shape = t.shape();
-    int64_t count = 1;
-    for (int64_t s : shape)
-      count *= s;
-    inputs[i].allocate(count * 4);
-    readNpy(inputPaths[i], shape, inputs[i].data);
+    vitc::Tensor input = orFail(vitc::formats::readNpy(inputPaths[i]));
+    if (input.shape() != shape)
+      fail(vitc::Error(vitc::Loc::inFile(inputPaths[i]),
+                       "the array has shape " + vitc::shapeString(input.shape()) +
+                           ", the model takes " + vitc::shapeString(shape)));
+    if (reinterpret_cast<uintptr_t>(input.data()) % 64 != 0)
+      input = input.clone();
+    inputs.push_back(std::move(input));
   }
   std::vector<Buffer> consts(static_cast<size_t>(numConsts));
   std::vector<int64_t> constBytes;
@@ -575,22 +244,24 @@ int main(int argc, char **argv) {
   workspace.allocate(workspaceBytes);
   scratch.allocate(scratchBytes);
   auto address = [&](const Ref &r) -> float * {
-    float *base = nullptr;
+    const float *base = nullptr;
     switch (r.storage) {
     case vitc::exe::kWorkspace:
       base = workspace.data;
       break;
     case vitc::exe::kParam:
-      base = params[static_cast<size_t>(r.index)].data;
+      base = params[static_cast<size_t>(r.index)].data();
       break;
     case vitc::exe::kInput:
-      base = inputs[static_cast<size_t>(r.index)].data;
+      base = inputs[static_cast<size_t>(r.index)].data();
       break;
     case vitc::exe::kConst:
       base = consts[static_cast<size_t>(r.index)].data;
       break;
     }
-    return reinterpret_cast<float *>(reinterpret_cast<char *>(base) + r.offset);
+    // Kernels take every argument as `float *`; parameters and inputs are only ever read.
+    return const_cast<float *>(
+        reinterpret_cast<const float *>(reinterpret_cast<const char *>(base) + r.offset));
   };
   auto execute = [&](const std::vector<Call> &calls) {
     std::vector<float *> args;
@@ -624,7 +295,7 @@ int main(int argc, char **argv) {
       consts[i].allocate(constBytes[i]);
   for (size_t i = 0; i < params.size(); ++i)
     if (!paramKeep[i])
-      params[i].release();
+      params[i] = vitc::Tensor();
 
   auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < repeat; ++r)
@@ -636,7 +307,20 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < outputPaths.size(); ++i) {
     Ref r{t.next(), t.next(), t.next()};
     std::vector<int64_t> shape = t.shape();
-    writeNpy(outputPaths[i], shape, address(r));
+    if (vitc::Status s = vitc::formats::writeNpy(outputPaths[i], viewOf(shape, address(r))); !s)
+      fail(s.error());
   }
   return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  programName = argv[0];
+  // The readers return errors for bad files; running out of memory is the one way they throw.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception &e) {
+    fail(e.what());
+  }
 }

@@ -154,6 +154,27 @@ TEST(LlvmExecutable, ReportsBadFilesInOneLine) {
   EXPECT_NE(r.err.find("unknown argument '--bogus'"), std::string::npos) << r.err;
 }
 
+// The executable reads F32 weights in place from the mapped file, as `vitc run` does: a file
+// truncated while it runs is one line naming the file and exit status 1, not a SIGBUS.
+TEST(LlvmExecutable, AWeightsFileTruncatedWhileRunningIsOneLine) {
+  std::string exe = executableFor("tv_tok");
+  ASSERT_TRUE(test::fileExists(exe));
+  std::string dir = fixtureDir("tv_tok");
+  std::string tmp = test::makeTempDir("llvm_exe_truncated");
+  fs::copy_file(dir + "/model.safetensors", tmp + "/w.safetensors");
+  // Runs for minutes unless stopped; the weights are cut to nothing a second into the runs.
+  std::string script =
+      "\"$0\" --weights \"$1/w.safetensors\" --input \"$2\" --output "
+      "\"$1/out.npy\" --repeat 100000000 & pid=$!; sleep 1; : > \"$1/w.safetensors\"; "
+      "wait $pid";
+  test::CommandResult r =
+      test::runCommand({"timeout", "120", "sh", "-c", script, exe, tmp, dir + "/input.npy"});
+  EXPECT_EQ(r.exit, 1) << r.err;
+  EXPECT_EQ(r.err, tmp + "/w.safetensors: error: the file changed (was truncated) while vitc was "
+                         "reading it\n");
+  EXPECT_FALSE(test::fileExists(tmp + "/out.npy"));
+}
+
 TEST(LlvmExecutable, RefusesMultiDeviceMeshes) {
   auto m = test::parseAndPlan(R"(module @dp mesh(data=2, model=1) {
   %x = input {name = "x"} : f32[8@data,6]
