@@ -1,6 +1,8 @@
 // Signatures of compiled programs.
 #include "program/signature.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace vitc {
@@ -14,9 +16,13 @@ const TensorSpec *Signature::param(const std::string &name) const {
 
 std::string Signature::str() const {
   std::string out = fmt::format("mesh    {}\n", mesh.str());
+  size_t width = 0; // of the longest name, so that the types line up
+  for (const auto *specs : {&params, &inputs, &outputs})
+    for (const TensorSpec &s : *specs)
+      width = std::max(width, s.name.size());
   auto list = [&](const char *kind, const std::vector<TensorSpec> &specs) {
     for (const TensorSpec &s : specs)
-      out += fmt::format("{:<7} {}  {}\n", kind, s.name, s.typeString(mesh));
+      out += fmt::format("{:<7} {:<{}}  {}\n", kind, s.name, width, s.typeString(mesh));
   };
   list("param", params);
   list("input", inputs);

@@ -36,7 +36,8 @@ struct Signature {
 
   // The parameter named `name`, or null.
   const TensorSpec *param(const std::string &name) const;
-  // A readable summary, one line per tensor ("param  vit.embeddings.cls_token  f32[1,1,192]").
+  // A readable summary: the mesh, then one line per tensor, its kind, name and type
+  // ("param   vit.embeddings.position_embeddings  f32[1,16@model,64]"), types aligned.
   std::string str() const;
   bool operator==(const Signature &) const = default;
 };

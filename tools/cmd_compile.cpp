@@ -1,6 +1,7 @@
 // `vitc compile`: lower a model through the pass pipeline and emit the result.
 #include "backends/llvm/llvm_backend.h"
 #include "ir/dot.h"
+#include "ir/signature.h"
 #include "ir/text.h"
 #include "support/files.h"
 #include "tools/driver.h"
@@ -36,7 +37,9 @@ int runCompile(int argc, char **argv) {
   desc.add_options()("help,h", "show this help");
   model.add(desc);
   desc.add_options()("emit", po::value(&emit)->default_value("ir"),
-                     "what to produce: ir, dot, llvm, asm, obj or exe")(
+                     "what to produce: ir, dot, signature (what the compiled program takes and "
+                     "returns: names, shapes, per-device blocks), llvm, asm, obj or exe (these "
+                     "four need plan-memory, the pipeline's last pass)")(
       "output,o", po::value(&output), "output file (default: standard output)")(
       "cpu", po::value(&cpu)->default_value("host"),
       "CPU to generate code for (llvm, asm, obj, exe): host, or an LLVM CPU name such as "
@@ -49,15 +52,16 @@ int runCompile(int argc, char **argv) {
   positional.add("model", 1);
   po::variables_map vm;
   int exit = 0;
-  if (!parseArgs(argc, argv, desc, positional, vm,
-                 "usage: vitc compile MODEL [--mesh ...] [--emit=ir|dot|llvm|asm|obj|exe] [-o OUT] "
-                 "[pass flags]",
-                 exit))
+  if (!parseArgs(
+          argc, argv, desc, positional, vm,
+          "usage: vitc compile MODEL [--mesh ...] [--emit=ir|dot|signature|llvm|asm|obj|exe] "
+          "[-o OUT] [pass flags]",
+          exit))
     return exit;
-  if (emit != "ir" && emit != "dot" && emit != "llvm" && emit != "asm" && emit != "obj" &&
-      emit != "exe")
-    return usageError(
-        fmt::format("unknown --emit={} (expected ir, dot, llvm, asm, obj or exe)", emit));
+  if (emit != "ir" && emit != "dot" && emit != "signature" && emit != "llvm" && emit != "asm" &&
+      emit != "obj" && emit != "exe")
+    return usageError(fmt::format(
+        "unknown --emit={} (expected ir, dot, signature, llvm, asm, obj or exe)", emit));
   if ((emit == "obj" || emit == "exe") && (output.empty() || output == "-"))
     return usageError(fmt::format("--emit={} needs -o FILE", emit));
   // Every value from the command line is checked before the model is read or anything compiled.
@@ -116,6 +120,8 @@ int runCompile(int argc, char **argv) {
     if (!code)
       return report(code.error());
     text = std::move(*code);
+  } else if (emit == "signature") {
+    text = ir::signatureOf(m).str();
   } else {
     text = emit == "dot" ? ir::printDot(m) : ir::print(m);
   }

@@ -19,7 +19,7 @@ usage: vitc <command> [options]
 commands:
   stats    MODEL [--mesh data=2,model=4] [--batch B]
            parameters, FLOPs, tokens and per-device memory, computed from the IR
-  compile  MODEL [--mesh ...] [--emit=ir|dot] [-o OUT] [pass flags]
+  compile  MODEL [--mesh ...] [--emit=ir|dot|signature|llvm|asm|obj|exe] [-o OUT] [pass flags]
            lower the model through the pass pipeline and print or write the result
   run      MODEL --weights W --input X.npy --output Y.npy [--backend interpreter]
            run an image batch; prints the top-5 classes when the model has labels

@@ -93,6 +93,32 @@ TEST(Compile, EveryExampleRoundTripsThroughIrText) {
   }
 }
 
+TEST(Compile, EmitSignatureShowsWhatTheProgramTakesAndReturnsWithItsBlocks) {
+  // ViT-22B on a 2x4 mesh: shapes alone, no weights. The images and logits are cut over the data
+  // axis, the first layer's query projection over the model axis by output features.
+  auto r = runVitc({"compile", sourcePath("examples/vit22b.vit"), "--mesh", "data=2,model=4",
+                    "--batch", "8", "--emit=signature"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "mesh    data=2, model=4");
+  std::smatch m;
+  EXPECT_TRUE(
+      std::regex_search(r.out, m, std::regex(R"(\ninput +pixels +f32\[8@data,3,224,224\]\n)")))
+      << r.out.substr(r.out.size() - 300);
+  EXPECT_TRUE(std::regex_search(r.out, m, std::regex(R"(\noutput +logits +f32\[8@data,1000\]\n$)")))
+      << r.out.substr(r.out.size() - 300);
+  EXPECT_TRUE(std::regex_search(
+      r.out, m,
+      std::regex(
+          R"(\nparam +vit\.encoder\.layer\.0\.attention\.attention\.query\.weight +f32\[6144@model,6144\]\n)")))
+      << r.out.substr(0, 2000);
+  // One line per parameter: 48 layers of more than five each.
+  size_t params = 0;
+  for (size_t at = r.out.find("\nparam "); at != std::string::npos;
+       at = r.out.find("\nparam ", at + 1))
+    ++params;
+  EXPECT_GT(params, 48u * 5);
+}
+
 TEST(Compile, PrintAfterAllShowsEveryPassUnderABanner) {
   auto r = runVitc({"compile", sourcePath("examples/parallel-tiny.vit"), "--print-after-all", "-o",
                     "/dev/null"});
