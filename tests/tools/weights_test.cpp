@@ -38,6 +38,18 @@ void writeChanged(
   ASSERT_TRUE(formats::writeSafetensors(path, tensors));
 }
 
+// Compiles parallel_tok into the standalone executable `dir`/prog; returns its command line for
+// `weights` and the fixture's input (output `dir`/out.npy), or nothing if it did not compile.
+std::vector<std::string> parallelTokExecutable(const std::string &dir, const std::string &weights) {
+  auto exe = runVitc({"compile", fixture("parallel_tok", "model.vit"), "--batch", "2", "--emit=exe",
+                      "-o", dir + "/prog"});
+  EXPECT_EQ(exe.exit, 0) << exe.err;
+  if (exe.exit != 0)
+    return {};
+  return {dir + "/prog", "--weights",     weights, "--input", fixture("parallel_tok", "input.npy"),
+          "--output",    dir + "/out.npy"};
+}
+
 std::vector<std::string> runParallelTok(const std::string &weights, const std::string &out,
                                         const std::string &input = "") {
   return {"run",       fixture("parallel_tok", "model.vit"),
@@ -152,12 +164,8 @@ TEST(Weights, RunAndTheExecutableReportMisshapedMissingAndUnusedTensorsInOneLine
   EXPECT_NE(r.err.find(rest), std::string::npos) << r.err;
   EXPECT_TRUE(r.err.ends_with(unused)) << r.err;
 
-  auto exe = runVitc({"compile", fixture("parallel_tok", "model.vit"), "--batch", "2", "--emit=exe",
-                      "-o", dir + "/prog"});
-  ASSERT_EQ(exe.exit, 0) << exe.err;
-  std::vector<std::string> args = {
-      dir + "/prog", "--weights",     weights, "--input", fixture("parallel_tok", "input.npy"),
-      "--output",    dir + "/out.npy"};
+  std::vector<std::string> args = parallelTokExecutable(dir, weights);
+  ASSERT_FALSE(args.empty());
   auto run = test::runCommand(args);
   EXPECT_EQ(run.exit, 1) << run.err;
   EXPECT_EQ(run.err, r.err);
@@ -177,12 +185,8 @@ TEST(Weights, TheExecutableRunsWithUnusedTensorsWhenAllowed) {
   std::string dir = test::makeTempDir("weights-exe-extra");
   std::string weights = dir + "/w.safetensors";
   writeChanged(weights, [](auto &t) { t.emplace_back("extra", Tensor::zeros({4})); });
-  auto exe = runVitc({"compile", fixture("parallel_tok", "model.vit"), "--batch", "2", "--emit=exe",
-                      "-o", dir + "/prog"});
-  ASSERT_EQ(exe.exit, 0) << exe.err;
-  std::vector<std::string> args = {
-      dir + "/prog", "--weights",     weights, "--input", fixture("parallel_tok", "input.npy"),
-      "--output",    dir + "/out.npy"};
+  std::vector<std::string> args = parallelTokExecutable(dir, weights);
+  ASSERT_FALSE(args.empty());
   auto refused = test::runCommand(args);
   EXPECT_EQ(refused.exit, 1) << refused.err;
   EXPECT_EQ(refused.err, weights + ": error: the file holds 1 tensor the model does not use: "
