@@ -283,36 +283,6 @@ Expected<Tensor> RandomWeights::load(const TensorSpec &param) {
 
 std::string RandomWeights::describe() const { return fmt::format("random:{}", seed_); }
 
-std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
-                                            const Tensor &t) {
-  const float *data = t.data();
-  int64_t n = t.numel(), first = -1, count = 0;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(data[i])) {
-      if (first < 0)
-        first = i;
-      ++count;
-    }
-  if (first < 0)
-    return std::nullopt;
-  // The flat index as one index per dimension, last dimension fastest.
-  const Shape &shape = t.shape();
-  std::vector<int64_t> index(shape.size());
-  int64_t rest = first;
-  for (size_t d = shape.size(); d-- > 0;) {
-    index[d] = shape[d] > 0 ? rest % shape[d] : 0;
-    rest = shape[d] > 0 ? rest / shape[d] : 0;
-  }
-  std::string where;
-  for (size_t d = 0; d < index.size(); ++d)
-    where += fmt::format("{}{}", d ? ", " : "", index[d]);
-  float bad = data[first];
-  std::string what = std::isnan(bad) ? "NaN" : (bad > 0 ? "Inf" : "-Inf");
-  std::string prefix = file.empty() ? "" : Loc::inFile(file).str() + ": ";
-  return fmt::format("{}warning: tensor '{}' holds {} at index [{}] ({} non-finite value{} in all)",
-                     prefix, name, what, where, count, count == 1 ? "" : "s");
-}
-
 Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec,
                                                     const ir::Module *model) {
   if (spec == "random" || spec.rfind("random:", 0) == 0) {

@@ -28,6 +28,7 @@ namespace vitc::frontend {
 // standalone executable links them too.
 using formats::bindWeights;
 using formats::isKnownExtraTensor;
+using formats::nonFiniteWarning;
 using formats::WeightLoadOptions;
 using formats::WeightSource;
 
@@ -48,11 +49,6 @@ private:
 // The names of the parameters of `m` that scale a LayerNorm's output. Ask the module as the
 // frontend built it: fusion passes change how parameters are used.
 std::set<std::string> layerNormScales(const ir::Module &m);
-
-// A one-line warning, `FILE: warning: tensor 'NAME' holds NaN at index [i, j] (N non-finite
-// values)`, when `t` holds a NaN or an infinity; nullopt when every value is finite.
-std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
-                                            const Tensor &t);
 
 // `spec` is a .safetensors or .npz path, or `random` / `random:SEED`. `model`, the frontend module
 // the weights are for, tells random weights which parameters are LayerNorm scales; without it

@@ -1,6 +1,8 @@
 // Binding weights to a signature, and the safetensors weight source.
 #include "frontend/formats/bind.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "frontend/formats/safetensors.h"
@@ -125,6 +127,36 @@ Expected<std::vector<Tensor>> bindWeights(const Signature &sig, WeightSource &so
 Expected<std::unique_ptr<WeightSource>> openSafetensorsWeights(const std::string &path) {
   VITC_ASSIGN(SafetensorsFile file, SafetensorsFile::open(path));
   return std::unique_ptr<WeightSource>(std::make_unique<SafetensorsWeights>(path, std::move(file)));
+}
+
+std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
+                                            const Tensor &t) {
+  const float *data = t.data();
+  int64_t n = t.numel(), first = -1, count = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(data[i])) {
+      if (first < 0)
+        first = i;
+      ++count;
+    }
+  if (first < 0)
+    return std::nullopt;
+  // The flat index as one index per dimension, last dimension fastest.
+  const Shape &shape = t.shape();
+  std::vector<int64_t> index(shape.size());
+  int64_t rest = first;
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] > 0 ? rest % shape[d] : 0;
+    rest = shape[d] > 0 ? rest / shape[d] : 0;
+  }
+  std::string where;
+  for (size_t d = 0; d < index.size(); ++d)
+    where += fmt::format("{}{}", d ? ", " : "", index[d]);
+  float bad = data[first];
+  std::string what = std::isnan(bad) ? "NaN" : (bad > 0 ? "Inf" : "-Inf");
+  std::string prefix = file.empty() ? "" : Loc::inFile(file).str() + ": ";
+  return fmt::format("{}warning: tensor '{}' holds {} at index [{}] ({} non-finite value{} in all)",
+                     prefix, name, what, where, count, count == 1 ? "" : "s");
 }
 
 } // namespace vitc::formats

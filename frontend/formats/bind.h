@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,11 @@ Expected<std::vector<Tensor>> bindWeights(const Signature &sig, WeightSource &so
 // Tensors a checkpoint may hold for a known reason although the model never reads them: the
 // pooler of a Hugging Face ViTModel (`pooler.*`, `vit.pooler.*`), which a classifier does not use.
 bool isKnownExtraTensor(const std::string &name);
+
+// A one-line warning, `FILE: warning: tensor 'NAME' holds NaN at index [i, j] (N non-finite
+// values)`, when `t` holds a NaN or an infinity; nullopt when every value is finite.
+std::optional<std::string> nonFiniteWarning(const std::string &file, const std::string &name,
+                                            const Tensor &t);
 
 // A safetensors file as a weight source. A parameter `vit.X` is also found as `X` (a Hugging Face
 // ViTModel checkpoint). A tensor stored as integers is refused: a weight is floating point.

@@ -1,9 +1,11 @@
 // `vitc run` and its weights: tensors the model does not use are refused (--allow-unused-weights
 // runs anyway), integer tensors are refused, and NaN or Inf in the weights or the input is a
 // warning (--allow-nonfinite silences it) that leaves the exit status alone.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -260,6 +262,30 @@ TEST(Weights, NonFiniteWeightsAndInputsWarnAndAllowNonfiniteSilencesThem) {
   auto quiet = runVitc(args);
   EXPECT_EQ(quiet.exit, 0) << quiet.err;
   EXPECT_EQ(quiet.err.find("warning"), std::string::npos) << quiet.err;
+
+  // The standalone executable warns alike, in the same words, and is as quiet when told.
+  std::vector<std::string> exe = parallelTokExecutable(dir, weights);
+  ASSERT_FALSE(exe.empty());
+  exe[4] = dir + "/x.npy";
+  auto both = test::runCommand(exe);
+  EXPECT_EQ(both.exit, 0) << both.err;
+  auto bothRun = runVitc(runParallelTok(weights, dir + "/out.npy", dir + "/x.npy"));
+  EXPECT_EQ(bothRun.exit, 0) << bothRun.err;
+  // The same two lines (vitc run reads the input first, the executable the weights).
+  auto sortedLines = [](const std::string &text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+      out.push_back(line);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(lines(both.err), 2) << both.err;
+  EXPECT_EQ(sortedLines(both.err), sortedLines(bothRun.err));
+  exe.push_back("--allow-nonfinite");
+  auto exeQuiet = test::runCommand(exe);
+  EXPECT_EQ(exeQuiet.exit, 0) << exeQuiet.err;
+  EXPECT_EQ(exeQuiet.err, "");
 }
 
 } // namespace

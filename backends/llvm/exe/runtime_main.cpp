@@ -1,7 +1,7 @@
 // The runtime linked into every vitc executable: load weights and inputs, run, write outputs.
 //
 //   PROG --weights W.safetensors --input X.npy [--input ...] --output Y.npy [--output ...]
-//        [--allow-unused-weights] [--repeat N]
+//        [--allow-unused-weights] [--allow-nonfinite] [--repeat N]
 //
 // It reads the program table (program_table.h) of the object it is linked with, binds the
 // parameters from a safetensors file by name with `bindWeights`, exactly as `vitc run` does (a
@@ -21,6 +21,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
@@ -101,7 +102,7 @@ struct Call {
 void usage() {
   std::fprintf(stderr,
                "usage: %s --weights W.safetensors --input X.npy --output Y.npy\n"
-               "          [--allow-unused-weights] [--repeat N]\n"
+               "          [--allow-unused-weights] [--allow-nonfinite] [--repeat N]\n"
                "  runs the vitc-compiled model on one device; --input and --output repeat for\n"
                "  models with several, in order\n",
                programName);
@@ -116,6 +117,7 @@ int run(int argc, char **argv) {
   std::string weights;
   std::vector<std::string> inputPaths, outputPaths;
   vitc::formats::WeightLoadOptions weightOptions;
+  bool allowNonfinite = false;
   int repeat = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -132,6 +134,8 @@ int run(int argc, char **argv) {
       outputPaths.push_back(value());
     else if (a == "--allow-unused-weights")
       weightOptions.allowUnused = true;
+    else if (a == "--allow-nonfinite")
+      allowNonfinite = true;
     else if (a == "--repeat")
       repeat = std::max(1, std::atoi(value().c_str()));
     else if (a == "--help" || a == "-h") {
@@ -199,17 +203,28 @@ int run(int argc, char **argv) {
         orFail(vitc::formats::openSafetensorsWeights(weights));
     params = orFail(vitc::formats::bindWeights(sig, *source, weightOptions));
   }
+  // NaN or Inf in a weight or an input makes NaN outputs with exit 0: say so, as `vitc run` does.
+  auto warnNonfinite = [&](const std::string &file, const std::string &name,
+                           const vitc::Tensor &t) {
+    if (allowNonfinite)
+      return;
+    if (std::optional<std::string> warning = vitc::formats::nonFiniteWarning(file, name, t))
+      std::fprintf(stderr, "%s\n", warning->c_str());
+  };
+  for (size_t i = 0; i < params.size(); ++i)
+    warnNonfinite(weights, sig.params[i].name, params[i]);
   // Inputs go to the kernels in 64-byte aligned storage, as the runtime's buffers are.
   std::vector<vitc::Tensor> inputs;
   for (size_t i = 0; i < static_cast<size_t>(numInputs); ++i) {
-    t.next(); // name offset and length: inputs are given in order
-    t.next();
+    int64_t nameOffset = t.next(), nameLength = t.next(); // inputs are given in order
+    std::string name(vitc_program_names + nameOffset, static_cast<size_t>(nameLength));
     std::vector<int64_t> shape = t.shape();
     vitc::Tensor input = orFail(vitc::formats::readNpy(inputPaths[i]));
     if (input.shape() != shape)
       fail(vitc::Error(vitc::Loc::inFile(inputPaths[i]),
                        "the array has shape " + vitc::shapeString(input.shape()) +
                            ", the model takes " + vitc::shapeString(shape)));
+    warnNonfinite(inputPaths[i], name, input);
     if (reinterpret_cast<uintptr_t>(input.data()) % 64 != 0)
       input = input.clone();
     inputs.push_back(std::move(input));
