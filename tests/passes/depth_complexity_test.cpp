@@ -50,18 +50,20 @@ struct DepthCase {
 
 class DepthComplexity : public ::testing::TestWithParam<DepthCase> {};
 
-// Four times the depth takes less than ten times as long; a quadratic pass takes sixteen. The work
-// is linear, but the passes' hash maps are large and malloc consolidates more on big modules:
-// measured 6.1-8.0x on a 2-core EPYC, so the bound is 10x rather than growth.h's 8x for a factor
-// of four. (A factor of eight would need depth 8192, over ten seconds a try; and starting at a
-// smaller depth, below 50k ops, the caches decide: 256 to 2048 blocks measured 25x.)
-TEST_P(DepthComplexity, FourTimesTheDepthTakesLessThanTenTimesTheTime) {
+// Four times the depth takes less than twelve times as long; a quadratic pass takes sixteen (the
+// quadratic passes this test caught took 3.3x for twice the depth). The work is linear, but the
+// passes' hash maps are large and malloc consolidates more on big modules, and the small depths
+// (40k-46k ops) sit at the edge of the caches: measured 5.6-7.8x on a quiet 2-core EPYC, more
+// beside another test, so the bound is 12x rather than growth.h's 8x for a factor of four. (A
+// factor of eight would need depth 8192, over ten seconds a try; starting at a smaller depth, the
+// caches decide: 256 to 2048 blocks measured 25x.)
+TEST_P(DepthComplexity, FourTimesTheDepthTakesLessThanTwelveTimesTheTime) {
   const DepthCase &c = GetParam();
   int depth = test::kAddressSanitizer ? c.depth / 8 : c.depth;
   test::Growth g = test::measureGrowth(
       depth, [&](int64_t d) { return pipelineSeconds(c.example, c.mesh, static_cast<int>(d)); }, 4);
   RecordProperty("seconds", fmt::format("{:.3f} {:.3f}", g.small, g.large));
-  EXPECT_LT(g.large, 10 * g.small) << g.str("blocks");
+  EXPECT_LT(g.large, 12 * g.small) << g.str("blocks");
 }
 
 std::string depthCaseName(const ::testing::TestParamInfo<DepthCase> &info) {
