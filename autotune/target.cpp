@@ -15,6 +15,7 @@
 #include "autotune/cost_model.h"
 #include "frontend/weights.h"
 #include "ir/builder.h"
+#include "ir/signature.h"
 #include "passes/plan_memory.h"
 #include "runtime/runner.h"
 #include "runtime/single_device.h"
@@ -217,8 +218,9 @@ Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::stri
 
 std::vector<Tensor> timingParams(const ir::Module &m) {
   std::vector<Tensor> params;
-  for (const ir::Op *p : m.params())
-    params.push_back(frontend::randomTensor(m, *p, 0));
+  std::set<std::string> scales = frontend::layerNormScales(m);
+  for (const TensorSpec &p : ir::signatureOf(m).params)
+    params.push_back(frontend::randomTensor(p, scales.contains(p.name), 0));
   return params;
 }
 

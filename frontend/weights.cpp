@@ -271,12 +271,6 @@ std::set<std::string> layerNormScales(const ir::Module &m) {
   return names;
 }
 
-Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed) {
-  const std::string &name = param.attrs.getStr("name");
-  TensorSpec spec{name, param.type.dtype, param.shape(), {}};
-  return randomTensor(spec, layerNormScales(m).contains(name), seed);
-}
-
 Expected<Tensor> RandomWeights::load(const TensorSpec &param) {
   return randomTensor(param, layerNormScales_.contains(param.name), seed_);
 }

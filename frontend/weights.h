@@ -59,7 +59,5 @@ Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec,
 // Deterministic random values for a parameter, scaled for its role: LayerNorm scales near 1,
 // biases near 0, matrices with standard deviation 1/sqrt(fan-in).
 Tensor randomTensor(const TensorSpec &param, bool layerNormScale, uint64_t seed);
-// The same for a `param` op of the frontend module `m`.
-Tensor randomTensor(const ir::Module &m, const ir::Op &param, uint64_t seed);
 
 } // namespace vitc::frontend

@@ -1,5 +1,8 @@
 // `vitc init-weights`: deterministic random weights for any model, as safetensors.
+#include <set>
+
 #include "frontend/formats/safetensors.h"
+#include "ir/signature.h"
 #include "passes/analysis.h"
 #include "tools/model_run.h"
 
@@ -32,13 +35,13 @@ int runInitWeights(int argc, char **argv) {
   if (Status s = checkMemory(passes::analyze(m).params * 4, "writing these weights"); !s)
     return report(s.error());
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const ir::Op *p : m.params()) {
-    std::string name = p->attrs.getStr("name");
+  std::set<std::string> scales = frontend::layerNormScales(m);
+  for (const TensorSpec &p : ir::signatureOf(m).params) {
     // randomTensor cannot return an error; running out of memory is the one way it fails.
     try {
-      tensors.emplace_back(name, frontend::randomTensor(m, *p, seed));
+      tensors.emplace_back(p.name, frontend::randomTensor(p, scales.contains(p.name), seed));
     } catch (const OutOfMemory &e) {
-      return report(makeError(Loc{}, "{} for tensor '{}'", e.what(), name));
+      return report(makeError(Loc{}, "{} for tensor '{}'", e.what(), p.name));
     }
   }
   if (Status s = formats::writeSafetensors(output, tensors,
