@@ -63,7 +63,6 @@ MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vect
   VITC_TRY(checkTensors("parameter", sig.params, params));
   VITC_TRY(options.link.check(mesh));
   runner->executable_ = executable;
-  runner->signature_ = &sig;
   runner->options_ = std::move(options);
   const RunnerOptions &opts = runner->options_;
   if (opts.trace)
@@ -112,14 +111,14 @@ MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vect
 bool MeshRunner::isWriter() const { return !options_.processes || options_.processes->rank() == 0; }
 
 Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs) {
-  VITC_TRY(checkTensors("input", signature_->inputs, inputs));
+  VITC_TRY(checkTensors("input", executable_->signature().inputs, inputs));
   if (poisoned_)
     return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
   return options_.processes ? runProcesses(inputs) : runThreads(inputs);
 }
 
 Expected<std::vector<Tensor>> MeshRunner::runThreads(const std::vector<Tensor> &inputs) {
-  const Signature &sig = *signature_;
+  const Signature &sig = executable_->signature();
   const Mesh &mesh = sig.mesh;
   std::vector<std::vector<Tensor>> blocks(static_cast<size_t>(mesh.numDevices()));
   Tracer *tracer = tracer_.get();
@@ -142,7 +141,7 @@ Expected<std::vector<Tensor>> MeshRunner::runThreads(const std::vector<Tensor> &
 }
 
 Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor> &inputs) {
-  const Signature &sig = *signature_;
+  const Signature &sig = executable_->signature();
   const Mesh &mesh = sig.mesh;
   ProcessGroup &group = *options_.processes;
   int64_t device = group.rank();

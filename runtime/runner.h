@@ -69,7 +69,6 @@ private:
   Expected<std::vector<Tensor>> runProcesses(const std::vector<Tensor> &inputs);
 
   std::shared_ptr<const Executable> executable_;
-  const Signature *signature_ = nullptr; // the executable's
   RunnerOptions options_;
   std::unique_ptr<Tracer> tracer_;
   std::vector<std::unique_ptr<DeviceProgram>> programs_; // by device; only its own under MPI
