@@ -56,6 +56,11 @@ Status validate(const ModelConfig &c) {
     return makeError(c.locOf("eps"), "eps must be in (0, 1], got {}", c.eps);
   if (!c.labels.empty() && static_cast<int64_t>(c.labels.size()) != c.classes)
     return makeError(c.locOf("labels"), "{} labels for {} classes", c.labels.size(), c.classes);
+  for (const auto &[key, values] : {std::pair<const char *, const std::vector<double> &>{"mean", c.mean},
+                                    {"std", c.std}})
+    if (values.size() != 1 && static_cast<int64_t>(values.size()) != c.channels)
+      return makeError(c.locOf(key), "{} {} values for {} channels (give one, or one per channel)",
+                       values.size(), key, c.channels);
   return Status::ok();
 }
 

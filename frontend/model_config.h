@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,15 @@ enum class GeluKind { Erf, Tanh };
 std::string_view blockKindName(BlockKind k);
 std::string_view poolKindName(PoolKind k);
 std::string_view geluKindName(GeluKind k);
+
+// A spec's [train] table: the recipe's defaults for `vitc train`, each unset unless written (the
+// command line overrides them; the tool has its own defaults for the rest). Values are checked
+// where they are read, so a bad one is reported at its place in the spec.
+struct TrainRecipe {
+  std::optional<std::string> optimizer, schedule, augment;
+  std::optional<double> lr, weightDecay, clip, labelSmoothing, momentum;
+  std::optional<int64_t> batch, epochs, steps, warmup, cooldown;
+};
 
 struct ModelConfig {
   std::string name = "vit";
@@ -41,6 +51,10 @@ struct ModelConfig {
   PoolKind pool = PoolKind::Token;
   int64_t classes = 1000;          // 0: the model outputs features, no classifier
   std::vector<std::string> labels; // optional, one per class
+  // How pixels in [0, 1] are normalized before the model sees them: (x - mean[c]) / std[c], one
+  // value for every channel or one per channel ([image] mean and std; training data only).
+  std::vector<double> mean{0.0}, std{1.0};
+  TrainRecipe train;
 
   // Where each key was written ("width", "heads", ...), and the file as a whole.
   Loc file;

@@ -52,6 +52,62 @@ Status needBool(const toml::node &n, const Loc &at, std::string_view key, bool &
   return Status::ok();
 }
 
+Status needNumber(const toml::node &n, const Loc &at, std::string_view key, double &out) {
+  if (!n.is_number())
+    return makeError(at, "'{}' must be a number, not {}", key, nodeTypeName(n));
+  out = *n.value<double>();
+  return Status::ok();
+}
+
+// The same for a [train] value, which stays unset unless written; numbers must not be negative.
+template <typename T>
+Status needOptional(const toml::node &n, const Loc &at, std::string_view key,
+                    std::optional<T> &out) {
+  T value{};
+  if constexpr (std::is_same_v<T, int64_t>)
+    VITC_TRY(needInt(n, at, key, value));
+  else
+    VITC_TRY(needNumber(n, at, key, value));
+  if (value < 0)
+    return makeError(at, "'{}' must not be negative", key);
+  out = value;
+  return Status::ok();
+}
+
+Status needWord(const toml::node &n, const Loc &at, std::string_view key,
+                std::initializer_list<std::string_view> words, std::optional<std::string> &out) {
+  std::string known;
+  for (std::string_view w : words)
+    known += (known.empty() ? "\"" : ", \"") + std::string(w) + "\"";
+  if (!n.is_string())
+    return makeError(at, "'{}' must be one of {}, not {}", key, known, nodeTypeName(n));
+  std::string s = *n.value<std::string>();
+  for (std::string_view w : words)
+    if (s == w) {
+      out = s;
+      return Status::ok();
+    }
+  return makeError(at, "bad value \"{}\" for '{}': expected one of {}", s, key, known);
+}
+
+// [image] mean and std: one positive (std) or any (mean) number per channel, or one for all.
+Status needChannelValues(const toml::node &n, const Loc &at, std::string_view key, bool positive,
+                         std::vector<double> &out) {
+  const toml::array *a = n.as_array();
+  if (!a || a->empty())
+    return makeError(at, "'{}' must be a non-empty array of numbers, not {}", key,
+                     nodeTypeName(n));
+  out.clear();
+  for (const toml::node &e : *a) {
+    if (!e.is_number())
+      return makeError(at, "'{}' must be an array of numbers", key);
+    out.push_back(*e.value<double>());
+    if (positive && !(out.back() > 0))
+      return makeError(at, "'{}' values must be positive", key);
+  }
+  return Status::ok();
+}
+
 template <typename Enum>
 Status needChoice(const toml::node &n, const Loc &at, std::string_view key,
                   std::initializer_list<std::pair<std::string_view, Enum>> choices, Enum &out) {
@@ -84,6 +140,10 @@ const std::vector<KeyRule> &keyRules() {
       {"image", "size", [](N n, L at, C c) { return needInt(n, at, "size", c.image); }},
       {"image", "patch", [](N n, L at, C c) { return needInt(n, at, "patch", c.patch); }},
       {"image", "channels", [](N n, L at, C c) { return needInt(n, at, "channels", c.channels); }},
+      {"image", "mean",
+       [](N n, L at, C c) { return needChannelValues(n, at, "mean", false, c.mean); }},
+      {"image", "std",
+       [](N n, L at, C c) { return needChannelValues(n, at, "std", true, c.std); }},
       {"encoder", "width", [](N n, L at, C c) { return needInt(n, at, "width", c.width); }},
       {"encoder", "depth", [](N n, L at, C c) { return needInt(n, at, "depth", c.depth); }},
       {"encoder", "mlp", [](N n, L at, C c) { return needInt(n, at, "mlp", c.mlp); }},
@@ -131,6 +191,36 @@ const std::vector<KeyRule> &keyRules() {
          }
          return Status::ok();
        }},
+      {"train", "optimizer",
+       [](N n, L at, C c) {
+         return needWord(n, at, "optimizer", {"sgd", "adamw", "adafactor"}, c.train.optimizer);
+       }},
+      {"train", "schedule",
+       [](N n, L at, C c) {
+         return needWord(n, at, "schedule", {"constant", "cosine", "rsqrt"}, c.train.schedule);
+       }},
+      {"train", "augment",
+       [](N n, L at, C c) {
+         return needWord(n, at, "augment", {"none", "flip", "crop", "crop-flip"}, c.train.augment);
+       }},
+      {"train", "lr", [](N n, L at, C c) { return needOptional(n, at, "lr", c.train.lr); }},
+      {"train", "weight_decay",
+       [](N n, L at, C c) { return needOptional(n, at, "weight_decay", c.train.weightDecay); }},
+      {"train", "clip", [](N n, L at, C c) { return needOptional(n, at, "clip", c.train.clip); }},
+      {"train", "label_smoothing",
+       [](N n, L at, C c) {
+         return needOptional(n, at, "label_smoothing", c.train.labelSmoothing);
+       }},
+      {"train", "momentum",
+       [](N n, L at, C c) { return needOptional(n, at, "momentum", c.train.momentum); }},
+      {"train", "batch", [](N n, L at, C c) { return needOptional(n, at, "batch", c.train.batch); }},
+      {"train", "epochs",
+       [](N n, L at, C c) { return needOptional(n, at, "epochs", c.train.epochs); }},
+      {"train", "steps", [](N n, L at, C c) { return needOptional(n, at, "steps", c.train.steps); }},
+      {"train", "warmup",
+       [](N n, L at, C c) { return needOptional(n, at, "warmup", c.train.warmup); }},
+      {"train", "cooldown",
+       [](N n, L at, C c) { return needOptional(n, at, "cooldown", c.train.cooldown); }},
   };
   return rules;
 }
@@ -153,7 +243,7 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
       for (const KeyRule &r : keyRules())
         knownTable |= r.table == k;
       if (!knownTable)
-        return makeError(keyAt, "unknown table [{}] (known: [image], [encoder], [bias], [head])",
+        return makeError(keyAt, "unknown table [{}] (known: [image], [encoder], [bias], [head], [train])",
                          k);
       VITC_TRY(applyTable(*node.as_table(), k, file, c));
       continue;
@@ -166,7 +256,7 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
       std::string where =
           tableName.empty() ? "at the top level" : fmt::format("in [{}]", tableName);
       return makeError(keyAt, "unknown key '{}' {} (known: {})", k, where,
-                       tableName.empty() ? "name, and the tables [image], [encoder], [bias], [head]"
+                       tableName.empty() ? "name, and the tables [image], [encoder], [bias], [head], [train]"
                                          : knownKeys(tableName));
     }
     Loc valueAt = locOf(file, node.source());
@@ -174,8 +264,8 @@ Status applyTable(const toml::table &t, std::string_view tableName, const Loc &f
     // Field names as ModelConfig::locOf knows them: [image] size is "image", [bias] keys are
     // qualified because [encoder] has an "mlp" too.
     std::string field = tableName == "image" && k == "size" ? "image"
-                        : tableName == "bias"               ? "bias." + k
-                                                            : k;
+                        : tableName == "bias" || tableName == "train" ? std::string(tableName) + "." + k
+                                                                      : k;
     c.keyLocs[field] = valueAt;
   }
   return Status::ok();

@@ -87,6 +87,53 @@ Op *Builder::mean(Op *x, int64_t axis, std::string name) {
   return create(OpKind::Mean, {x}, {{"axis", axis}}, std::move(name));
 }
 
+Op *Builder::sum(Op *x, int64_t axis, std::string name) {
+  return create(OpKind::Sum, {x}, {{"axis", axis}}, std::move(name));
+}
+
+Op *Builder::sub(Op *a, Op *b, std::string name) {
+  return create(OpKind::Sub, {a, b}, {}, std::move(name));
+}
+
+Op *Builder::div(Op *a, Op *b, std::string name) {
+  return create(OpKind::Div, {a, b}, {}, std::move(name));
+}
+
+Op *Builder::maximum(Op *a, Op *b, std::string name) {
+  return create(OpKind::Maximum, {a, b}, {}, std::move(name));
+}
+
+Op *Builder::sqrt(Op *x, std::string name) {
+  return create(OpKind::Sqrt, {x}, {}, std::move(name));
+}
+
+Op *Builder::sigmoid(Op *x, std::string name) {
+  return create(OpKind::Sigmoid, {x}, {}, std::move(name));
+}
+
+Op *Builder::softmaxCrossEntropy(Op *logits, Op *labels, std::string name) {
+  return create(OpKind::SoftmaxCrossEntropy, {logits, labels}, {}, std::move(name));
+}
+
+Op *Builder::sigmoidCrossEntropy(Op *logits, Op *labels, std::string name) {
+  return create(OpKind::SigmoidCrossEntropy, {logits, labels}, {}, std::move(name));
+}
+
+Op *Builder::geluGrad(Op *x, Op *dy, bool approximate, std::string name) {
+  Attrs attrs;
+  if (approximate)
+    attrs.set("approximate", true);
+  return create(OpKind::GeluGrad, {x, dy}, std::move(attrs), std::move(name));
+}
+
+Op *Builder::layerNormGrad(Op *x, Op *scale, Op *dy, double eps, std::string name) {
+  return create(OpKind::LayerNormGrad, {x, scale, dy}, {{"eps", eps}}, std::move(name));
+}
+
+Op *Builder::softmaxGrad(Op *y, Op *dy, std::string name) {
+  return create(OpKind::SoftmaxGrad, {y, dy}, {}, std::move(name));
+}
+
 Op *Builder::reshape(Op *x, Shape shape, std::string name) {
   return create(OpKind::Reshape, {x}, {}, std::move(name), TensorType::of(std::move(shape)));
 }

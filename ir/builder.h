@@ -37,6 +37,17 @@ public:
   Op *layerNorm(Op *x, Op *scale, Op *bias, double eps, std::string name = "");
   Op *softmax(Op *x, std::string name = "");
   Op *mean(Op *x, int64_t axis, std::string name = "");
+  Op *sum(Op *x, int64_t axis, std::string name = "");
+  Op *sub(Op *a, Op *b, std::string name = "");
+  Op *div(Op *a, Op *b, std::string name = "");
+  Op *maximum(Op *a, Op *b, std::string name = "");
+  Op *sqrt(Op *x, std::string name = "");
+  Op *sigmoid(Op *x, std::string name = "");
+  Op *softmaxCrossEntropy(Op *logits, Op *labels, std::string name = "");
+  Op *sigmoidCrossEntropy(Op *logits, Op *labels, std::string name = "");
+  Op *geluGrad(Op *x, Op *dy, bool approximate, std::string name = "");
+  Op *layerNormGrad(Op *x, Op *scale, Op *dy, double eps, std::string name = "");
+  Op *softmaxGrad(Op *y, Op *dy, std::string name = "");
   Op *reshape(Op *x, Shape shape, std::string name = "");
   Op *transpose(Op *x, std::vector<int64_t> perm, std::string name = "");
   Op *broadcast(Op *x, Shape shape, std::string name = "");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "ir/gradient_rules.h"
 #include "ir/shape_rules.h"
 
 namespace vitc::ir {
@@ -35,9 +36,9 @@ std::vector<AttrSpec> parseSchema(std::string_view schema) {
 
 std::vector<OpInfo> buildTable() {
   std::vector<OpInfo> table;
-#define VITC_OP(Enum, keyword, minOperands, maxOperands, schema, rule, flags)                      \
+#define VITC_OP(Enum, keyword, minOperands, maxOperands, schema, rule, flags, grad)                \
   table.push_back(OpInfo{OpKind::Enum, keyword, minOperands, maxOperands, parseSchema(schema),     \
-                         &rule, static_cast<uint32_t>(flags)});
+                         &rule, static_cast<uint32_t>(flags), &grad});
 #include "ir/ops.def"
   return table;
 }

@@ -18,7 +18,7 @@
 namespace vitc::ir {
 
 enum class OpKind : uint8_t {
-#define VITC_OP(Enum, keyword, minOperands, maxOperands, schema, rule, flags) Enum,
+#define VITC_OP(Enum, keyword, minOperands, maxOperands, schema, rule, flags, grad) Enum,
 #include "ir/ops.def"
 };
 
@@ -41,7 +41,13 @@ struct AttrSpec {
 
 class Op;
 class Module;
+class Builder;
 using ShapeRule = Expected<TensorType> (*)(const Op &op, const Mesh &mesh);
+// Builds the backward ops of `op` with `b` (its insertion point already set): from `dy`, the
+// gradient of the loss with respect to op's result, the gradient with respect to each operand, one
+// entry per operand (nullptr where the operand gets none: a label, an index-like operand). The
+// results have the operands' types. An op without a rule returns an error saying so.
+using GradRule = Expected<std::vector<Op *>> (*)(Builder &b, const Op &op, Op *dy);
 
 struct OpInfo {
   OpKind kind;
@@ -51,6 +57,7 @@ struct OpInfo {
   std::vector<AttrSpec> attrs;
   ShapeRule rule;
   uint32_t flags;
+  GradRule grad;
 
   bool has(OpFlags f) const { return (flags & f) != 0; }
 };

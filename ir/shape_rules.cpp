@@ -151,9 +151,14 @@ Expected<TensorType> inferBroadcastBinary(const Op &op, const Mesh &mesh) {
       r.sharding.dims[out] = *chosen;
   }
   r.sharding.manual = a.sharding.manual | b.sharding.manual;
-  if (op.is(OpKind::Add)) {
+  if (op.is(OpKind::Add) || op.is(OpKind::Sub)) {
     if (a.sharding.partial != b.sharding.partial)
       return fail("adding a partial sum to a value that is not partial over the same axes");
+    r.sharding.partial = a.sharding.partial;
+  } else if (op.is(OpKind::Div) || op.is(OpKind::Maximum)) {
+    // A quotient is linear in its numerator only; a maximum in neither.
+    if (b.sharding.partial || (op.is(OpKind::Maximum) && a.sharding.partial))
+      return fail("{} of a partial sum: reduce it first", op.keyword());
     r.sharding.partial = a.sharding.partial;
   } else {
     if (a.sharding.partial && b.sharding.partial)
@@ -186,6 +191,49 @@ Expected<TensorType> inferLayerNorm(const Op &op, const Mesh &mesh) {
       return fail("layer_norm {} must be replicated", what);
   }
   return x;
+}
+
+Expected<TensorType> inferLayerNormGrad(const Op &op, const Mesh &mesh) {
+  const TensorType &x = op.operand(0)->type;
+  const TensorType &dy = op.operand(2)->type;
+  if (x.rank() < 1)
+    return fail("layer_norm_grad needs rank 1 or more");
+  if (dy.shape != x.shape || !(dy.sharding == x.sharding))
+    return fail("layer_norm_grad's gradient has type {}, unlike its input's {}",
+                typeString(dy.dtype, dy.shape, dy.sharding, mesh),
+                typeString(x.dtype, x.shape, x.sharding, mesh));
+  VITC_TRY(requireNotPartial(dy, mesh, "the gradient"));
+  return inferLayerNorm(op, mesh);
+}
+
+Expected<TensorType> inferSameShapeBinary(const Op &op, const Mesh &mesh) {
+  const TensorType &a = op.operand(0)->type;
+  const TensorType &b = op.operand(1)->type;
+  if (a.shape != b.shape || !(a.sharding == b.sharding) || a.dtype != b.dtype)
+    return fail("operands have different types: {} and {}",
+                typeString(a.dtype, a.shape, a.sharding, mesh),
+                typeString(b.dtype, b.shape, b.sharding, mesh));
+  VITC_TRY(requireNotPartial(a, mesh, "the first operand"));
+  VITC_TRY(requireNotPartial(b, mesh, "the second operand"));
+  if (op.is(OpKind::SoftmaxGrad))
+    VITC_TRY(requireDimLocal(a, a.rank() - 1, mesh, "softmax_grad sums along it"));
+  return a;
+}
+
+Expected<TensorType> inferLoss(const Op &op, const Mesh &mesh) {
+  const TensorType &logits = op.operand(0)->type;
+  const TensorType &labels = op.operand(1)->type;
+  if (logits.rank() < 1)
+    return fail("{} needs logits of rank 1 or more", op.keyword());
+  if (labels.shape != logits.shape)
+    return fail("labels {} do not match logits {}: labels are per-class probabilities",
+                shapeString(labels.shape), shapeString(logits.shape));
+  VITC_TRY(requireNotPartial(logits, mesh, "the logits"));
+  VITC_TRY(requireDimLocal(logits, logits.rank() - 1, mesh, "the loss sums over the classes"));
+  TensorType r = logits;
+  r.shape.pop_back();
+  r.sharding.dims.pop_back();
+  return r;
 }
 
 Expected<TensorType> inferLastDimLocal(const Op &op, const Mesh &mesh) {

@@ -19,9 +19,24 @@
 
 namespace vitc::passes {
 
+// The optimizer a training step updates its parameters with (passes/optimizer.h); set by
+// `vitc train` from its flags and the spec's [train] table.
+struct OptimizerOptions {
+  enum class Kind { Sgd, AdamW, Adafactor };
+  Kind kind = Kind::Sgd;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // AdamW
+  double weightDecay = 0;                         // decoupled: w -= lr * weight_decay * w
+  double clip = 0;                                // global gradient norm; 0: no clipping
+  // Adafactor: momentum (0: none), the floor added to squared gradients, and the RMS its update
+  // is clipped to.
+  double momentum = 0, adafactorEps = 1e-30, updateClip = 1.0;
+};
+std::string_view optimizerName(OptimizerOptions::Kind kind);
+
 // Settings that passes read: the layout chosen on the command line or in a layout file.
 struct PassOptions {
   Layout layout;
+  OptimizerOptions optimizer = {};
   // Where the module's mesh came from (`--mesh`, a layout file, an IR header), for errors about
   // the mesh; unknown (no location) when a test or a tool sets the mesh itself.
   Loc meshLoc = Loc{};

@@ -6,6 +6,7 @@
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_parallel_linear.h"
 #include "passes/insert_collectives.h"
+#include "passes/optimizer.h"
 #include "passes/plan_memory.h"
 #include "passes/propagate_sharding.h"
 #include "passes/schedule_overlap.h"
@@ -39,6 +40,7 @@ const std::vector<PassInfo> &passRegistry() {
             "merge sibling projections of one input, and projections summed into one value"),
       entry(createInsertCollectives,
             "turn reshards into all-gathers, reduce-scatters, all-reduces"),
+      entry(createOptimizer, "append the optimizer's update of every parameter to a training step"),
       entry(createPlanMemory, "place every intermediate value in one workspace per device"),
       entry(createPropagateSharding, "give every value a sharding from the layout; mark reshards"),
       entry(createScheduleOverlap, "asynchronous collectives, started early and finished late"),
@@ -70,6 +72,22 @@ const std::vector<PipelineStep> &defaultPipeline() {
       step(createPlanMemory,
            "buffer liveness and reuse; the peak is the activation memory per device"),
   };
+  return pipeline;
+}
+
+const std::vector<PipelineStep> &trainingPipeline() {
+  static const std::vector<PipelineStep> pipeline = [] {
+    std::vector<PipelineStep> steps = {
+        // The step's first half: the backward ops of the forward pass and its loss.
+        // (autodiff is added to this list where the pass is registered.)
+        // The update as ops, so that it is fused, sharded and compiled with the rest.
+        step(createOptimizer, "parameters and optimizer state in, their next values out"),
+    };
+    // Then the whole step is lowered as a forward pass is.
+    const std::vector<PipelineStep> &rest = defaultPipeline();
+    steps.insert(steps.end(), rest.begin(), rest.end());
+    return steps;
+  }();
   return pipeline;
 }
 

@@ -21,5 +21,7 @@ struct PipelineStep {
   std::string_view reason;
 };
 const std::vector<PipelineStep> &defaultPipeline();
+// A training step: autodiff and the optimizer, then the default pipeline.
+const std::vector<PipelineStep> &trainingPipeline();
 
 } // namespace vitc::passes

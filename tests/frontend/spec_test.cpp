@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"[image]", "bad.vit:8:1: error: error while parsing table header: cannot redefine "
                            "existing table 'image'"},
         BadSpec{"[extras]\nx = 1", "bad.vit:8:2: error: unknown table [extras] (known: [image], "
-                                   "[encoder], [bias], [head])"},
+                                   "[encoder], [bias], [head], [train])"},
         BadSpec{"eps = 0.0", "bad.vit:8:7: error: eps must be in (0, 1], got 0"},
         BadSpec{"qk_norm = 1", "bad.vit:8:11: error: 'qk_norm' must be true or false, not an "
                                "integer"},

@@ -21,13 +21,25 @@ TEST(Registry, EveryPipelineStepIsARegisteredPassWithAReason) {
   }
 }
 
-TEST(Registry, EveryRegisteredPassRunsByDefault) {
+TEST(Registry, EveryRegisteredPassRunsInAPipeline) {
   for (const PassInfo &info : passRegistry()) {
     bool used = false;
-    for (const PipelineStep &step : defaultPipeline())
-      used |= step.pass == info.name;
+    for (const auto *pipeline : {&defaultPipeline(), &trainingPipeline()})
+      for (const PipelineStep &step : *pipeline)
+        used |= step.pass == info.name;
     EXPECT_TRUE(used) << info.name;
   }
+}
+
+// A training step is lowered like a forward pass: the training pipeline ends with the default one.
+TEST(Registry, TheTrainingPipelineEndsWithTheDefaultOne) {
+  const std::vector<PipelineStep> &train = trainingPipeline(), &forward = defaultPipeline();
+  ASSERT_GT(train.size(), forward.size());
+  for (size_t i = 0; i < forward.size(); ++i)
+    EXPECT_EQ(train[train.size() - forward.size() + i].pass, forward[i].pass);
+  for (size_t i = 0; i + forward.size() < train.size(); ++i)
+    for (const PipelineStep &step : forward)
+      EXPECT_NE(train[i].pass, step.pass) << "a training-only step is also a forward step";
 }
 
 // The names --passes, --print-after, --disable-pass and --remarks take; renaming a pass's class
@@ -38,7 +50,8 @@ TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
     names.push_back(info.name);
   EXPECT_EQ(names,
             (std::vector<std::string>{"canonicalize", "collective-matmul", "fuse-elementwise",
-                                      "fuse-parallel-linear", "insert-collectives", "plan-memory",
+                                      "fuse-parallel-linear", "insert-collectives", "optimizer",
+                                      "plan-memory",
                                       "propagate-sharding", "schedule-overlap"}));
 }
 

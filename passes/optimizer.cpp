@@ -1,0 +1,267 @@
+// The optimizer pass.
+#include "passes/optimizer.h"
+
+#include <cassert>
+#include <optional>
+#include <unordered_map>
+
+#include "ir/builder.h"
+
+namespace vitc::passes {
+
+using ir::Op;
+using ir::OpKind;
+using Kind = OptimizerOptions::Kind;
+
+namespace {
+
+// Value names allow letters, digits, '_', '.' and '-'; weight names may hold more ('/').
+std::string valueName(std::string_view name) {
+  std::string out(name);
+  for (char &c : out)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      c = '_';
+  return out;
+}
+
+// The 2-D view Adafactor factors a parameter as: [first dimension, the rest], when both are over 1.
+std::optional<std::pair<int64_t, int64_t>> factoredView(const Shape &shape) {
+  if (shape.size() < 2)
+    return std::nullopt;
+  int64_t rows = shape[0], cols = numElements(shape) / rows;
+  if (rows < 2 || cols < 2)
+    return std::nullopt;
+  return std::pair{rows, cols};
+}
+
+class Updater {
+public:
+  Updater(ir::Module &m, const OptimizerOptions &o) : m_(m), b_(m), o_(o) {}
+
+  Op *scalarInput(const std::string &name) {
+    auto [it, fresh] = scalars_.try_emplace(name, nullptr);
+    if (fresh) {
+      b_.setInsertionPoint(m_.ops().front().get());
+      it->second = b_.input(name, Shape{});
+      b_.setInsertionPoint(nullptr);
+    }
+    return it->second;
+  }
+  Op *constant(double value) { return b_.fill(Shape{}, value); }
+
+  Op *stateParam(const std::string &name, Shape shape) {
+    b_.setInsertionPoint(m_.ops().front().get());
+    Op *p = b_.param(name, std::move(shape), false, valueName(name));
+    b_.setInsertionPoint(nullptr);
+    return p;
+  }
+
+  // a * x + (1 - a) * y for a constant a.
+  Op *average(Op *x, Op *y, double a) { return b_.add(b_.scale(x, a), b_.scale(y, 1 - a)); }
+  // The same for a per-step a (an f32[] value).
+  Op *average(Op *x, Op *y, Op *a) {
+    return b_.add(b_.mul(x, a), b_.mul(y, b_.sub(constant(1), a)));
+  }
+
+  Op *flatSumOfSquares(Op *g) {
+    Op *flat = b_.reshape(b_.mul(g, g), Shape{numElements(g->shape())});
+    return b_.sum(flat, 0);
+  }
+
+  // Scales every gradient by min(1, clip / ||g||), ||g|| over all of them.
+  void clipGlobalNorm(std::vector<Op *> &grads) {
+    Op *total = nullptr;
+    for (Op *g : grads) {
+      Op *s = flatSumOfSquares(g);
+      total = total ? b_.add(total, s) : s;
+    }
+    Op *norm = b_.sqrt(total, "grad_norm");
+    Op *clip = constant(o_.clip);
+    Op *factor = b_.div(clip, b_.maximum(norm, clip), "clip_factor");
+    for (Op *&g : grads)
+      g = b_.mul(g, factor);
+  }
+
+  // The next value of `w`, and of its state (appended to `next` in the order of `state`).
+  Op *update(Op *w, Op *g, const std::vector<Op *> &state, std::vector<Op *> &next) {
+    switch (o_.kind) {
+    case Kind::Sgd: {
+      Op *lr = scalarInput("optimizer.lr");
+      return withDecay(w, b_.mul(g, lr), lr);
+    }
+    case Kind::AdamW: {
+      Op *m = average(state[0], g, o_.beta1);
+      Op *v = average(state[1], b_.mul(g, g), o_.beta2);
+      next.push_back(m);
+      next.push_back(v);
+      Op *denom = b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
+      Op *step = b_.mul(b_.div(m, denom), scalarInput("optimizer.step_size"));
+      return b_.sub(b_.mul(w, scalarInput("optimizer.decay")), step);
+    }
+    case Kind::Adafactor: {
+      Op *beta2 = scalarInput("optimizer.beta2");
+      Op *g2 = b_.add(b_.mul(g, g), constant(o_.adafactorEps));
+      Op *u = nullptr;
+      size_t used = 0;
+      if (auto view = factoredView(w->shape())) {
+        auto [rows, cols] = *view;
+        Op *g2d = b_.reshape(g2, Shape{rows, cols});
+        Op *row = average(state[0], b_.mean(g2d, 1), beta2);
+        Op *col = average(state[1], b_.mean(g2d, 0), beta2);
+        next.push_back(row);
+        next.push_back(col);
+        used = 2;
+        // v ~ row * col / mean(row): the rank-1 estimate of the second moments.
+        Op *v = b_.div(b_.mul(b_.reshape(row, Shape{rows, 1}), col), b_.mean(row, 0));
+        u = b_.reshape(b_.div(b_.reshape(g, Shape{rows, cols}), b_.sqrt(v)), w->shape());
+      } else {
+        Op *v = average(state[0], g2, beta2);
+        next.push_back(v);
+        used = 1;
+        u = b_.div(g, b_.sqrt(v));
+      }
+      // Clip the update to an RMS of at most updateClip.
+      Op *rms = b_.sqrt(b_.mean(b_.reshape(b_.mul(u, u), Shape{numElements(u->shape())}), 0));
+      u = b_.div(u, b_.maximum(constant(1), b_.scale(rms, 1 / o_.updateClip)));
+      if (o_.momentum > 0) {
+        u = average(state[used], u, o_.momentum);
+        next.push_back(u);
+      }
+      Op *lr = scalarInput("optimizer.lr");
+      return withDecay(w, b_.mul(u, lr), lr);
+    }
+    }
+    return nullptr;
+  }
+
+private:
+  // w - step, with decoupled weight decay: w - lr * weight_decay * w - step.
+  Op *withDecay(Op *w, Op *step, Op *lr) {
+    if (o_.weightDecay == 0)
+      return b_.sub(w, step);
+    Op *decay = b_.sub(constant(1), b_.scale(lr, o_.weightDecay));
+    return b_.sub(b_.mul(w, decay), step);
+  }
+
+  ir::Module &m_;
+  ir::Builder b_;
+  const OptimizerOptions &o_;
+  std::unordered_map<std::string, Op *> scalars_;
+};
+
+class Optimizer : public Pass {
+public:
+  std::string_view name() const override { return "optimizer"; }
+
+private:
+  Expected<bool> rewrite(ir::Module &m, PassContext &ctx) override {
+    const OptimizerOptions &o = ctx.options.optimizer;
+    Op *out = m.output();
+    std::vector<Op *> params = m.params();
+    if (!out || out->operands.size() != params.size() + 1 || out->operand(0)->rank() != 0)
+      return Error(fmt::format("module @{}: the optimizer needs autodiff's output (the loss, then "
+                               "one gradient per parameter: {} values), found {} outputs",
+                               m.name, params.size() + 1, out ? out->operands.size() : 0));
+    Op *loss = out->operand(0);
+    std::vector<Op *> grads(out->operands.begin() + 1, out->operands.end());
+    m.erase(out);
+
+    Updater u(m, o);
+    if (o.clip > 0)
+      u.clipGlobalNorm(grads);
+    // The next value of every param, the weights' and the state's they bring.
+    std::unordered_map<const Op *, Op *> nextOf;
+    int64_t stateFloats = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      Op *w = params[i];
+      const std::string &weight = w->attrs.getStr("name");
+      std::vector<Op *> state;
+      std::vector<std::string> names = optimizerStateNames(o, weight, w->shape());
+      std::vector<Shape> shapes = optimizerStateShapes(o, w->shape());
+      for (size_t s = 0; s < names.size(); ++s) {
+        state.push_back(u.stateParam(names[s], shapes[s]));
+        stateFloats += numElements(shapes[s]);
+      }
+      std::vector<Op *> nextState;
+      Op *next = u.update(w, grads[i], state, nextState);
+      assert(nextState.size() == state.size() && "one next value per state tensor");
+      nextOf[w] = next;
+      m.rename(next, "next." + valueName(weight));
+      for (size_t s = 0; s < state.size(); ++s) {
+        nextOf[state[s]] = nextState[s];
+        m.rename(nextState[s], "next." + valueName(names[s]));
+      }
+    }
+    std::vector<Op *> outputs{loss};
+    for (const Op *p : m.params())
+      outputs.push_back(nextOf.at(p));
+    ir::Builder(m).output(std::move(outputs));
+    ctx.remark(fmt::format("{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind),
+                           params.size(), byteSize(stateFloats * 4), stateFloats,
+                           o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip)
+                                      : std::string()));
+    return true;
+  }
+};
+
+} // namespace
+
+std::string_view optimizerName(OptimizerOptions::Kind kind) {
+  switch (kind) {
+  case Kind::Sgd:
+    return "sgd";
+  case Kind::AdamW:
+    return "adamw";
+  case Kind::Adafactor:
+    return "adafactor";
+  }
+  return "?";
+}
+
+std::vector<std::string> optimizerStateNames(const OptimizerOptions &o, std::string_view weight,
+                                             const Shape &shape) {
+  std::string w(weight);
+  switch (o.kind) {
+  case Kind::Sgd:
+    return {};
+  case Kind::AdamW:
+    return {w + "/adamw.m", w + "/adamw.v"};
+  case Kind::Adafactor: {
+    std::vector<std::string> names;
+    if (factoredView(shape))
+      names = {w + "/adafactor.row", w + "/adafactor.col"};
+    else
+      names = {w + "/adafactor.v"};
+    if (o.momentum > 0)
+      names.push_back(w + "/adafactor.m");
+    return names;
+  }
+  }
+  return {};
+}
+
+std::vector<Shape> optimizerStateShapes(const OptimizerOptions &o, const Shape &shape) {
+  std::vector<Shape> shapes;
+  if (o.kind == Kind::AdamW)
+    shapes = {shape, shape};
+  if (o.kind == Kind::Adafactor) {
+    if (auto view = factoredView(shape))
+      shapes = {Shape{view->first}, Shape{view->second}};
+    else
+      shapes = {shape};
+    if (o.momentum > 0)
+      shapes.push_back(shape);
+  }
+  return shapes;
+}
+
+int64_t optimizerStateFloats(const OptimizerOptions &o, const Shape &shape) {
+  int64_t n = 0;
+  for (const Shape &s : optimizerStateShapes(o, shape))
+    n += numElements(s);
+  return n;
+}
+
+std::unique_ptr<Pass> createOptimizer() { return std::make_unique<Optimizer>(); }
+
+} // namespace vitc::passes
