@@ -275,9 +275,10 @@ Expected<StoredArray> NpzFile::loadStored(std::string_view name) const {
   VITC_ASSIGN(array.declaration, readNpyHeader(*m, head, loc));
   const NpyDeclaration &d = array.declaration;
   if (d.headerBytes + d.dataBytes != m->size)
-    return makeError(Loc::inFile(m->where),
-                     "data of shape {} of '{}' needs {} bytes, the member holds {} after its header",
-                     shapeString(d.shape), d.descr, d.dataBytes, m->size - d.headerBytes);
+    return makeError(
+        Loc::inFile(m->where),
+        "data of shape {} of '{}' needs {} bytes, the member holds {} after its header",
+        shapeString(d.shape), d.descr, d.dataBytes, m->size - d.headerBytes);
   try {
     array.data.resize(d.dataBytes);
   } catch (const std::bad_alloc &) {

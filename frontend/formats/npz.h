@@ -6,9 +6,10 @@
 // libzip on demand. Before reading, a member's stated size is checked against a 64 GiB cap and
 // against what its compressed bytes could produce, and the CRC is verified after. Members over
 // 4 GiB (zip64) are read in parts, because libzip 1.7's inflater miscounts a single read of more
-// than 4 GiB. `loadStored` gives a member's dtype and bytes undecoded. `declaredShape` inflates only a member's .npy header, so that a caller can refuse a
-// small file declaring a huge array before inflating it. An NpzFile is cheap to copy (copies share
-// the archive) and safe to load from on several threads.
+// than 4 GiB. `loadStored` gives a member's dtype and bytes undecoded. `declaredShape` inflates
+// only a member's .npy header, so that a caller can refuse a small file declaring a huge array
+// before inflating it. An NpzFile is cheap to copy (copies share the archive) and safe to load from
+// on several threads.
 #pragma once
 
 #include <cstdint>
