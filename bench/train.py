@@ -51,15 +51,18 @@ class Model:
             spec = tomllib.load(f)
         self.name, self.spec_path = name, spec_path
         self.batch = batch or spec.get("train", {}).get("batch", FASHION_MNIST_BATCH)
-        image, encoder, head = spec["image"], spec["encoder"], spec["head"]
-        self.size, self.channels, self.classes = image["size"], image.get("channels", 3), head["classes"]
+        # A key the spec leaves out takes vitc's default (frontend/model_config.h).
+        image, encoder, head = spec.get("image", {}), spec["encoder"], spec.get("head", {})
+        self.size, self.channels = image.get("size", 224), image.get("channels", 3)
+        self.classes = head.get("classes", 1000)
         self.gflops, self.flops_note = training_gflops(spec_path, self.batch)
         self.torch_config, self.torch_skip = None, torchvision_differences(spec)
         if not self.torch_skip:
             self.torch_config = {
-                "image_size": self.size, "patch_size": image["patch"], "num_layers": encoder["depth"],
-                "num_heads": encoder["heads"], "hidden_dim": encoder["width"], "mlp_dim": encoder["mlp"],
-                "num_classes": self.classes, "channels": self.channels}
+                "image_size": self.size, "patch_size": image.get("patch", 16), "num_layers": encoder["depth"],
+                "num_heads": encoder["heads"], "hidden_dim": encoder["width"],
+                "mlp_dim": encoder.get("mlp", 4 * encoder["width"]), "num_classes": self.classes,
+                "channels": self.channels}
 
 
 def torchvision_differences(spec):
@@ -67,7 +70,7 @@ def torchvision_differences(spec):
     bias, erf GELU, LayerNorm eps 1e-6, no QK-norm) from being the spec's model; "" if nothing."""
     encoder, bias = spec["encoder"], spec.get("bias", {})
     wanted = {"block": ("sequential", encoder.get("block", "sequential")),
-              "pool": ("token", spec["head"].get("pool", "token")),
+              "pool": ("token", spec.get("head", {}).get("pool", "token")),
               "gelu": ("erf", encoder.get("gelu", "erf")),
               "qk_norm": (False, encoder.get("qk_norm", False)),
               "eps": (1e-6, encoder.get("eps", 1e-6))}
