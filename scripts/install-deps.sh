@@ -14,6 +14,7 @@ packages=(
   libzip-dev                                          # big_vision .npz checkpoints (zip)
   libgtest-dev libgmock-dev                           # tests
   libopenmpi-dev openmpi-bin                          # the MPI runtime
+  dataset-fashion-mnist                               # the Fashion-MNIST example and its test
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libbenchmark-dev libopenblas-dev libdnnl-dev python3-torch python3-torchvision)

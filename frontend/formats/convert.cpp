@@ -1,6 +1,7 @@
 // Decoding stored elements into float32.
 #include "frontend/formats/convert.h"
 
+#include <algorithm>
 #include <bit>
 #include <cassert>
 #include <cstring>
@@ -24,16 +25,16 @@ template <typename T> T load(const uint8_t *p, bool bigEndian) {
 }
 
 // One loop per stored type keeps the per-element work to a load, a swap and a convert.
-template <typename Stored, typename Decode>
-void decodeAll(const uint8_t *src, size_t count, bool bigEndian, float *dst, Decode decode) {
+template <typename Stored, typename Out, typename Decode>
+void decodeAll(const uint8_t *src, size_t count, bool bigEndian, Out *dst, Decode decode) {
   for (size_t i = 0; i < count; ++i)
     dst[i] = decode(load<Stored>(src + i * sizeof(Stored), bigEndian));
 }
 
-template <typename Stored, typename Value>
-void castAll(const uint8_t *src, size_t count, bool bigEndian, float *dst) {
+template <typename Stored, typename Value, typename Out>
+void castAll(const uint8_t *src, size_t count, bool bigEndian, Out *dst) {
   decodeAll<Stored>(src, count, bigEndian, dst,
-                    [](Stored s) { return static_cast<float>(std::bit_cast<Value>(s)); });
+                    [](Stored s) { return static_cast<Out>(std::bit_cast<Value>(s)); });
 }
 
 } // namespace
@@ -122,6 +123,31 @@ void convertToFloat(ElementType type, const uint8_t *src, size_t count, float *d
     break;
   }
   assert(false && "convertToFloat: unsupported element type");
+}
+
+void convertToInt64(ElementType type, const uint8_t *src, size_t count, int64_t *dst) {
+  bool big = type.bigEndian;
+  bool isSigned = type.kind == ElementKind::SignedInt;
+  assert((isSigned || type.kind == ElementKind::UnsignedInt) && "convertToInt64: not integers");
+  switch (type.bytes) {
+  case 1:
+    return isSigned ? castAll<uint8_t, int8_t>(src, count, big, dst)
+                    : castAll<uint8_t, uint8_t>(src, count, big, dst);
+  case 2:
+    return isSigned ? castAll<uint16_t, int16_t>(src, count, big, dst)
+                    : castAll<uint16_t, uint16_t>(src, count, big, dst);
+  case 4:
+    return isSigned ? castAll<uint32_t, int32_t>(src, count, big, dst)
+                    : castAll<uint32_t, uint32_t>(src, count, big, dst);
+  case 8:
+    if (isSigned)
+      return castAll<uint64_t, int64_t>(src, count, big, dst);
+    // The one case whose values int64_t cannot all hold: saturate rather than wrap to negative.
+    return decodeAll<uint64_t>(src, count, big, dst, [](uint64_t v) {
+      return static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX));
+    });
+  }
+  assert(false && "convertToInt64: unsupported integer width");
 }
 
 } // namespace vitc::formats

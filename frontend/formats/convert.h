@@ -3,7 +3,8 @@
 // safetensors and NumPy files store numbers of many kinds; vitc computes in float32. This file
 // holds the one place that decodes a run of stored elements (half, bfloat16, float, double and
 // integers of 1 to 8 bytes, either byte order) into floats. Loads go through `memcpy`, so the
-// source needs no alignment. Integers wider than 24 bits and doubles round to the nearest float.
+// source needs no alignment. Integers wider than 24 bits and doubles round to the nearest float;
+// `convertToInt64` decodes integers exactly, for data such as class labels.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +28,9 @@ float bfloat16ToFloat(uint16_t bits);
 // Decodes `count` elements of `type` starting at `src` into `dst`. `src` holds
 // `count * type.bytes` bytes.
 void convertToFloat(ElementType type, const uint8_t *src, size_t count, float *dst);
+
+// Decodes `count` integers of `type` (SignedInt or UnsignedInt) starting at `src` into `dst`,
+// exactly; unsigned 8-byte values above INT64_MAX become INT64_MAX.
+void convertToInt64(ElementType type, const uint8_t *src, size_t count, int64_t *dst);
 
 } // namespace vitc::formats

@@ -465,6 +465,7 @@ Expected<NpyDeclaration> parseNpyHeader(const uint8_t *data, size_t size,
   NpyDeclaration d;
   d.shape = h.shape;
   d.descr = h.descr;
+  d.type = h.dtype.type;
   d.fortranOrder = h.fortranOrder;
   d.headerBytes = h.dataStart;
   if (__builtin_mul_overflow(static_cast<uint64_t>(numElements(h.shape)),

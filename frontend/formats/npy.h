@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 
+#include "frontend/formats/convert.h"
 #include "support/error.h"
 #include "support/tensor.h"
 
@@ -31,6 +32,7 @@ Expected<Tensor> parseNpy(const uint8_t *data, size_t size, const std::string &w
 struct NpyDeclaration {
   Shape shape;
   std::string descr;
+  ElementType type; // what `descr` stands for
   bool fortranOrder = false;
   size_t headerBytes = 0; // magic, version, length and dict: where the data starts
   uint64_t dataBytes = 0;

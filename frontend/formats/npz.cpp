@@ -267,6 +267,29 @@ Expected<Tensor> NpzFile::load(std::string_view name) const {
   }
 }
 
+Expected<StoredArray> NpzFile::loadStored(std::string_view name) const {
+  Loc loc = Loc::inFile(path_);
+  VITC_ASSIGN(std::unique_ptr<Member> m, openMember(name));
+  StoredArray array;
+  std::string head;
+  VITC_ASSIGN(array.declaration, readNpyHeader(*m, head, loc));
+  const NpyDeclaration &d = array.declaration;
+  if (d.headerBytes + d.dataBytes != m->size)
+    return makeError(
+        Loc::inFile(m->where),
+        "data of shape {} of '{}' needs {} bytes, the member holds {} after its header",
+        shapeString(d.shape), d.descr, d.dataBytes, m->size - d.headerBytes);
+  try {
+    array.data.resize(d.dataBytes);
+  } catch (const std::bad_alloc &) {
+    return makeError(loc, "member '{}' needs {} bytes, more memory than vitc could allocate",
+                     m->name, m->size);
+  }
+  VITC_TRY(m->read(array.data.data(), array.data.size(), loc));
+  VITC_TRY(checkMemberEnd(*m, loc));
+  return array;
+}
+
 Status writeNpz(const std::string &path,
                 const std::vector<std::pair<std::string, Tensor>> &tensors) {
   Loc loc = Loc::inFile(path);

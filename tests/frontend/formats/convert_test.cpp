@@ -1,6 +1,7 @@
 // Element decoding shared by the safetensors and .npy readers: half, bfloat16 and byte order.
 #include <bit>
 #include <cmath>
+#include <cstring>
 
 #include <gtest/gtest.h>
 
@@ -71,6 +72,35 @@ TEST(SafetensorsNpyDecode, UnalignedBigEndianSourceDecodes) {
   convertToFloat({ElementKind::SignedInt, 2, true}, bytes + 1, 2, out);
   EXPECT_EQ(out[0], static_cast<float>(0x3fc0));
   EXPECT_EQ(out[1], 0.0f);
+}
+
+TEST(SafetensorsNpyDecode, IntegersDecodeExactlyToInt64) {
+  // 2^53 + 1 has no float or double, and a uint64 above INT64_MAX none in int64_t: it saturates.
+  uint8_t bytes[1 + 16];
+  int64_t big = (int64_t(1) << 53) + 1;
+  std::memcpy(bytes + 1, &big, 8);
+  uint64_t huge = UINT64_MAX - 1;
+  std::memcpy(bytes + 9, &huge, 8);
+  int64_t out[2];
+  convertToInt64({ElementKind::SignedInt, 8, false}, bytes + 1, 2, out);
+  EXPECT_EQ(out[0], big);
+  EXPECT_EQ(out[1], -2);
+  convertToInt64({ElementKind::UnsignedInt, 8, false}, bytes + 1, 2, out);
+  EXPECT_EQ(out[0], big);
+  EXPECT_EQ(out[1], INT64_MAX);
+  // Narrow types keep their sign (or lack of one) and byte order.
+  uint8_t narrow[4] = {0xff, 0xfe, 0x00, 0x07};
+  convertToInt64({ElementKind::SignedInt, 1, false}, narrow, 2, out);
+  EXPECT_EQ(out[0], -1);
+  EXPECT_EQ(out[1], -2);
+  convertToInt64({ElementKind::UnsignedInt, 1, false}, narrow, 2, out);
+  EXPECT_EQ(out[0], 255);
+  EXPECT_EQ(out[1], 254);
+  convertToInt64({ElementKind::SignedInt, 2, true}, narrow, 2, out);
+  EXPECT_EQ(out[0], -2);
+  EXPECT_EQ(out[1], 7);
+  convertToInt64({ElementKind::UnsignedInt, 4, false}, narrow, 1, out);
+  EXPECT_EQ(out[0], 0x0700feff);
 }
 
 } // namespace

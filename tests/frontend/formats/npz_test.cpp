@@ -314,6 +314,41 @@ TEST_F(NpzTest, MemberWithTruncatedNpyData) {
                         "(8 bytes missing)"));
 }
 
+// The .npy header of a C-ordered array of `shape` with the dtype `descr` (3 characters).
+std::string npyHeaderOf(const Shape &shape, const std::string &descr) {
+  std::string header = npyHeader(shape);
+  return header.replace(header.find("<f4"), 3, descr);
+}
+
+TEST_F(NpzTest, LoadStoredGivesTheDtypeAndTheBytesAsStored) {
+  std::string data = be<uint16_t>({1, 300, 65535});
+  writeArchive({{"labels.npy", npyHeaderOf({3}, ">u2") + data}});
+  auto npz = NpzFile::open(path);
+  ASSERT_TRUE(npz) << npz.error().str();
+  auto stored = npz->loadStored("labels");
+  ASSERT_TRUE(stored) << stored.error().str();
+  EXPECT_EQ(stored->declaration.descr, ">u2");
+  EXPECT_EQ(stored->declaration.type.kind, ElementKind::UnsignedInt);
+  EXPECT_EQ(stored->declaration.type.bytes, 2);
+  EXPECT_TRUE(stored->declaration.type.bigEndian);
+  EXPECT_EQ(stored->declaration.shape, (Shape{3}));
+  EXPECT_EQ(std::string(stored->data.begin(), stored->data.end()), data);
+  EXPECT_TRUE(failsWith(npz->loadStored("b"), path, "no array named 'b'"));
+}
+
+TEST_F(NpzTest, LoadStoredRefusesDataThatDoesNotFitTheShape) {
+  writeArchive({{"short.npy", npyHeaderOf({4}, "<i8") + le<int64_t>({1, 2})},
+                {"long.npy", npyHeaderOf({1}, "|u1") + "ab"},
+                {"bad.npy", "not an array"}});
+  auto npz = NpzFile::open(path);
+  ASSERT_TRUE(npz) << npz.error().str();
+  EXPECT_TRUE(failsWith(npz->loadStored("short"), path + ":short.npy",
+                        "data of shape [4] of '<i8' needs 32 bytes, the member holds 16"));
+  EXPECT_TRUE(failsWith(npz->loadStored("long"), path + ":long.npy",
+                        "data of shape [1] of '|u1' needs 1 bytes, the member holds 2"));
+  EXPECT_TRUE(failsWith(npz->loadStored("bad"), path + ":bad.npy", "not a .npy file"));
+}
+
 TEST_F(NpzTest, MemberThatAppearsTwice) {
   std::string a = npyHeader({1}) + le<float>({1});
   writeArchive({{"a.npy", a}, {"a.npy", a}});
