@@ -6,8 +6,8 @@
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/Module.h>
 
-#include "backends/llvm/ir_emitter.h"
 #include "backends/llvm/exe/program_table.h"
+#include "backends/llvm/ir_emitter.h"
 
 namespace vitc::llvmbe {
 
@@ -38,6 +38,12 @@ void emitKernels(llvm::Module &module, const Plan &plan, const CodegenTarget &ta
       emitCopy(e, *d, name);
     else if (const auto *d = std::get_if<FillDesc>(&desc))
       emitFill(e, *d, name);
+    else if (const auto *d = std::get_if<LayerNormGradDesc>(&desc))
+      emitLayerNormGrad(e, *d, name);
+    else if (const auto *d = std::get_if<SoftmaxGradDesc>(&desc))
+      emitSoftmaxGrad(e, *d, name);
+    else if (const auto *d = std::get_if<LossDesc>(&desc))
+      emitLoss(e, *d, name);
     // The key says what the kernel computes, in the IR a user can print.
     module.getFunction(name)->addFnAttr("vitc-kernel", plan.keys[i]);
   }

@@ -1,4 +1,5 @@
-// Kernels for elementwise ops, LayerNorm, softmax, mean, copies and fills.
+// Kernels for elementwise ops, LayerNorm, softmax, mean and sum, their gradients, the losses,
+// copies and fills.
 //
 // Each walks its output row by row (a work item is one row, or one outer index), vectorized along
 // the innermost dimension with a masked tail; operands that broadcast along it are splatted.
@@ -76,6 +77,24 @@ void emitEltwise(Emitter &e, const EltwiseDesc &d, const std::string &name) {
       case EltOp::Gelu:
         y = e.gelu(x[0], d.approximate);
         break;
+      case EltOp::Sub:
+        y = b.CreateFSub(x[0], x[1]);
+        break;
+      case EltOp::Div:
+        y = b.CreateFDiv(x[0], x[1]);
+        break;
+      case EltOp::Maximum:
+        y = e.max(x[0], x[1]);
+        break;
+      case EltOp::Sqrt:
+        y = e.sqrt(x[0]);
+        break;
+      case EltOp::Sigmoid:
+        y = e.sigmoid(x[0]);
+        break;
+      case EltOp::GeluGrad:
+        y = b.CreateFMul(e.geluDerivative(x[0], d.approximate), x[1]);
+        break;
       }
       e.store(y, e.at(outRow, j), lanes);
     });
@@ -135,7 +154,7 @@ void emitMean(Emitter &e, const MeanDesc &d, const std::string &name) {
   auto &b = e.b;
   e.beginKernel(name);
   Value *out = e.arg(0), *x = e.arg(1);
-  float invN = 1.0f / static_cast<float>(d.n);
+  float invN = d.divide ? 1.0f / static_cast<float>(d.n) : 1.0f;
   e.forEachWorkItem([&](Value *o) {
     Value *slab = e.at(x, b.CreateMul(o, e.c64(d.n * d.inner)));
     if (d.inner == 1) {
@@ -153,6 +172,110 @@ void emitMean(Emitter &e, const MeanDesc &d, const std::string &name) {
       })[0];
       e.store(b.CreateFMul(sum, e.vf(invN)), e.at(outRow, j), lanes);
     });
+  });
+  b.CreateRetVoid();
+}
+
+void emitLayerNormGrad(Emitter &e, const LayerNormGradDesc &d, const std::string &name) {
+  auto &b = e.b;
+  e.beginKernel(name);
+  Value *out = e.arg(0), *x = e.arg(1), *scale = e.arg(2), *dy = e.arg(3);
+  Value *zero = e.vf(0.0f);
+  e.forEachWorkItem([&](Value *w) {
+    Value *row = e.at(x, b.CreateMul(w, e.c64(d.d)));
+    Value *dyRow = e.at(dy, b.CreateMul(w, e.c64(d.d)));
+    Value *outRow = e.at(out, b.CreateMul(w, e.c64(d.d)));
+    auto [mean, inv] = e.rowMoments(row, d.d, d.eps);
+    Value *meanV = e.splat(mean), *invV = e.splat(inv);
+    // g = dy * scale and xhat = (x - mean) * inv; lanes past the row read dy and scale as zero,
+    // so their g is zero and they add nothing to either sum.
+    auto gAndXhat = [&](Value *j, int64_t lanes) {
+      Value *g = b.CreateFMul(e.load(e.at(dyRow, j), lanes), e.load(e.at(scale, j), lanes));
+      Value *xhat = b.CreateFMul(b.CreateFSub(e.load(e.at(row, j), lanes), meanV), invV);
+      return std::make_pair(g, xhat);
+    };
+    Values sums = e.chunks(d.d, {zero, zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+      auto [g, xhat] = gAndXhat(j, lanes);
+      return Values{b.CreateFAdd(acc[0], g), e.fma(g, xhat, acc[1])};
+    });
+    float invD = 1.0f / static_cast<float>(d.d);
+    Value *meanG = e.splat(b.CreateFMul(e.sumOf(sums[0]), e.cf(invD)));
+    Value *meanGXhat = e.splat(b.CreateFMul(e.sumOf(sums[1]), e.cf(invD)));
+    e.chunks(d.d, [&](Value *j, int64_t lanes) {
+      auto [g, xhat] = gAndXhat(j, lanes);
+      Value *centered = b.CreateFSub(b.CreateFSub(g, meanG), b.CreateFMul(xhat, meanGXhat));
+      e.store(b.CreateFMul(centered, invV), e.at(outRow, j), lanes);
+    });
+  });
+  b.CreateRetVoid();
+}
+
+void emitSoftmaxGrad(Emitter &e, const SoftmaxGradDesc &d, const std::string &name) {
+  auto &b = e.b;
+  e.beginKernel(name);
+  Value *out = e.arg(0), *y = e.arg(1), *dy = e.arg(2);
+  e.forEachWorkItem([&](Value *w) {
+    Value *yRow = e.at(y, b.CreateMul(w, e.c64(d.d)));
+    Value *dyRow = e.at(dy, b.CreateMul(w, e.c64(d.d)));
+    Value *outRow = e.at(out, b.CreateMul(w, e.c64(d.d)));
+    // Masked lanes read as zero and add nothing to the dot product.
+    Value *dot = e.chunks(d.d, {e.vf(0.0f)}, [&](Value *j, int64_t lanes, const Values &acc) {
+      return Values{e.fma(e.load(e.at(yRow, j), lanes), e.load(e.at(dyRow, j), lanes), acc[0])};
+    })[0];
+    Value *dotV = e.splat(e.sumOf(dot));
+    e.chunks(d.d, [&](Value *j, int64_t lanes) {
+      Value *p = e.load(e.at(yRow, j), lanes);
+      e.store(b.CreateFMul(p, b.CreateFSub(e.load(e.at(dyRow, j), lanes), dotV)), e.at(outRow, j),
+              lanes);
+    });
+  });
+  b.CreateRetVoid();
+}
+
+void emitLoss(Emitter &e, const LossDesc &d, const std::string &name) {
+  auto &b = e.b;
+  e.beginKernel(name);
+  Value *out = e.arg(0), *logits = e.arg(1), *labels = e.arg(2);
+  Value *zero = e.vf(0.0f), *one = e.vf(1.0f);
+  e.forEachWorkItem([&](Value *w) {
+    Value *z = e.at(logits, b.CreateMul(w, e.c64(d.d)));
+    Value *y = e.at(labels, b.CreateMul(w, e.c64(d.d)));
+    Value *loss = nullptr;
+    if (d.sigmoid) {
+      // sum_c softplus(z) - y z, softplus(z) = max(z, 0) + log(1 + exp(-|z|)): exp never
+      // overflows. Masked lanes read z = 0 (softplus log 2), so they are selected away.
+      loss = e.chunks(d.d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+        Value *zv = e.load(e.at(z, j), lanes), *yv = e.load(e.at(y, j), lanes);
+        Value *absZ = e.max(zv, b.CreateFNeg(zv));
+        Value *softplus =
+            b.CreateFAdd(e.max(zv, zero), e.log(b.CreateFAdd(e.exp(b.CreateFNeg(absZ)), one)));
+        Value *term = b.CreateFSub(softplus, b.CreateFMul(yv, zv));
+        if (lanes < e.vw)
+          term = b.CreateSelect(e.mask(lanes), term, zero);
+        return Values{b.CreateFAdd(acc[0], term)};
+      })[0];
+      e.storeScalar(e.sumOf(loss), e.at(out, w));
+      return;
+    }
+    // sum_c y (lse - z) with lse = max + log(sum exp(z - max)): exp never overflows.
+    Value *minusInf = e.vf(-std::numeric_limits<float>::infinity());
+    Value *mx = e.chunks(d.d, {minusInf}, [&](Value *j, int64_t lanes, const Values &acc) {
+      return Values{e.max(acc[0], e.load(e.at(z, j), lanes, minusInf))};
+    })[0];
+    Value *mxV = e.splat(e.maxOf(mx));
+    Value *sumExp = e.chunks(d.d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+      Value *p = e.exp(b.CreateFSub(e.load(e.at(z, j), lanes), mxV));
+      if (lanes < e.vw)
+        p = b.CreateSelect(e.mask(lanes), p, zero);
+      return Values{b.CreateFAdd(acc[0], p)};
+    })[0];
+    Value *lse = b.CreateFAdd(mxV, e.log(e.splat(e.sumOf(sumExp))));
+    // Masked lanes read y as zero.
+    loss = e.chunks(d.d, {zero}, [&](Value *j, int64_t lanes, const Values &acc) {
+      Value *margin = b.CreateFSub(lse, e.load(e.at(z, j), lanes));
+      return Values{e.fma(e.load(e.at(y, j), lanes), margin, acc[0])};
+    })[0];
+    e.storeScalar(e.sumOf(loss), e.at(out, w));
   });
   b.CreateRetVoid();
 }

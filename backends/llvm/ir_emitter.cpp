@@ -346,6 +346,33 @@ Emitter::Value *Emitter::exp(Value *x) {
   return b.CreateFMul(p, scale);
 }
 
+// log(x) = e ln 2 + log(m) with x = m 2^e, m in [sqrt(1/2), sqrt(2)): log(m) = log(1 + t) from a
+// degree-9 polynomial in t = m - 1 (Cephes logf), e ln 2 in two constants. Relative error about
+// 1e-7 for normal positive x; callers pass values of 1 or more (a sum of exponentials whose
+// largest is 1, or 1 + exp(-|z|)).
+Emitter::Value *Emitter::log(Value *x) {
+  auto *ivec = llvm::FixedVectorType::get(i32, static_cast<unsigned>(vw));
+  auto ic = [&](int32_t v) { return llvm::ConstantInt::get(ivec, static_cast<uint64_t>(v)); };
+  Value *bits = b.CreateBitCast(x, ivec);
+  // The exponent e of x as a float, and its mantissa scaled into [0.5, 1).
+  Value *e = b.CreateSIToFP(b.CreateSub(b.CreateLShr(bits, ic(23)), ic(126)), vec);
+  Value *m = b.CreateBitCast(b.CreateOr(b.CreateAnd(bits, ic(0x007fffff)), ic(0x3f000000)), vec);
+  // Below sqrt(1/2), double the mantissa and take one from the exponent.
+  Value *small = b.CreateFCmpOLT(m, vf(0.707106781186547524f));
+  e = b.CreateSelect(small, b.CreateFSub(e, vf(1.0f)), e);
+  Value *t = b.CreateFSub(b.CreateSelect(small, b.CreateFAdd(m, m), m), vf(1.0f));
+  Value *p = vf(7.0376836292e-2f);
+  for (float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f,
+                  -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
+    p = fma(p, t, vf(c));
+  Value *t2 = b.CreateFMul(t, t);
+  Value *y = b.CreateFMul(b.CreateFMul(p, t), t2);
+  y = fma(e, vf(-2.12194440e-4f), y);
+  y = fma(t2, vf(-0.5f), y);
+  Value *r = b.CreateFAdd(t, y);
+  return fma(e, vf(0.693359375f), r);
+}
+
 // erf as an odd rational function on [-4, 4] (outside, erf is +-1 in float): the coefficients of
 // Eigen's and XLA's float erf; absolute error about 3e-7. `scale` multiplies x first (GELU's
 // 1 / sqrt(2)), folded into the coefficients; the values go through each step together.
@@ -411,6 +438,30 @@ Emitter::Value *Emitter::gelu(Value *x, bool approximate) {
   Value *u = b.CreateFMul(fma(x3, vf(0.044715f), x), vf(0.7978845608028654f));
   Value *e = exp(b.CreateFMul(u, vf(-2.0f)));
   return b.CreateFDiv(x, b.CreateFAdd(e, vf(1.0f)));
+}
+
+Emitter::Value *Emitter::sigmoid(Value *x) {
+  return b.CreateFDiv(vf(1.0f), b.CreateFAdd(exp(b.CreateFNeg(x)), vf(1.0f)));
+}
+
+Emitter::Value *Emitter::sqrt(Value *x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x); }
+
+Emitter::Value *Emitter::geluDerivative(Value *x, bool approximate) {
+  if (approximate) {
+    // With s = (1 + tanh(u)) / 2 = 1 / (1 + exp(-2u)), u = k (x + 0.044715 x^3), k = sqrt(2/pi):
+    // gelu' = s + x/2 (1 - tanh^2 u) u' = s + 2 x s (1 - s) k (1 + 3 * 0.044715 x^2).
+    Value *x2 = b.CreateFMul(x, x);
+    Value *u = b.CreateFMul(fma(b.CreateFMul(x2, x), vf(0.044715f), x), vf(0.7978845608028654f));
+    Value *s = b.CreateFDiv(vf(1.0f), b.CreateFAdd(exp(b.CreateFMul(u, vf(-2.0f))), vf(1.0f)));
+    Value *du = b.CreateFMul(fma(x2, vf(3.0f * 0.044715f), vf(1.0f)), vf(0.7978845608028654f));
+    Value *ds = b.CreateFMul(b.CreateFMul(s, b.CreateFSub(vf(1.0f), s)), b.CreateFMul(x, du));
+    return fma(ds, vf(2.0f), s);
+  }
+  // Phi(x) + x phi(x) = (1 + erf(x / sqrt(2))) / 2 + x exp(-x^2 / 2) / sqrt(2 pi)
+  Value *phi =
+      b.CreateFMul(exp(b.CreateFMul(b.CreateFMul(x, x), vf(-0.5f))), vf(0.3989422804014327f));
+  Value *cdf = fma(erf(Values{x}, 0.70710678118654752)[0], vf(0.5f), vf(0.5f));
+  return fma(x, phi, cdf);
 }
 
 } // namespace vitc::llvmbe

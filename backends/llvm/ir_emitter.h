@@ -95,12 +95,16 @@ public:
   Value *sumOf(Value *v);                   // horizontal sum
   Value *maxOf(Value *v);                   // horizontal maximum
   Value *exp(Value *v);
+  Value *log(Value *v); // for positive finite v
   Value *erf(Value *v);
   Values erf(const Values &xs, double scale = 1.0); // erf(scale * x) for each x
   // x / y for finite x and y, through a reciprocal estimate refined once (error about 1e-7).
   Value *finiteDiv(Value *x, Value *y);
   Value *gelu(Value *v, bool approximate);
   Values gelu(const Values &xs, bool approximate);
+  Value *geluDerivative(Value *v, bool approximate); // d/dx gelu(x)
+  Value *sigmoid(Value *v);
+  Value *sqrt(Value *v);
   Value *min(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOLT(c, a), c, a); }
   Value *max(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOGT(c, a), c, a); }
   Value *smin(Value *a, Value *c) { return b.CreateSelect(b.CreateICmpSLT(c, a), c, a); }
@@ -119,5 +123,8 @@ void emitSoftmax(Emitter &e, const SoftmaxDesc &d, const std::string &name);
 void emitMean(Emitter &e, const MeanDesc &d, const std::string &name);
 void emitCopy(Emitter &e, const CopyDesc &d, const std::string &name);
 void emitFill(Emitter &e, const FillDesc &d, const std::string &name);
+void emitLayerNormGrad(Emitter &e, const LayerNormGradDesc &d, const std::string &name);
+void emitSoftmaxGrad(Emitter &e, const SoftmaxGradDesc &d, const std::string &name);
+void emitLoss(Emitter &e, const LossDesc &d, const std::string &name);
 
 } // namespace vitc::llvmbe

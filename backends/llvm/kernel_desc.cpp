@@ -28,14 +28,13 @@ struct KeyOf {
                        d.vectorWidth);
   }
   std::string operator()(const EltwiseDesc &d) const {
-    static const char *names[] = {"add", "mul", "scale", "gelu"};
-    std::string key = fmt::format("{} shape{} vw{}", names[static_cast<int>(d.op)],
-                                  fmt::join(d.shape, "x"), d.vectorWidth);
+    std::string key =
+        fmt::format("{} shape{} vw{}", eltOpName(d.op), fmt::join(d.shape, "x"), d.vectorWidth);
     for (const auto &s : d.strides)
       key += fmt::format(" s{}", fmt::join(s, ","));
     if (d.op == EltOp::Scale)
       key += " factor" + floatKey(d.factor);
-    if (d.op == EltOp::Gelu && d.approximate)
+    if ((d.op == EltOp::Gelu || d.op == EltOp::GeluGrad) && d.approximate)
       key += " tanh";
     return key;
   }
@@ -47,7 +46,19 @@ struct KeyOf {
     return fmt::format("softmax rows{} d{} vw{}", d.rows, d.d, d.vectorWidth);
   }
   std::string operator()(const MeanDesc &d) const {
-    return fmt::format("mean outer{} n{} inner{} vw{}", d.outer, d.n, d.inner, d.vectorWidth);
+    return fmt::format("{} outer{} n{} inner{} vw{}", d.divide ? "mean" : "sum", d.outer, d.n,
+                       d.inner, d.vectorWidth);
+  }
+  std::string operator()(const LayerNormGradDesc &d) const {
+    return fmt::format("layer_norm_grad rows{} d{} eps{} vw{}", d.rows, d.d, floatKey(d.eps),
+                       d.vectorWidth);
+  }
+  std::string operator()(const SoftmaxGradDesc &d) const {
+    return fmt::format("softmax_grad rows{} d{} vw{}", d.rows, d.d, d.vectorWidth);
+  }
+  std::string operator()(const LossDesc &d) const {
+    return fmt::format("{}_cross_entropy rows{} d{} vw{}", d.sigmoid ? "sigmoid" : "softmax",
+                       d.rows, d.d, d.vectorWidth);
   }
   std::string operator()(const CopyDesc &d) const {
     return fmt::format("copy shape{} src{}+{} dst{}+{} vw{}", fmt::join(d.shape, "x"),
@@ -69,13 +80,15 @@ struct KeyOf {
 struct KindOf {
   std::string operator()(const MatmulDesc &) const { return "matmul"; }
   std::string operator()(const PackDesc &) const { return "pack"; }
-  std::string operator()(const EltwiseDesc &d) const {
-    static const char *names[] = {"add", "mul", "scale", "gelu"};
-    return names[static_cast<int>(d.op)];
-  }
+  std::string operator()(const EltwiseDesc &d) const { return eltOpName(d.op); }
   std::string operator()(const LayerNormDesc &) const { return "layer_norm"; }
   std::string operator()(const SoftmaxDesc &) const { return "softmax"; }
-  std::string operator()(const MeanDesc &) const { return "mean"; }
+  std::string operator()(const MeanDesc &d) const { return d.divide ? "mean" : "sum"; }
+  std::string operator()(const LayerNormGradDesc &) const { return "layer_norm_grad"; }
+  std::string operator()(const SoftmaxGradDesc &) const { return "softmax_grad"; }
+  std::string operator()(const LossDesc &d) const {
+    return d.sigmoid ? "sigmoid_cross_entropy" : "softmax_cross_entropy";
+  }
   std::string operator()(const CopyDesc &) const { return "copy"; }
   std::string operator()(const FillDesc &) const { return "fill"; }
   std::string operator()(const AttentionDesc &) const { return "attention"; }
@@ -99,6 +112,9 @@ struct WorkOf {
   int64_t operator()(const LayerNormDesc &d) const { return d.rows; }
   int64_t operator()(const SoftmaxDesc &d) const { return d.rows; }
   int64_t operator()(const MeanDesc &d) const { return d.outer; }
+  int64_t operator()(const LayerNormGradDesc &d) const { return d.rows; }
+  int64_t operator()(const SoftmaxGradDesc &d) const { return d.rows; }
+  int64_t operator()(const LossDesc &d) const { return d.rows; }
   int64_t operator()(const CopyDesc &d) const {
     return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1) / copyRowsPerItem(d);
   }
@@ -115,6 +131,9 @@ struct ArgsOf {
   int64_t operator()(const LayerNormDesc &d) const { return 3 + d.bias; }
   int64_t operator()(const SoftmaxDesc &) const { return 2; }
   int64_t operator()(const MeanDesc &) const { return 2; }
+  int64_t operator()(const LayerNormGradDesc &) const { return 4; }
+  int64_t operator()(const SoftmaxGradDesc &) const { return 3; }
+  int64_t operator()(const LossDesc &) const { return 3; }
   int64_t operator()(const CopyDesc &) const { return 2; }
   int64_t operator()(const FillDesc &) const { return 1; }
   int64_t operator()(const AttentionDesc &d) const {
@@ -123,6 +142,12 @@ struct ArgsOf {
 };
 
 } // namespace
+
+const char *eltOpName(EltOp op) {
+  static const char *names[] = {"add", "mul",     "scale", "gelu",    "sub",
+                                "div", "maximum", "sqrt",  "sigmoid", "gelu_grad"};
+  return names[static_cast<int>(op)];
+}
 
 std::string kernelKey(const KernelDesc &desc) { return std::visit(KeyOf{}, desc); }
 std::string kernelKindName(const KernelDesc &desc) { return std::visit(KindOf{}, desc); }

@@ -56,16 +56,19 @@ struct PackDesc {
   int64_t nr = 32, vectorWidth = 16;
 };
 
-enum class EltOp : uint8_t { Add, Mul, Scale, Gelu };
+enum class EltOp : uint8_t { Add, Mul, Scale, Gelu, Sub, Div, Maximum, Sqrt, Sigmoid, GeluGrad };
+// The op's IR keyword: "add", "gelu_grad", ...
+const char *eltOpName(EltOp op);
 
-// out = op(in0[, in1]) over a row-major output of `shape`; `strides[i]` gives operand i's stride
-// (in floats) for each output dimension, 0 where it broadcasts. Args: out, in0, [in1].
+// out = op(in0[, in1]) (gelu_grad: in1 * gelu'(in0)) over a row-major output of `shape`;
+// `strides[i]` gives operand i's stride (in floats) for each output dimension, 0 where it
+// broadcasts. Args: out, in0, [in1].
 struct EltwiseDesc {
   EltOp op = EltOp::Add;
   std::vector<int64_t> shape;
   std::vector<std::vector<int64_t>> strides;
   float factor = 1.0f;      // Scale
-  bool approximate = false; // Gelu
+  bool approximate = false; // Gelu, GeluGrad
   int64_t vectorWidth = 16;
 };
 
@@ -77,15 +80,40 @@ struct LayerNormDesc {
   int64_t vectorWidth = 16;
 };
 
+// Over rows of `d`: the gradient of LayerNorm with respect to x given dy,
+// inv * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * scale, xhat = (x - mean) * inv.
+// Args: out, x, scale, dy.
+struct LayerNormGradDesc {
+  int64_t rows = 0, d = 0;
+  float eps = 0;
+  int64_t vectorWidth = 16;
+};
+
+// Over rows of `d`: y * (dy - sum(dy * y)), softmax's gradient from its output y. Args: out, y, dy.
+struct SoftmaxGradDesc {
+  int64_t rows = 0, d = 0;
+  int64_t vectorWidth = 16;
+};
+
+// One loss per row of `d` classes (ir/ops.def): softmax cross-entropy, or sigmoid cross-entropy
+// when `sigmoid`. Args: out [rows], logits, labels.
+struct LossDesc {
+  int64_t rows = 0, d = 0;
+  bool sigmoid = false;
+  int64_t vectorWidth = 16;
+};
+
 // Softmax over rows of `d`. Args: out, x.
 struct SoftmaxDesc {
   int64_t rows = 0, d = 0;
   int64_t vectorWidth = 16;
 };
 
-// out[o][j] = mean over i of x[o][i][j], x viewed as [outer, n, inner]. Args: out, x.
+// out[o][j] = mean (or, unless `divide`, sum) over i of x[o][i][j], x viewed as [outer, n, inner].
+// Args: out, x.
 struct MeanDesc {
   int64_t outer = 0, n = 0, inner = 0;
+  bool divide = true;
   int64_t vectorWidth = 16;
 };
 
@@ -129,8 +157,9 @@ struct AttentionDesc {
   TileConfig tiles;
 };
 
-using KernelDesc = std::variant<MatmulDesc, PackDesc, EltwiseDesc, LayerNormDesc, SoftmaxDesc,
-                                MeanDesc, CopyDesc, FillDesc, AttentionDesc>;
+using KernelDesc =
+    std::variant<MatmulDesc, PackDesc, EltwiseDesc, LayerNormDesc, SoftmaxDesc, MeanDesc, CopyDesc,
+                 FillDesc, AttentionDesc, LayerNormGradDesc, SoftmaxGradDesc, LossDesc>;
 
 // A canonical one-line description: equal keys mean identical generated code.
 std::string kernelKey(const KernelDesc &desc);

@@ -6,7 +6,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-
 namespace vitc::llvmbe {
 namespace {
 
@@ -78,6 +77,34 @@ CopyDesc makeCopy(Shape shape, Shape src, int64_t srcOffset, Shape dst, int64_t 
 }
 
 CopyDesc contiguousCopy(int64_t n, int64_t vw) { return makeCopy({n}, {1}, 0, {1}, 0, vw); }
+
+EltOp eltOpOf(OpKind kind) {
+  switch (kind) {
+  case OpKind::Add:
+    return EltOp::Add;
+  case OpKind::Mul:
+    return EltOp::Mul;
+  case OpKind::Scale:
+    return EltOp::Scale;
+  case OpKind::Gelu:
+    return EltOp::Gelu;
+  case OpKind::Sub:
+    return EltOp::Sub;
+  case OpKind::Div:
+    return EltOp::Div;
+  case OpKind::Maximum:
+    return EltOp::Maximum;
+  case OpKind::Sqrt:
+    return EltOp::Sqrt;
+  case OpKind::Sigmoid:
+    return EltOp::Sigmoid;
+  case OpKind::GeluGrad:
+    return EltOp::GeluGrad;
+  default:
+    assert(false && "not an elementwise op of the llvm backend");
+    return EltOp::Add;
+  }
+}
 
 class Planner {
 public:
@@ -262,12 +289,15 @@ private:
     case OpKind::Add:
     case OpKind::Mul:
     case OpKind::Scale:
-    case OpKind::Gelu: {
+    case OpKind::Gelu:
+    case OpKind::Sub:
+    case OpKind::Div:
+    case OpKind::Maximum:
+    case OpKind::Sqrt:
+    case OpKind::Sigmoid:
+    case OpKind::GeluGrad: {
       EltwiseDesc d;
-      d.op = op.is(OpKind::Add)     ? EltOp::Add
-             : op.is(OpKind::Mul)   ? EltOp::Mul
-             : op.is(OpKind::Scale) ? EltOp::Scale
-                                    : EltOp::Gelu;
+      d.op = eltOpOf(op.kind);
       d.shape = out;
       d.vectorWidth = vw;
       for (const Op *o : op.operands)
@@ -278,7 +308,7 @@ private:
       collapse(d.shape, strides);
       if (op.is(OpKind::Scale))
         d.factor = static_cast<float>(op.attrs.getFloat("factor"));
-      if (op.is(OpKind::Gelu))
+      if (op.is(OpKind::Gelu) || op.is(OpKind::GeluGrad))
         d.approximate = op.attrs.getBool("approximate");
       std::vector<BufferRef> a{result};
       a.insert(a.end(), operands.begin(), operands.end());
@@ -297,6 +327,33 @@ private:
       call(d, a, op, atLoad);
       return Status::ok();
     }
+    case OpKind::LayerNormGrad: {
+      LayerNormGradDesc d;
+      d.d = out.back();
+      d.rows = numElements(out) / d.d;
+      d.eps = static_cast<float>(op.attrs.getFloat("eps"));
+      d.vectorWidth = vw;
+      call(d, args({result, operands[0], operands[1], operands[2]}), op, atLoad);
+      return Status::ok();
+    }
+    case OpKind::SoftmaxGrad: {
+      SoftmaxGradDesc d;
+      d.d = out.back();
+      d.rows = numElements(out) / d.d;
+      d.vectorWidth = vw;
+      call(d, args({result, operands[0], operands[1]}), op, atLoad);
+      return Status::ok();
+    }
+    case OpKind::SoftmaxCrossEntropy:
+    case OpKind::SigmoidCrossEntropy: {
+      LossDesc d;
+      d.rows = numElements(out);
+      d.d = local(op.operand(0)).back();
+      d.sigmoid = op.is(OpKind::SigmoidCrossEntropy);
+      d.vectorWidth = vw;
+      call(d, args({result, operands[0], operands[1]}), op, atLoad);
+      return Status::ok();
+    }
     case OpKind::Softmax: {
       SoftmaxDesc d;
       d.d = out.back();
@@ -305,10 +362,12 @@ private:
       call(d, args({result, operands[0]}), op, atLoad);
       return Status::ok();
     }
-    case OpKind::Mean: {
+    case OpKind::Mean:
+    case OpKind::Sum: {
       Shape in = local(op.operand(0));
       auto axis = static_cast<size_t>(op.attrs.getInt("axis"));
       MeanDesc d;
+      d.divide = op.is(OpKind::Mean);
       d.outer = numElements(Shape(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(axis)));
       d.n = in[axis];
       d.inner = numElements(Shape(in.begin() + static_cast<std::ptrdiff_t>(axis) + 1, in.end()));
@@ -635,8 +694,9 @@ private:
 Expected<Plan> planModule(const ir::Module &m, const TileConfig &tiles) {
   // plan-memory marks the module it planned; without it no value has a place in the workspace.
   if (!m.attrs.has("workspace_bytes"))
-    return makeError(Loc{}, "module @{} has no memory plan: the llvm backend needs the plan-memory "
-                            "pass to run last (it was left out of the pipeline)",
+    return makeError(Loc{},
+                     "module @{} has no memory plan: the llvm backend needs the plan-memory "
+                     "pass to run last (it was left out of the pipeline)",
                      m.name);
   return Planner(m, tiles).plan();
 }
