@@ -6,23 +6,16 @@
 #include <unordered_map>
 
 #include "ir/builder.h"
+#include "ir/text.h"
 
 namespace vitc::passes {
 
 using ir::Op;
 using ir::OpKind;
+using ir::valueName;
 using Kind = OptimizerOptions::Kind;
 
 namespace {
-
-// Value names allow letters, digits, '_', '.' and '-'; weight names may hold more ('/').
-std::string valueName(std::string_view name) {
-  std::string out(name);
-  for (char &c : out)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
-      c = '_';
-  return out;
-}
 
 // The 2-D view Adafactor factors a parameter as: [first dimension, the rest], when both are over 1.
 std::optional<std::pair<int64_t, int64_t>> factoredView(const Shape &shape) {
@@ -94,7 +87,8 @@ public:
       Op *v = average(state[1], b_.mul(g, g), o_.beta2);
       next.push_back(m);
       next.push_back(v);
-      Op *denom = b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
+      Op *denom =
+          b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
       Op *step = b_.mul(b_.div(m, denom), scalarInput("optimizer.step_size"));
       return b_.sub(b_.mul(w, scalarInput("optimizer.decay")), step);
     }
@@ -196,10 +190,10 @@ private:
     for (const Op *p : m.params())
       outputs.push_back(nextOf.at(p));
     ir::Builder(m).output(std::move(outputs));
-    ctx.remark(fmt::format("{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind),
-                           params.size(), byteSize(stateFloats * 4), stateFloats,
-                           o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip)
-                                      : std::string()));
+    ctx.remark(fmt::format(
+        "{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind), params.size(),
+        byteSize(stateFloats * 4), stateFloats,
+        o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip) : std::string()));
     return true;
   }
 };
