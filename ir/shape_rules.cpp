@@ -182,7 +182,9 @@ Expected<TensorType> inferLayerNorm(const Op &op, const Mesh &mesh) {
   int64_t d = x.shape.back();
   VITC_TRY(requireNotPartial(x, mesh, "the normalized value"));
   VITC_TRY(requireDimLocal(x, x.rank() - 1, mesh, "layer_norm normalizes over it"));
-  for (size_t i = 1; i < op.operands.size(); ++i) {
+  // layer_norm_grad's third operand is the gradient, checked by its own rule.
+  size_t end = op.is(OpKind::LayerNormGrad) ? 2 : op.operands.size();
+  for (size_t i = 1; i < end; ++i) {
     const TensorType &p = op.operand(i)->type;
     std::string_view what = i == 1 ? "scale" : "bias";
     if (p.shape != Shape{d})

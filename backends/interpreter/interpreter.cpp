@@ -179,6 +179,28 @@ private:
       return softmax(in(0));
     case OpKind::Mean:
       return mean(in(0), op.attrs.getInt("axis"));
+    case OpKind::Sum:
+      return sum(in(0), op.attrs.getInt("axis"));
+    case OpKind::Sub:
+      return sub(in(0), in(1));
+    case OpKind::Div:
+      return div(in(0), in(1));
+    case OpKind::Maximum:
+      return maximum(in(0), in(1));
+    case OpKind::Sqrt:
+      return interp::sqrt(in(0));
+    case OpKind::Sigmoid:
+      return sigmoid(in(0));
+    case OpKind::SoftmaxCrossEntropy:
+      return softmaxCrossEntropy(in(0), in(1));
+    case OpKind::SigmoidCrossEntropy:
+      return sigmoidCrossEntropy(in(0), in(1));
+    case OpKind::GeluGrad:
+      return geluGrad(in(0), in(1), op.attrs.getBool("approximate"));
+    case OpKind::LayerNormGrad:
+      return layerNormGrad(in(0), in(1), in(2), static_cast<float>(op.attrs.getFloat("eps")));
+    case OpKind::SoftmaxGrad:
+      return softmaxGrad(in(0), in(1));
     case OpKind::Reshape:
       return in(0).reshaped(local);
     case OpKind::Transpose:

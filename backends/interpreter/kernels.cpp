@@ -73,12 +73,51 @@ template <typename F> Tensor broadcastBinary(const Tensor &a, const Tensor &b, F
     }
     for (int64_t j = 0; j < inner; ++j)
       o[row * inner + j] = f(pa[offA + j * ia], pb[offB + j * ib]);
-    for (size_t d = rank - 1; d-- > 0;) {
+    // A rank-0 result has one row and no index to advance.
+    for (size_t d = rank ? rank - 1 : 0; d-- > 0;) {
       if (++idx[d] < out[d])
         break;
       idx[d] = 0;
     }
   }
+  return r;
+}
+
+template <typename F> Tensor map(const Tensor &x, F f) {
+  Tensor r = Tensor::zeros(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i)
+    r.mutableData()[i] = static_cast<float>(f(static_cast<double>(x.data()[i])));
+  return r;
+}
+
+// The sum over `axis`, divided by `divisor`.
+Tensor reduceAxis(const Tensor &x, int64_t axis, double divisor) {
+  const Shape &s = x.shape();
+  int64_t outer = numElements(Shape(s.begin(), s.begin() + axis));
+  int64_t n = s[static_cast<size_t>(axis)];
+  int64_t inner = numElements(Shape(s.begin() + axis + 1, s.end()));
+  Shape out = s;
+  out.erase(out.begin() + axis);
+  Tensor r = Tensor::zeros(out);
+  std::vector<double> acc(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < inner; ++j)
+        acc[static_cast<size_t>(j)] += x.data()[(o * n + i) * inner + j];
+    for (int64_t j = 0; j < inner; ++j)
+      r.mutableData()[o * inner + j] = static_cast<float>(acc[static_cast<size_t>(j)] / divisor);
+  }
+  return r;
+}
+
+// f(row of a, row of b, length) for each row of the last dimension: one value per row.
+template <typename F> Tensor rowLoss(const Tensor &a, const Tensor &b, F f) {
+  int64_t d = a.shape().back();
+  Shape out(a.shape().begin(), a.shape().end() - 1);
+  Tensor r = Tensor::zeros(out);
+  for (int64_t row = 0; row < r.numel(); ++row)
+    r.mutableData()[row] = static_cast<float>(f(a.data() + row * d, b.data() + row * d, d));
   return r;
 }
 
@@ -115,6 +154,26 @@ Tensor add(const Tensor &a, const Tensor &b) {
 
 Tensor mul(const Tensor &a, const Tensor &b) {
   return broadcastBinary(a, b, [](float x, float y) { return x * y; });
+}
+
+Tensor sub(const Tensor &a, const Tensor &b) {
+  return broadcastBinary(a, b, [](float x, float y) { return x - y; });
+}
+
+Tensor div(const Tensor &a, const Tensor &b) {
+  return broadcastBinary(a, b, [](float x, float y) { return x / y; });
+}
+
+Tensor maximum(const Tensor &a, const Tensor &b) {
+  return broadcastBinary(a, b, [](float x, float y) { return std::max(x, y); });
+}
+
+Tensor sqrt(const Tensor &x) {
+  return map(x, [](double v) { return std::sqrt(v); });
+}
+
+Tensor sigmoid(const Tensor &x) {
+  return map(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); });
 }
 
 Tensor scale(const Tensor &x, float factor) {
@@ -180,22 +239,101 @@ Tensor softmax(const Tensor &x) {
 }
 
 Tensor mean(const Tensor &x, int64_t axis) {
-  const Shape &s = x.shape();
-  int64_t outer = numElements(Shape(s.begin(), s.begin() + axis));
-  int64_t n = s[static_cast<size_t>(axis)];
-  int64_t inner = numElements(Shape(s.begin() + axis + 1, s.end()));
-  Shape out = s;
-  out.erase(out.begin() + axis);
-  Tensor r = Tensor::zeros(out);
-  std::vector<double> acc(static_cast<size_t>(inner));
-  for (int64_t o = 0; o < outer; ++o) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < inner; ++j)
-        acc[static_cast<size_t>(j)] += x.data()[(o * n + i) * inner + j];
-    for (int64_t j = 0; j < inner; ++j)
-      r.mutableData()[o * inner + j] =
-          static_cast<float>(acc[static_cast<size_t>(j)] / static_cast<double>(n));
+  return reduceAxis(x, axis, static_cast<double>(x.dim(axis)));
+}
+
+Tensor sum(const Tensor &x, int64_t axis) { return reduceAxis(x, axis, 1.0); }
+
+Tensor softmaxCrossEntropy(const Tensor &logits, const Tensor &labels) {
+  return rowLoss(logits, labels, [](const float *z, const float *y, int64_t d) {
+    double mx = *std::max_element(z, z + d);
+    double sumExp = 0;
+    for (int64_t c = 0; c < d; ++c)
+      sumExp += std::exp(z[c] - mx);
+    double logSumExp = mx + std::log(sumExp);
+    double loss = 0;
+    for (int64_t c = 0; c < d; ++c)
+      loss += static_cast<double>(y[c]) * (logSumExp - z[c]);
+    return loss;
+  });
+}
+
+Tensor sigmoidCrossEntropy(const Tensor &logits, const Tensor &labels) {
+  return rowLoss(logits, labels, [](const float *z, const float *y, int64_t d) {
+    double loss = 0;
+    for (int64_t c = 0; c < d; ++c) {
+      double v = z[c];
+      loss += std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))) - y[c] * v;
+    }
+    return loss;
+  });
+}
+
+Tensor geluGrad(const Tensor &x, const Tensor &dy, bool approximate) {
+  const double kSqrt2OverPi = 0.7978845608028654, kInvSqrt2Pi = 0.3989422804014327;
+  Tensor r = Tensor::zeros(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    double v = x.data()[i], derivative;
+    if (approximate) {
+      double t = std::tanh(kSqrt2OverPi * (v + 0.044715 * v * v * v));
+      derivative =
+          0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * kSqrt2OverPi * (1.0 + 3.0 * 0.044715 * v * v);
+    } else {
+      derivative =
+          0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+    }
+    r.mutableData()[i] = static_cast<float>(derivative * dy.data()[i]);
+  }
+  return r;
+}
+
+Tensor layerNormGrad(const Tensor &x, const Tensor &scaleT, const Tensor &dy, float eps) {
+  int64_t d = x.shape().back();
+  int64_t rows = x.numel() / d;
+  Tensor r = Tensor::zeros(x.shape());
+  std::vector<double> xhat(static_cast<size_t>(d)), g(static_cast<size_t>(d));
+  for (int64_t row = 0; row < rows; ++row) {
+    const float *in = x.data() + row * d, *grad = dy.data() + row * d;
+    double mean = 0;
+    for (int64_t j = 0; j < d; ++j)
+      mean += in[j];
+    mean /= static_cast<double>(d);
+    double var = 0;
+    for (int64_t j = 0; j < d; ++j)
+      var += (in[j] - mean) * (in[j] - mean);
+    var /= static_cast<double>(d);
+    double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    // With xhat = (x - mean) * inv and g = dy * scale:
+    // dx = inv * (g - mean(g) - xhat * mean(g * xhat)).
+    double meanG = 0, meanGXhat = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      size_t k = static_cast<size_t>(j);
+      xhat[k] = (in[j] - mean) * inv;
+      g[k] = static_cast<double>(grad[j]) * scaleT.data()[j];
+      meanG += g[k];
+      meanGXhat += g[k] * xhat[k];
+    }
+    meanG /= static_cast<double>(d);
+    meanGXhat /= static_cast<double>(d);
+    for (int64_t j = 0; j < d; ++j) {
+      size_t k = static_cast<size_t>(j);
+      r.mutableData()[row * d + j] = static_cast<float>(inv * (g[k] - meanG - xhat[k] * meanGXhat));
+    }
+  }
+  return r;
+}
+
+Tensor softmaxGrad(const Tensor &y, const Tensor &dy) {
+  int64_t d = y.shape().back();
+  int64_t rows = y.numel() / d;
+  Tensor r = Tensor::zeros(y.shape());
+  for (int64_t row = 0; row < rows; ++row) {
+    const float *p = y.data() + row * d, *grad = dy.data() + row * d;
+    double dot = 0;
+    for (int64_t j = 0; j < d; ++j)
+      dot += static_cast<double>(p[j]) * grad[j];
+    for (int64_t j = 0; j < d; ++j)
+      r.mutableData()[row * d + j] = static_cast<float>(p[j] * (grad[j] - dot));
   }
   return r;
 }

@@ -17,6 +17,11 @@ Tensor matmul(const Tensor &a, const Tensor &b, bool transposeB);
 // NumPy broadcasting: shapes aligned on the right, size-1 dimensions stretched.
 Tensor add(const Tensor &a, const Tensor &b);
 Tensor mul(const Tensor &a, const Tensor &b);
+Tensor sub(const Tensor &a, const Tensor &b);
+Tensor div(const Tensor &a, const Tensor &b);
+Tensor maximum(const Tensor &a, const Tensor &b);
+Tensor sqrt(const Tensor &x);
+Tensor sigmoid(const Tensor &x);
 Tensor scale(const Tensor &x, float factor);
 // Exact GELU, x * Phi(x), or its tanh approximation.
 Tensor gelu(const Tensor &x, bool approximate);
@@ -24,6 +29,17 @@ Tensor gelu(const Tensor &x, bool approximate);
 Tensor layerNorm(const Tensor &x, const Tensor &scale, const Tensor &bias, float eps);
 Tensor softmax(const Tensor &x); // over the last dimension
 Tensor mean(const Tensor &x, int64_t axis);
+Tensor sum(const Tensor &x, int64_t axis);
+// Losses over the last dimension (see ir/ops.def), one value per row, in double and stable for
+// logits of any size: log-sum-exp with the row's maximum subtracted, and softplus(z) computed as
+// max(z, 0) + log1p(exp(-|z|)).
+Tensor softmaxCrossEntropy(const Tensor &logits, const Tensor &labels);
+Tensor sigmoidCrossEntropy(const Tensor &logits, const Tensor &labels);
+// Backward ops: dy * gelu'(x); the gradient of layerNorm(x, scale, bias) with respect to x given
+// dy (the bias does not enter); y * (dy - sum(dy * y)) over the last dimension.
+Tensor geluGrad(const Tensor &x, const Tensor &dy, bool approximate);
+Tensor layerNormGrad(const Tensor &x, const Tensor &scale, const Tensor &dy, float eps);
+Tensor softmaxGrad(const Tensor &y, const Tensor &dy);
 Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm);
 Tensor broadcastTo(const Tensor &x, const Shape &shape);
 Tensor concat(const std::vector<const Tensor *> &xs, int64_t axis);
