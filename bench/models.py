@@ -17,6 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from npy import write_images  # noqa: E402
+from torch_peer import run_torch_peer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,13 +48,7 @@ def onnxruntime(model, batch, threads):
 
 
 def pytorch(model, batch, threads):
-    # torch.set_num_threads bounds PyTorch's own threads, not OpenBLAS's pool: bound both.
-    env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OMP_WAIT_POLICY="PASSIVE",
-               OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "peers", "torch_bench.py"), model, str(batch),
-                          str(threads), str(runs_for(model, batch))], check=True, capture_output=True,
-                         text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])["seconds"]
+    return run_torch_peer("torch_bench.py", [model, batch, threads, runs_for(model, batch)], threads)
 
 
 def main():

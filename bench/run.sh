@@ -29,3 +29,6 @@ python3 bench/fusion.py "$build/tools/vitc"
 echo
 echo "== overlap: collective matmul over an emulated link (2 devices)"
 (cd "$build" && BATCH=8 python3 ../bench/overlap.py tools/vitc ../bench/parallel-medium.vit)
+echo
+echo "== training step: vitc against PyTorch (AdamW)"
+python3 bench/train.py "$peak" "$build/tools/vitc"
