@@ -87,8 +87,7 @@ public:
       Op *v = average(state[1], b_.mul(g, g), o_.beta2);
       next.push_back(m);
       next.push_back(v);
-      Op *denom =
-          b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
+      Op *denom = b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
       Op *step = b_.mul(b_.div(m, denom), scalarInput("optimizer.step_size"));
       return b_.sub(b_.mul(w, scalarInput("optimizer.decay")), step);
     }
@@ -190,10 +189,10 @@ private:
     for (const Op *p : m.params())
       outputs.push_back(nextOf.at(p));
     ir::Builder(m).output(std::move(outputs));
-    ctx.remark(fmt::format(
-        "{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind), params.size(),
-        byteSize(stateFloats * 4), stateFloats,
-        o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip) : std::string()));
+    ctx.remark(fmt::format("{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind),
+                           params.size(), byteSize(stateFloats * 4), stateFloats,
+                           o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip)
+                                      : std::string()));
     return true;
   }
 };
