@@ -1,4 +1,5 @@
 // Printing modules as text.
+#include <cctype>
 #include <charconv>
 
 #include "ir/text.h"
@@ -42,6 +43,14 @@ std::string printAttrValue(const AttrValue &v) {
   }
   }
   return "?";
+}
+
+std::string valueName(std::string_view name) {
+  std::string out(name);
+  for (char &c : out)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
+      c = '_';
+  return out;
 }
 
 namespace {

@@ -24,6 +24,9 @@ std::string print(const Module &m);
 // One op as it appears in the module text (without indentation or newline).
 std::string printOp(const Op &op, const Mesh &mesh);
 std::string printAttrValue(const AttrValue &v);
+// `name` as a value name: every character other than letters, digits, '_', '.' and '-' (weight
+// names hold '/') becomes '_'.
+std::string valueName(std::string_view name);
 
 // Parses IR text; `filename` is used in error locations.
 Expected<std::unique_ptr<Module>> parseModule(std::string_view text, const std::string &filename);

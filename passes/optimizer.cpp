@@ -6,23 +6,16 @@
 #include <unordered_map>
 
 #include "ir/builder.h"
+#include "ir/text.h"
 
 namespace vitc::passes {
 
 using ir::Op;
 using ir::OpKind;
+using ir::valueName;
 using Kind = OptimizerOptions::Kind;
 
 namespace {
-
-// Value names allow letters, digits, '_', '.' and '-'; weight names may hold more ('/').
-std::string valueName(std::string_view name) {
-  std::string out(name);
-  for (char &c : out)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-')
-      c = '_';
-  return out;
-}
 
 // The 2-D view Adafactor factors a parameter as: [first dimension, the rest], when both are over 1.
 std::optional<std::pair<int64_t, int64_t>> factoredView(const Shape &shape) {

@@ -1,6 +1,7 @@
 // The pass registry and the default pipeline: the table of contents of vitc's lowering.
 #include "passes/registry.h"
 
+#include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/collective_matmul.h"
 #include "passes/fuse_elementwise.h"
@@ -30,6 +31,7 @@ PipelineStep step(std::unique_ptr<Pass> (*create)(), std::string_view reason) {
 const std::vector<PassInfo> &passRegistry() {
   // Sorted by name (registry_test checks it).
   static const std::vector<PassInfo> registry = {
+      entry(createAutodiff, "append the backward ops of the loss: the gradient of every parameter"),
       entry(createCanonicalize,
             "fold reshapes, transposes and no-op ops; remove dead and duplicate values"),
       entry(createCollectiveMatmul,
@@ -78,8 +80,9 @@ const std::vector<PipelineStep> &defaultPipeline() {
 const std::vector<PipelineStep> &trainingPipeline() {
   static const std::vector<PipelineStep> pipeline = [] {
     std::vector<PipelineStep> steps = {
-        // The step's first half: the backward ops of the forward pass and its loss.
-        // (autodiff is added to this list where the pass is registered.)
+        // The step's first half: the backward ops of the forward pass and its loss. First, while
+        // the module holds only ops that have gradient rules (no fused kernels, no collectives).
+        step(createAutodiff, "the loss and the gradient of every parameter out"),
         // The update as ops, so that it is fused, sharded and compiled with the rest.
         step(createOptimizer, "parameters and optimizer state in, their next values out"),
     };

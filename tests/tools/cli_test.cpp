@@ -390,7 +390,7 @@ INSTANTIATE_TEST_SUITE_P(
                        R"(^--link: error: link spec 'abc')"},
         BadCommandLine{
             "passes", compileArgs({"--passes=nosuchpass"}),
-            R"(^--passes: error: unknown pass 'nosuchpass' \(known passes: canonicalize.*\)\n$)"},
+            R"(^--passes: error: unknown pass 'nosuchpass' \(known passes: autodiff, canonicalize.*\)\n$)"},
         BadCommandLine{"run-passes", runArgs({"--passes=nosuchpass"}),
                        R"(^--passes: error: unknown pass 'nosuchpass')"},
         BadCommandLine{"print-after", compileArgs({"--print-after=nope"}),
