@@ -1,6 +1,9 @@
 // `vitc stats`: parameters, FLOPs, tokens and per-device memory, from the IR alone.
 #include "passes/analysis.h"
+#include "passes/loss.h"
+#include "passes/optimizer.h"
 #include "passes/pass_manager.h"
+#include "passes/registry.h"
 #include "tools/driver.h"
 
 namespace vitc::tools {
@@ -19,8 +22,16 @@ std::string bytes(int64_t b) {
 
 int runStats(int argc, char **argv) {
   ModelOptions model;
+  bool train = false;
+  std::string optimizer = "adamw";
+  double momentum = 0;
   po::options_description desc("vitc stats options");
-  desc.add_options()("help,h", "show this help");
+  desc.add_options()("help,h", "show this help")(
+      "train", po::bool_switch(&train),
+      "also the training step: its FLOPs, optimizer state and memory per device")(
+      "optimizer", po::value(&optimizer)->default_value("adamw"),
+      "with --train: sgd, adamw or adafactor")(
+      "momentum", po::value(&momentum)->default_value(0), "with --train: adafactor's momentum");
   model.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -31,6 +42,19 @@ int runStats(int argc, char **argv) {
     return exit;
   if (Status s = model.check(); !s)
     return usageError(s.error());
+  passes::OptimizerOptions opt;
+  if (optimizer == "sgd")
+    opt.kind = passes::OptimizerOptions::Kind::Sgd;
+  else if (optimizer == "adamw")
+    opt.kind = passes::OptimizerOptions::Kind::AdamW;
+  else if (optimizer == "adafactor")
+    opt.kind = passes::OptimizerOptions::Kind::Adafactor;
+  else
+    return usageError(
+        fmt::format("unknown --optimizer={} (expected sgd, adamw or adafactor)", optimizer));
+  if (!(momentum >= 0 && momentum < 1))
+    return usageError("--momentum must be in [0, 1)");
+  opt.momentum = momentum;
 
   passes::PassContext ctx;
   Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, nullptr, &ctx.options);
@@ -39,6 +63,21 @@ int runStats(int argc, char **argv) {
   ir::Module &m = *loaded->module;
   // Model FLOPs and parameters come from the program as written; memory from the compiled one.
   passes::ModuleStats before = passes::analyze(m);
+  // The training step, lowered as `vitc train` lowers it, for its memory plan.
+  std::unique_ptr<ir::Module> step;
+  if (train) {
+    step = m.clone();
+    passes::appendLoss(*step, passes::LossKind::SoftmaxCrossEntropy);
+    passes::PipelineOptions trainPipeline;
+    for (const passes::PipelineStep &s : passes::trainingPipeline())
+      trainPipeline.passes.push_back(s.pass);
+    passes::PassContext trainCtx;
+    trainCtx.options = ctx.options;
+    trainCtx.options.optimizer = opt;
+    std::ostringstream trainSink;
+    if (Status s = passes::PassManager(trainPipeline, trainSink).run(*step, trainCtx); !s)
+      return report(s.error());
+  }
   passes::PipelineOptions pipeline;
   std::ostringstream sink;
   passes::PassManager pm(pipeline, sink);
@@ -64,6 +103,29 @@ int runStats(int argc, char **argv) {
                            bytes(after.weightBytesPerDevice),
                            bytes(after.activationPeakBytesPerDevice),
                            bytes(after.weightBytesPerDevice + after.activationPeakBytesPerDevice));
+  if (!train)
+    return 0;
+  // Training FLOPs by the usual count: the backward pass does twice the forward's matmul work.
+  std::cout << fmt::format("train GFLOPs   {:.2f} per step (forward + backward = 3x forward)\n",
+                           3 * before.flops / 1e9);
+  int64_t stateFloats = 0;
+  for (const ir::Op *p : m.params())
+    stateFloats += passes::optimizerStateFloats(opt, p->shape());
+  std::cout << fmt::format("optimizer      {}: {:.2f} bytes of state per parameter ({})\n",
+                           passes::optimizerName(opt.kind),
+                           before.params ? 4.0 * static_cast<double>(stateFloats) /
+                                               static_cast<double>(before.params)
+                                         : 0.0,
+                           bytes(4 * stateFloats));
+  // Weights and optimizer state are the step's parameters; gradients and saved activations live
+  // in its workspace, whose peak the memory plan gives.
+  passes::ModuleStats trained = passes::analyze(*step);
+  std::cout << fmt::format("train memory   {} weights and optimizer state + {} peak gradients "
+                           "and activations = {} per device\n",
+                           bytes(trained.weightBytesPerDevice),
+                           bytes(trained.activationPeakBytesPerDevice),
+                           bytes(trained.weightBytesPerDevice +
+                                 trained.activationPeakBytesPerDevice));
   return 0;
 }
 

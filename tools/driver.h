@@ -102,6 +102,7 @@ bool parseArgs(int argc, char **argv, const po::options_description &desc,
 int runStats(int argc, char **argv);
 int runCompile(int argc, char **argv);
 int runRun(int argc, char **argv);
+int runTrain(int argc, char **argv);
 int runInitWeights(int argc, char **argv);
 int runAutotune(int argc, char **argv);
 

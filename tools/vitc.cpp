@@ -23,6 +23,10 @@ commands:
            lower the model through the pass pipeline and print or write the result
   run      MODEL --weights W --input X.npy --output Y.npy [--backend interpreter]
            run an image batch; prints the top-5 classes when the model has labels
+  train    MODEL --data D -o W.safetensors [--optimizer sgd|adamw|adafactor] [--lr LR]
+           [--steps N | --epochs E] [--checkpoint-every K] [--resume CKPT]
+           train on a .npz or MNIST-format IDX data set; prints progress, the median step time
+           and the test accuracy
   init-weights MODEL -o W.safetensors [--seed S]
            write deterministic random weights for any model
   autotune MODEL --devices N [--batch B] [--target cpu|tpuv4|FILE] [--mode=infer|train]
@@ -44,6 +48,7 @@ constexpr Command kCommands[] = {
     {"init-weights", vitc::tools::runInitWeights},
     {"run", vitc::tools::runRun},
     {"stats", vitc::tools::runStats},
+    {"train", vitc::tools::runTrain},
 };
 
 // Runs a subcommand. Errors are returned values, never exceptions; this is the last resort for a

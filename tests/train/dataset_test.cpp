@@ -94,10 +94,8 @@ TEST(Dataset, FashionMnistFromDebian) {
   auto splits = loadDataset(dir);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(splits) << splits.error().str();
+  // Reported, not checked (tests check results, not timings): 0.3 to 0.7 s on two busy cores.
   std::printf("loaded Fashion-MNIST in %.3f s\n", seconds);
-  // 0.3 to 0.7 s on two busy cores, about 1 s under the sanitizers: the bound leaves room for a
-  // loaded machine and still catches a reader gone quadratic or byte by byte.
-  EXPECT_LT(seconds, 10.0);
   const Dataset &train = splits->train;
   EXPECT_EQ(train.count, 60000);
   EXPECT_EQ((std::vector<int64_t>{train.channels, train.height, train.width}),

@@ -1,0 +1,275 @@
+// `vitc train`: one SGD step and three AdamW steps against PyTorch's (the committed fixtures),
+// checkpoints that resume exactly, what it prints, and its errors on bad input.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "frontend/formats/npy.h"
+#include "frontend/formats/npz.h"
+#include "frontend/formats/safetensors.h"
+#include "tests/common/subprocess.h"
+
+namespace vitc {
+namespace {
+
+using test::makeTempDir;
+using test::runVitc;
+using test::sourcePath;
+
+std::string fixture(const std::string &name, const std::string &file = "") {
+  return sourcePath("tests/fixtures/" + name + (file.empty() ? "" : "/" + file));
+}
+
+// The model of a fixture as `vitc` takes it: a spec, or a Hugging Face directory.
+std::string fixtureModel(const std::string &name) {
+  return name == "tv_tok" ? fixture(name) : fixture(name, "model.vit");
+}
+
+std::map<std::string, Tensor> readAll(const std::string &path) {
+  std::map<std::string, Tensor> out;
+  auto file = formats::SafetensorsFile::open(path);
+  EXPECT_TRUE(file) << (file ? "" : file.error().str());
+  if (!file)
+    return out;
+  for (const formats::SafetensorsEntry &e : file->entries())
+    out[e.name] = *file->load(e.name);
+  return out;
+}
+
+// Key biases get no gradient in exact arithmetic (a softmax ignores a shift of all of a query's
+// scores): their float32 gradients are rounding noise, which AdamW's normalization turns into
+// steps of about lr in any direction. These entries are compared on that scale.
+bool isNoiseOnly(const std::string &name, int64_t index) {
+  if (name.find("key.bias") != std::string::npos)
+    return true;
+  return name == "head.attention.in_proj_bias" && index >= 64 && index < 128;
+}
+
+// Every weight of `got` equals `want` within `tolerance` of the update's size (want - initial),
+// at least `floor` absolutely.
+void expectUpdates(const std::map<std::string, Tensor> &initial,
+                   const std::map<std::string, Tensor> &got,
+                   const std::map<std::string, Tensor> &want, double tolerance, double floor,
+                   double noiseScale) {
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto &[name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    const Tensor &g = got.at(name), &w0 = initial.at(name);
+    ASSERT_EQ(g.shape(), w.shape()) << name;
+    double update = 0;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      update = std::max(update, std::abs(double(w.data()[i]) - w0.data()[i]));
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      double bound = std::max(floor, tolerance * update);
+      if (isNoiseOnly(name, i))
+        bound = noiseScale;
+      ASSERT_NEAR(g.data()[i], w.data()[i], bound) << name << "[" << i << "] (update " << update
+                                                   << ")";
+    }
+  }
+}
+
+class TrainFixtures : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+// The check against other frameworks: one plain SGD step on the mean loss over the whole
+// batch writes exactly w - lr * grad, whatever order the data comes in.
+TEST_P(TrainFixtures, OneSgdStepIsPyTorchs) {
+  auto [name, backend] = GetParam();
+  std::string dir = makeTempDir("train_sgd_" + name + backend);
+  auto r = runVitc({"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
+                    "--weights", fixture(name, "model.safetensors"), "--steps", "1", "--batch",
+                    "2", "--optimizer", "sgd", "--lr", "0.5", "--seed", "3", "--backend", backend,
+                    "-o", dir + "/out.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  expectUpdates(readAll(fixture(name, "model.safetensors")), readAll(dir + "/out.safetensors"),
+                readAll(fixture(name, "sgd_step.safetensors")), 1e-4, 1e-7, 1e-6);
+}
+
+TEST_P(TrainFixtures, ThreeAdamWStepsArePyTorchs) {
+  auto [name, backend] = GetParam();
+  std::string dir = makeTempDir("train_adamw_" + name + backend);
+  auto r = runVitc({"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
+                    "--weights", fixture(name, "model.safetensors"), "--steps", "3", "--batch",
+                    "2", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay", "0.1",
+                    "--backend", backend, "-o", dir + "/out.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  // AdamW divides by the root of the squared gradient: where a gradient is tiny its direction is
+  // float noise in both frameworks. 1e-4 of an update of ~3 lr, and a few lr for the noise.
+  expectUpdates(readAll(fixture(name, "model.safetensors")), readAll(dir + "/out.safetensors"),
+                readAll(fixture(name, "adamw_3steps.safetensors")), 1e-4, 1e-6, 5e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, TrainFixtures,
+                         ::testing::Combine(::testing::Values("tv_tok", "parallel_map"),
+                                            ::testing::Values("llvm", "interpreter")),
+                         [](const auto &info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         });
+
+// A small data set of `n` random 1x8x8 images in 3 classes, with a test split of `test` images.
+std::string writeData(const std::string &dir, int64_t n, int64_t test, float label = -1,
+                      bool nanImage = false) {
+  auto images = [](int64_t count, uint32_t seed, bool nan) {
+    Tensor t = Tensor::zeros({count, 1, 8, 8});
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      seed = seed * 1664525u + 1013904223u;
+      t.mutableData()[i] = static_cast<float>(seed >> 8) / float(1 << 24);
+    }
+    if (nan)
+      t.mutableData()[0] = NAN;
+    return t;
+  };
+  auto labels = [&](int64_t count, float forced) {
+    Tensor t = Tensor::zeros({count});
+    for (int64_t i = 0; i < count; ++i)
+      t.mutableData()[i] = static_cast<float>(i % 3);
+    if (forced >= 0)
+      t.mutableData()[count - 1] = forced;
+    return t;
+  };
+  std::vector<std::pair<std::string, Tensor>> arrays{{"images", images(n, 1, nanImage)},
+                                                      {"labels", labels(n, label)}};
+  if (test > 0) {
+    arrays.emplace_back("test_images", images(test, 2, false));
+    arrays.emplace_back("test_labels", labels(test, -1));
+  }
+  std::string path = dir + "/data.npz";
+  EXPECT_TRUE(formats::writeNpz(path, arrays));
+  return path;
+}
+
+// A tiny classifier for 1x8x8 images in 3 classes.
+std::string writeSpec(const std::string &dir, const std::string &extra = "") {
+  std::string path = dir + "/tiny.vit";
+  std::ofstream(path) << "[image]\nsize = 8\npatch = 4\nchannels = 1\n"
+                         "[encoder]\nwidth = 16\ndepth = 1\nmlp = 32\nheads = 2\n"
+                         "[head]\nclasses = 3\npool = \"gap\"\n"
+                      << extra;
+  return path;
+}
+
+// A run interrupted by a checkpoint and resumed ends with the uninterrupted run's weights and
+// loss, bit for bit: the data order, augmentation and optimizer state all continue.
+TEST(Train, ResumingReproducesTheUninterruptedRun) {
+  std::string dir = makeTempDir("train_resume");
+  std::string data = writeData(dir, 24, 0), spec = writeSpec(dir);
+  std::vector<std::string> common{"train",     spec,     "--data", data,        "--batch",
+                                  "4",         "--lr",   "0.01",   "--augment", "crop-flip",
+                                  "--optimizer", "adamw", "--seed", "5"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  auto whole = runVitc(with({"--steps", "9", "-o", dir + "/whole.safetensors"}));
+  ASSERT_EQ(whole.exit, 0) << whole.err;
+  auto first = runVitc(with({"--steps", "9", "--checkpoint-every", "4", "--checkpoint",
+                             dir + "/c.safetensors", "-o", dir + "/first.safetensors"}));
+  ASSERT_EQ(first.exit, 0) << first.err;
+  // The checkpoint holds the state after step 8 (the last multiple of 4 before the end).
+  auto resumed = runVitc(with({"--steps", "9", "--resume", dir + "/c.safetensors", "--checkpoint",
+                               dir + "/c2.safetensors", "-o", dir + "/resumed.safetensors"}));
+  ASSERT_EQ(resumed.exit, 0) << resumed.err;
+  EXPECT_EQ(test::slurp(dir + "/whole.safetensors"), test::slurp(dir + "/resumed.safetensors"));
+  auto finalLoss = [](const std::string &out) {
+    return out.substr(out.find("final loss:"), out.find('\n', out.find("final loss:")));
+  };
+  EXPECT_EQ(finalLoss(whole.out), finalLoss(resumed.out));
+  // The trained weights are the model's, under its names: `vitc run` reads them back.
+  ASSERT_TRUE(formats::writeNpy(dir + "/x.npy", Tensor::zeros({1, 1, 8, 8})));
+  auto run = runVitc({"run", spec, "--weights", dir + "/whole.safetensors", "--input",
+                      dir + "/x.npy", "--output", dir + "/y.npy"});
+  EXPECT_EQ(run.exit, 0) << run.err;
+}
+
+TEST(Train, PrintsProgressTheMedianStepAndTheTestAccuracy) {
+  std::string dir = makeTempDir("train_prints");
+  std::string data = writeData(dir, 32, 10), spec = writeSpec(dir);
+  auto r = runVitc({"train", spec, "--data", data, "--batch", "8", "--epochs", "2", "-o",
+                    dir + "/w.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_NE(r.err.find("step 8/8  loss "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("images/s  ETA "), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("median step: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("test accuracy: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(10 images)"), std::string::npos) << r.out;
+}
+
+// A spec's [train] table sets the recipe; flags override it.
+TEST(Train, TheSpecsRecipeAppliesAndFlagsOverrideIt) {
+  std::string dir = makeTempDir("train_recipe");
+  std::string data = writeData(dir, 32, 0);
+  std::string spec = writeSpec(dir, "[train]\noptimizer = \"sgd\"\nbatch = 16\nepochs = 3\n");
+  auto r = runVitc({"train", spec, "--data", data, "-o", dir + "/w.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_NE(r.err.find("step 6/6"), std::string::npos) << r.err; // 3 epochs of 2 batches of 16
+  auto flags = runVitc({"train", spec, "--data", data, "--batch", "8", "--steps", "2", "-o",
+                        dir + "/w.safetensors"});
+  ASSERT_EQ(flags.exit, 0) << flags.err;
+  EXPECT_NE(flags.err.find("step 2/2"), std::string::npos) << flags.err;
+  EXPECT_NE(flags.out.find("images/s"), std::string::npos);
+}
+
+struct BadTrain {
+  const char *name;
+  std::function<std::vector<std::string>(const std::string &dir)> args;
+  const char *message;
+};
+
+class TrainErrors : public ::testing::TestWithParam<BadTrain> {};
+
+TEST_P(TrainErrors, OneLineExitOneNoOutput) {
+  std::string dir = makeTempDir(std::string("train_err_") + GetParam().name);
+  std::vector<std::string> args = GetParam().args(dir);
+  args.insert(args.begin(), "train");
+  args.insert(args.end(), {"-o", dir + "/out.safetensors"});
+  auto r = runVitc(args);
+  EXPECT_EQ(r.exit, 1) << r.err;
+  std::string last = r.err.substr(r.err.rfind('\n', r.err.size() - 2) + 1);
+  EXPECT_NE(last.find(GetParam().message), std::string::npos) << r.err;
+  EXPECT_NE(last.find(": error: "), std::string::npos) << r.err;
+  EXPECT_FALSE(test::fileExists(dir + "/out.safetensors"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, TrainErrors,
+    ::testing::Values(
+        BadTrain{"label_out_of_range",
+                 [](const std::string &dir) {
+                   return std::vector<std::string>{writeSpec(dir), "--data",
+                                                   writeData(dir, 8, 0, 7), "--batch", "4"};
+                 },
+                 "label 7 of image 7 is out of range for a model with 3 classes"},
+        BadTrain{"image_size",
+                 [](const std::string &dir) {
+                   return std::vector<std::string>{fixture("parallel_map", "model.vit"), "--data",
+                                                   writeData(dir, 8, 0), "--batch", "4"};
+                 },
+                 "the model takes"},
+        BadTrain{"batch_larger_than_data",
+                 [](const std::string &dir) {
+                   return std::vector<std::string>{writeSpec(dir), "--data", writeData(dir, 8, 0),
+                                                   "--batch", "9"};
+                 },
+                 "larger than the data"},
+        BadTrain{"resume_another_model",
+                 [](const std::string &dir) {
+                   return std::vector<std::string>{writeSpec(dir), "--data", writeData(dir, 8, 0),
+                                                   "--batch", "4", "--resume",
+                                                   fixture("parallel_map", "model.safetensors")};
+                 },
+                 "cannot resume"},
+        BadTrain{"nan_loss",
+                 [](const std::string &dir) {
+                   return std::vector<std::string>{writeSpec(dir),       "--data",
+                                                   writeData(dir, 8, 0, -1, true), "--batch",
+                                                   "8",                  "--no-shuffle"};
+                 },
+                 "step 1: the loss is nan; the last good state is in"}),
+    [](const auto &info) { return std::string(info.param.name); });
+
+} // namespace
+} // namespace vitc
