@@ -398,7 +398,8 @@ private:
       // A bias or an embedding: the weight follows the activation.
       size_t xi = wa ? 1 : 0;
       Op *x = op->operand(xi);
-      if (op->is(OpKind::Add) && model_ >= 0 && x->type.sharding.isPartial(model_))
+      if ((op->is(OpKind::Add) || op->is(OpKind::Sub)) && model_ >= 0 &&
+          x->type.sharding.isPartial(model_))
         require(op, xi, residual(x->type.sharding, x->shape()));
       x = op->operand(xi);
       Op *w = op->operand(1 - xi);
@@ -416,8 +417,9 @@ private:
     const Sharding &sa = a->type.sharding, &sb = b->type.sharding;
     if (a->type.shape == b->type.shape && !(sa == sb)) {
       bool pa = model_ >= 0 && sa.isPartial(model_), pb = model_ >= 0 && sb.isPartial(model_);
-      if (op->is(OpKind::Add) && (pa || pb) && !(pa && pb)) {
-        // A residual add of an out-projection's partial sum: both into the residual layout.
+      if ((op->is(OpKind::Add) || op->is(OpKind::Sub)) && (pa || pb) && !(pa && pb)) {
+        // A residual add (or difference) of an out-projection's partial sum: both into the
+        // residual layout.
         Sharding target = residual(pa ? sb : sa, a->shape());
         require(op, 0, target);
         require(op, 1, target);
@@ -504,10 +506,18 @@ private:
       return visitMatMul(op);
     case OpKind::Add:
     case OpKind::Mul:
+    case OpKind::Sub:
+    case OpKind::Div:
+    case OpKind::Maximum:
       return visitBinary(op);
     case OpKind::LayerNorm:
     case OpKind::Softmax:
       return visitLastDim(op);
+    // Nonlinear in their operand: a partial sum is reduced first. (The training ops that need a
+    // whole last dimension, the losses and the backward ops, take the generic path until issue
+    // 17 gives them rules of their own.)
+    case OpKind::Sqrt:
+    case OpKind::Sigmoid:
     case OpKind::Gelu: {
       Op *x = op->operand(0);
       if (model_ >= 0 && x->type.sharding.isPartial(model_))

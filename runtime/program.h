@@ -25,6 +25,10 @@ public:
   // the outputs.
   virtual Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                             Communicator &comm) = 0;
+  // Replaces the parameters (same order and block shapes as at instantiate) and recomputes what
+  // depends on them alone, keeping the rest (workspace, threads): a training loop calls it
+  // between steps.
+  virtual Status setParams(std::vector<Tensor> params) = 0;
 
   // What this device holds: its prepared weights (what remains of the parameters once the
   // weight-only ops ran) and the most its activations took during the last run.

@@ -108,6 +108,28 @@ MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vect
   return runner;
 }
 
+Status MeshRunner::setParams(const std::vector<Tensor> &params) {
+  const Signature &sig = executable_->signature();
+  VITC_TRY(checkTensors("parameter", sig.params, params));
+  if (poisoned_)
+    return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
+  auto setDevice = [&](int64_t device, DeviceProgram &program) -> Status {
+    Status s = program.setParams(blocksOf(params, sig.params, sig.mesh, device));
+    if (!s)
+      return makeError(s.error().loc(), "device {}: {}", device, s.error().message());
+    return Status::ok();
+  };
+  if (!options_.processes) {
+    for (size_t device = 0; device < programs_.size(); ++device)
+      VITC_TRY(setDevice(static_cast<int64_t>(device), *programs_[device]));
+    return Status::ok();
+  }
+  // Every process learns whether every device took its parameters, so none runs with old ones.
+  ProcessGroup &group = *options_.processes;
+  Status set = setDevice(group.rank(), *programs_[0]);
+  return group.agree(set, options_.collectiveTimeout);
+}
+
 bool MeshRunner::isWriter() const { return !options_.processes || options_.processes->rank() == 0; }
 
 Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs) {

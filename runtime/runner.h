@@ -45,6 +45,10 @@ public:
   // `inputs` are the global input values, in the order of the signature's inputs. Returns the global
   // outputs, or an empty list on processes that are not the writer. Collective under MPI.
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs);
+  // Replaces the global parameters (in the order of the signature's params, as `create` takes
+  // them): each device's program gets its blocks. A training loop calls it between steps.
+  // Collective under MPI: every process passes the same values and sets its own device's.
+  Status setParams(const std::vector<Tensor> &params);
 
   // Whether this process gets the outputs and should write files: always with threads, rank 0
   // under MPI.

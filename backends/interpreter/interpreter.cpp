@@ -30,7 +30,13 @@ public:
   Interpreter(std::shared_ptr<const ir::Module> m, int64_t device)
       : m_(std::move(m)), device_(device) {}
 
+  // Computes what depends on the parameters alone; called again, it replaces what it computed.
   Status prepare(std::vector<Tensor> params) {
+    prepared_.clear();
+    transposed_.clear();
+    order_.clear();
+    lastUse_.clear();
+    memory_.weightBytes = 0;
     std::vector<Op *> paramOps = m_->params();
     if (params.size() != paramOps.size())
       return makeError(Loc{}, "{} parameter tensors for {} parameters", params.size(),
@@ -126,6 +132,8 @@ public:
   }
 
   Memory memory() const override { return memory_; }
+
+  Status setParams(std::vector<Tensor> params) override { return prepare(std::move(params)); }
 
 private:
   // Bytes of activation storage alive now (views of one buffer count once; inputs count, as

@@ -55,7 +55,8 @@ public:
   JitProgram(std::shared_ptr<const CompiledModule> compiled, int64_t device)
       : c_(std::move(compiled)), plan_(c_->plan), device_(device) {}
 
-  Status load(std::vector<Tensor> params) {
+  // Checks the parameters' count and block shapes against the plan.
+  Status checkParams(const std::vector<Tensor> &params) const {
     if (params.size() != plan_.params.size())
       return makeError(Loc{}, "{} parameter tensors for {} parameters", params.size(),
                        plan_.params.size());
@@ -63,10 +64,15 @@ public:
       if (params[i].shape() != plan_.params[i].shape)
         return makeError(Loc{}, "parameter '{}' has shape {}, expected {}", plan_.params[i].name,
                          shapeString(params[i].shape()), shapeString(plan_.params[i].shape));
+    return Status::ok();
+  }
+
+  // Binds the parameters and allocates what the program keeps whatever they are (threads, scratch,
+  // staging and the workspace).
+  Status load(std::vector<Tensor> params) {
+    VITC_TRY(checkParams(params));
     if (const char *p = std::getenv("VITC_LLVM_PROFILE"); p && *p && std::string(p) != "0")
       profile_ = std::make_unique<std::vector<Profile>>(plan_.kernels.size());
-    params_ = std::move(params);
-    consts_.resize(plan_.constBytes.size());
     std::string ofDevice = fmt::format(" of device {}", device_);
     for (int64_t bytes : plan_.stagingBytes) {
       VITC_ASSIGN(AlignedBuffer b,
@@ -79,6 +85,29 @@ public:
                   AlignedBuffer::allocate(plan_.scratchBytes, "kernel scratch" + ofDevice));
       scratch_.push_back(std::move(b));
     }
+    // The workspace comes after the load calls, so that loading holds little more than the
+    // parameters.
+    VITC_TRY(bindParams(std::move(params)));
+    VITC_ASSIGN(workspace_,
+                AlignedBuffer::allocate(plan_.workspaceBytes, "the activations" + ofDevice));
+    pending_.resize(static_cast<size_t>(plan_.numSlots));
+    memory_.activationPeakBytes = plan_.workspaceBytes;
+    for (int64_t bytes : plan_.stagingBytes)
+      memory_.activationPeakBytes += bytes;
+    return Status::ok();
+  }
+
+  Status setParams(std::vector<Tensor> params) override {
+    VITC_TRY(checkParams(params));
+    return bindParams(std::move(params));
+  }
+
+  // Runs the load calls on `params` (checked), into constants kept from an earlier binding where
+  // the forward pass reads them and into new ones otherwise.
+  Status bindParams(std::vector<Tensor> params) {
+    std::string ofDevice = fmt::format(" of device {}", device_);
+    params_ = std::move(params);
+    consts_.resize(plan_.constBytes.size());
     // Constants come to life at the first load call that writes them and, unless the forward
     // pass reads them (packed weights replace the weights themselves), go after the last that
     // reads them: loading holds little more than the parameters.
@@ -116,20 +145,15 @@ public:
         VITC_ASSIGN(consts_[i],
                     AlignedBuffer::allocate(plan_.constBytes[i], "the packed weights" + ofDevice));
       }
-    VITC_ASSIGN(workspace_,
-                AlignedBuffer::allocate(plan_.workspaceBytes, "the activations" + ofDevice));
-    pending_.resize(static_cast<size_t>(plan_.numSlots));
     // What this program holds: the weights in the form the forward pass reads them (packed
-    // panels, padded to whole panels), and the workspace and staging buffers allocated once.
+    // panels, padded to whole panels); the workspace and staging buffers are counted at load.
+    memory_.weightBytes = 0;
     for (size_t i = 0; i < params_.size(); ++i)
       if (plan_.paramAfterLoad[i])
         memory_.weightBytes += params_[i].numel() * static_cast<int64_t>(sizeof(float));
     for (size_t i = 0; i < consts_.size(); ++i)
       if (plan_.constAfterLoad[i])
         memory_.weightBytes += plan_.constBytes[i];
-    memory_.activationPeakBytes = plan_.workspaceBytes;
-    for (int64_t bytes : plan_.stagingBytes)
-      memory_.activationPeakBytes += bytes;
     return Status::ok();
   }
 

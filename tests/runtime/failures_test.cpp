@@ -115,6 +115,7 @@ TEST(Failures, TheMeshWorksAgainAfterAFailure) {
 // A program that fails on one device, and runs the interpreter on the others.
 class FailingProgram : public DeviceProgram {
 public:
+  Status setParams(std::vector<Tensor>) override { return Status::ok(); }
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &, Communicator &) override {
     std::this_thread::sleep_for(milliseconds(100));
     return makeError(Loc::inFile("model.vit").at(3, 5), "injected failure");

@@ -62,6 +62,7 @@ TEST(Tracer, SpansThatOverlapWithoutNestingGoToSeparateLanes) {
 // A device program that overlaps an all-gather with compute and records the compute.
 class OverlappingProgram : public DeviceProgram {
 public:
+  Status setParams(std::vector<Tensor>) override { return Status::ok(); }
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &, Communicator &comm) override {
     std::vector<float> send(250'000, 1.0f), recv(500'000);
     auto request = comm.allGather(1, send.data(), 250'000, recv.data());

@@ -166,6 +166,7 @@ int checkWorldMismatch(const std::shared_ptr<ProcessGroup> &world) {
 
 class FailingProgram : public runtime::DeviceProgram {
 public:
+  Status setParams(std::vector<Tensor>) override { return Status::ok(); }
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &, Communicator &) override {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     return makeError(Loc{}, "injected failure");
@@ -177,6 +178,9 @@ class LateProgram : public runtime::DeviceProgram {
 public:
   LateProgram(std::unique_ptr<runtime::DeviceProgram> inner, bool late)
       : inner_(std::move(inner)), late_(late) {}
+  Status setParams(std::vector<Tensor> params) override {
+    return inner_->setParams(std::move(params));
+  }
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                     Communicator &comm) override {
     if (late_)
