@@ -222,6 +222,66 @@ TEST(Train, TheSpecsRecipeAppliesAndFlagsOverrideIt) {
   EXPECT_NE(flags.out.find("images/s"), std::string::npos);
 }
 
+// The backward pass is IR like the rest: --print-after=autodiff shows it, gradient ops included.
+TEST(Train, PrintAfterAutodiffShowsTheBackwardOps) {
+  std::string dir = makeTempDir("train_print");
+  auto r = runVitc({"train", writeSpec(dir), "--data", writeData(dir, 8, 0), "--batch", "4",
+                    "--steps", "1", "--print-after=autodiff,optimizer", "-o",
+                    dir + "/w.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  for (const char *text : {"IR Dump After autodiff", "layer_norm_grad", "softmax_grad",
+                           "gelu_grad", "%grad.vit.encoder.layer.0.intermediate.dense.weight",
+                           "IR Dump After optimizer", "input {name = \"optimizer.step_size\"}",
+                           "vit.layernorm.weight/adamw.m"})
+    EXPECT_NE(r.err.find(text), std::string::npos) << text;
+}
+
+// Every optimizer, schedule and loss the command offers trains the tiny model: the loss falls.
+TEST(Train, EveryOptimizerScheduleAndLossLowersTheLoss) {
+  std::string dir = makeTempDir("train_each");
+  std::string data = writeData(dir, 32, 0), spec = writeSpec(dir);
+  auto loss = [](const std::string &out) {
+    size_t at = out.find("final loss: ");
+    return at == std::string::npos ? NAN : std::stod(out.substr(at + 12));
+  };
+  auto first = [](const std::string &err) {
+    size_t at = err.find("loss ");
+    return at == std::string::npos ? NAN : std::stod(err.substr(at + 5));
+  };
+  for (std::vector<std::string> flags :
+       {std::vector<std::string>{"--optimizer", "sgd", "--lr", "0.1", "--clip", "1.0"},
+        {"--optimizer", "adamw", "--lr", "3e-3", "--schedule", "cosine", "--warmup", "3",
+         "--label-smoothing", "0.1"},
+        {"--optimizer", "adafactor", "--lr", "1e-2", "--momentum", "0.9", "--schedule", "rsqrt",
+         "--cooldown", "5", "--weight-decay", "1e-4"},
+        {"--optimizer", "adamw", "--lr", "3e-3", "--loss", "sigmoid", "--augment", "flip"}}) {
+    std::vector<std::string> args{"train",   spec,     "--data", data, "--batch", "8",
+                                  "--steps", "40",     "-o",     dir + "/w.safetensors",
+                                  "--seed",  "1",      "--no-shuffle"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    auto r = runVitc(args);
+    ASSERT_EQ(r.exit, 0) << r.err;
+    EXPECT_LT(loss(r.out), first(r.err)) << flags[1] << ": " << r.err << r.out;
+  }
+}
+
+TEST(Stats, TrainCountsTheStepAndTheOptimizerState) {
+  auto adamw = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "8", "--train"});
+  ASSERT_EQ(adamw.exit, 0) << adamw.err;
+  EXPECT_NE(adamw.out.find("train GFLOPs   60.19 per step"), std::string::npos) << adamw.out;
+  EXPECT_NE(adamw.out.find("optimizer      adamw: 8.00 bytes of state per parameter"),
+            std::string::npos)
+      << adamw.out;
+  EXPECT_NE(adamw.out.find("train memory"), std::string::npos) << adamw.out;
+  // Adafactor keeps a row and a column per matrix: far less than a float per parameter.
+  auto adafactor = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "8",
+                            "--train", "--optimizer", "adafactor"});
+  ASSERT_EQ(adafactor.exit, 0) << adafactor.err;
+  size_t at = adafactor.out.find("adafactor: ");
+  ASSERT_NE(at, std::string::npos) << adafactor.out;
+  EXPECT_LT(std::stod(adafactor.out.substr(at + 11)), 0.5) << adafactor.out;
+}
+
 struct BadTrain {
   const char *name;
   std::function<std::vector<std::string>(const std::string &dir)> args;
