@@ -101,9 +101,12 @@ private:
                            "gradient, and it depends on a parameter",
                            op->name, op->keyword(), i + 1, x->name);
         assert(dx->type.shape == x->shape() && "a gradient has its operand's shape");
+        // The newest term goes first: the walk is backwards, so the sum lists its terms in
+        // program order, and fuse-parallel-linear concatenates the weights of a sum of
+        // projections (dX of Q, K, V and MLP-in) as it does the forward's siblings: one value.
         auto [slot, first] = grads.try_emplace(x, dx);
         if (!first)
-          slot->second = b.add(slot->second, dx, "d." + x->name + ".part");
+          slot->second = b.add(dx, slot->second, "d." + x->name + ".part");
       }
     }
 
@@ -131,9 +134,10 @@ private:
     size_t backwardOps = 0;
     for (const auto &op : m.ops())
       backwardOps += forwardSet.count(op.get()) ? 0 : 1;
-    ctx.remark(fmt::format("gradients of %{} for {} parameters ({} of them zero: the loss does not "
-                           "depend on them), {} backward ops",
-                           loss->name, params.size(), zeros, backwardOps - 1));
+    ctx.remark(fmt::format("gradients of %{} for {} parameter{} ({} zero: the loss does not depend "
+                           "on them), {} backward ops",
+                           loss->name, params.size(), params.size() == 1 ? "" : "s", zeros,
+                           backwardOps - 1));
     return true;
   }
 };
