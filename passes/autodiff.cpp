@@ -72,6 +72,8 @@ private:
     // reaches a value after all its users, when its total is complete and gets its name.
     std::unordered_map<const Op *, Op *> grads;
     std::unordered_set<const Op *> named;
+    std::unordered_map<const Op *, int>
+        partialSums; // numbered by hand: a value may have many users
     b.setLoc(loss->loc);
     grads[loss] = b.fill({}, 1.0, "d." + loss->name);
     for (auto it = forward.rbegin(); it != forward.rend(); ++it) {
@@ -106,7 +108,8 @@ private:
         // projections (dX of Q, K, V and MLP-in) as it does the forward's siblings: one value.
         auto [slot, first] = grads.try_emplace(x, dx);
         if (!first)
-          slot->second = b.add(dx, slot->second, "d." + x->name + ".part");
+          slot->second =
+              b.add(dx, slot->second, fmt::format("d.{}.part{}", x->name, ++partialSums[x]));
       }
     }
 
