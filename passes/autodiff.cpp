@@ -56,9 +56,10 @@ private:
       return Error(fmt::format("module @{}: autodiff needs an output", m.name));
     Op *loss = out->operand(0);
     if (loss->rank() != 0 || loss->type.dtype != DType::F32)
-      return Error(fmt::format("module @{}: autodiff needs a loss, an f32[] value, as the first "
-                               "output; %{} is {}",
-                               m.name, loss->name, ir::typeString(loss->type, m.mesh)));
+      return makeError(out->loc,
+                       "module @{}: autodiff needs a loss, an f32[] value, as the first output; "
+                       "%{} is {}",
+                       m.name, loss->name, ir::typeString(loss->type, m.mesh));
     std::unordered_set<const Op *> varying = dependOnParams(m);
     std::vector<Op *> params = m.params();
     std::vector<Op *> forward;
