@@ -199,7 +199,9 @@ Expected<std::vector<Op *>> gradConcat(Builder &b, const Op &op, Op *dy) {
   int64_t offset = 0;
   for (const Op *x : op.operands) {
     int64_t size = x->shape()[static_cast<size_t>(axis)];
-    grads.push_back(b.slice(dy, axis, offset, size, name));
+    // Numbered by hand: a concat may have many operands, and the module would try ".1", ".2", ...
+    // for each.
+    grads.push_back(b.slice(dy, axis, offset, size, fmt::format("{}.{}", name, grads.size())));
     offset += size;
   }
   return grads;

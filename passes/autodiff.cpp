@@ -56,9 +56,10 @@ private:
       return Error(fmt::format("module @{}: autodiff needs an output", m.name));
     Op *loss = out->operand(0);
     if (loss->rank() != 0 || loss->type.dtype != DType::F32)
-      return Error(fmt::format("module @{}: autodiff needs a loss, an f32[] value, as the first "
-                               "output; %{} is {}",
-                               m.name, loss->name, ir::typeString(loss->type, m.mesh)));
+      return makeError(out->loc,
+                       "module @{}: autodiff needs a loss, an f32[] value, as the first output; "
+                       "%{} is {}",
+                       m.name, loss->name, ir::typeString(loss->type, m.mesh));
     std::unordered_set<const Op *> varying = dependOnParams(m);
     std::vector<Op *> params = m.params();
     std::vector<Op *> forward;
@@ -72,6 +73,8 @@ private:
     // reaches a value after all its users, when its total is complete and gets its name.
     std::unordered_map<const Op *, Op *> grads;
     std::unordered_set<const Op *> named;
+    std::unordered_map<const Op *, int>
+        partialSums; // numbered by hand: a value may have many users
     b.setLoc(loss->loc);
     grads[loss] = b.fill({}, 1.0, "d." + loss->name);
     for (auto it = forward.rbegin(); it != forward.rend(); ++it) {
@@ -101,9 +104,13 @@ private:
                            "gradient, and it depends on a parameter",
                            op->name, op->keyword(), i + 1, x->name);
         assert(dx->type.shape == x->shape() && "a gradient has its operand's shape");
+        // The newest term goes first: the walk is backwards, so the sum lists its terms in
+        // program order, and fuse-parallel-linear concatenates the weights of a sum of
+        // projections (dX of Q, K, V and MLP-in) as it does the forward's siblings: one value.
         auto [slot, first] = grads.try_emplace(x, dx);
         if (!first)
-          slot->second = b.add(slot->second, dx, "d." + x->name + ".part");
+          slot->second =
+              b.add(dx, slot->second, fmt::format("d.{}.part{}", x->name, ++partialSums[x]));
       }
     }
 
@@ -131,9 +138,10 @@ private:
     size_t backwardOps = 0;
     for (const auto &op : m.ops())
       backwardOps += forwardSet.count(op.get()) ? 0 : 1;
-    ctx.remark(fmt::format("gradients of %{} for {} parameters ({} of them zero: the loss does not "
-                           "depend on them), {} backward ops",
-                           loss->name, params.size(), zeros, backwardOps - 1));
+    ctx.remark(fmt::format("gradients of %{} for {} parameter{} ({} zero: the loss does not depend "
+                           "on them), {} backward ops",
+                           loss->name, params.size(), params.size() == 1 ? "" : "s", zeros,
+                           backwardOps - 1));
     return true;
   }
 };

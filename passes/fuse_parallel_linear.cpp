@@ -241,8 +241,12 @@ bool mergeSiblings(ir::Module &m, PassContext &ctx) {
     for (auto &[transposeB, terms] : byLayout) {
       if (terms.size() < 2)
         continue;
+      // In the order of their weights, so that the backward of a sum of projections (autodiff's
+      // dX of attention-out and MLP-out, made in reverse) concatenates the weights as the
+      // forward's sum does, and canonicalize keeps one copy of them.
       std::sort(terms.begin(), terms.end(), [&](const Term &a, const Term &b) {
-        return c.positionOf(a.matmul) < c.positionOf(b.matmul);
+        return std::pair(c.positionOf(a.weight()), c.positionOf(a.matmul)) <
+               std::pair(c.positionOf(b.weight()), c.positionOf(b.matmul));
       });
       groups.push_back({x, transposeB, std::move(terms)});
     }
@@ -253,7 +257,11 @@ bool mergeSiblings(ir::Module &m, PassContext &ctx) {
   for (Group &group : groups) {
     std::vector<Term> &terms = group.terms;
     Op *x = round.current(group.x);
-    round.beginGroup(terms[0].matmul);
+    Op *first = terms[0].matmul;
+    for (const Term &t : terms)
+      if (c.positionOf(t.matmul) < c.positionOf(first))
+        first = t.matmul;
+    round.beginGroup(first);
     ir::Builder b(m);
     b.setLoc(terms[0].matmul->loc);
     std::string prefix = commonPrefix(terms) + "fused";

@@ -17,8 +17,12 @@
 //   %r = add %x, %ab ; %s = add %r, %mb        %f = matmul %i, %w ; %s = add %x, (add %f, %b)
 //
 // Both rewrites are generic: siblings are found by their shared operand, sums by walking trees of
-// single-use adds; nothing looks at names. Weight-side ops (concatenations, bias sums, zero fills)
-// depend on parameters alone, so programs compute them once at load.
+// single-use adds; nothing looks at names. After autodiff they merge the backward too: dX of
+// sibling projections is a sum of matmuls against their weights, and the summed projections' dX
+// are siblings reading the residual's gradient. Siblings are ordered by their weights, so both
+// concatenate the weights as the forward does and canonicalize keeps one copy. Weight-side ops
+// (concatenations, bias sums, zero fills) depend on parameters alone, so programs compute them once
+// at load.
 // Preconditions: a verified module, before sharding. Merged: matmuls with rank-2 weight-only right
 // operands and the same transpose_b; for sums, also the same output size and leading shape.
 // Not merged: matmuls whose left operand depends on another candidate (the two halves of a

@@ -28,8 +28,8 @@
 #include "ir/builder.h"
 #include "ir/text.h"
 #include "ir/verifier.h"
-#include "passes/autodiff.h"
 #include "passes/loss.h"
+#include "passes/pass_manager.h"
 #include "runtime/runner.h"
 
 namespace vitc {
@@ -67,14 +67,19 @@ private:
   std::shared_ptr<const runtime::Executable> executable_;
 };
 
-// The step module autodiff makes of `forward`, verified.
-std::unique_ptr<ir::Module> differentiate(const ir::Module &forward) {
+// The step module autodiff makes of `forward`, then `after` (pass names), verified after each.
+std::unique_ptr<ir::Module> differentiate(const ir::Module &forward,
+                                          std::vector<std::string> after = {}) {
   std::unique_ptr<ir::Module> step = forward.clone();
+  passes::PipelineOptions o;
+  o.passes = {"autodiff"};
+  o.passes.insert(o.passes.end(), after.begin(), after.end());
+  o.verifyEach = true;
+  std::ostringstream sink;
+  passes::PassManager pm(o, sink);
   passes::PassContext ctx;
-  Expected<bool> changed = passes::createAutodiff()->run(*step, ctx);
-  EXPECT_TRUE(changed) << changed.error().str();
-  Diagnostics d = ir::verify(*step);
-  EXPECT_TRUE(d.empty()) << d.str();
+  Status s = pm.run(*step, ctx);
+  EXPECT_TRUE(s) << s.error().str();
   return step;
 }
 
@@ -431,14 +436,22 @@ INSTANTIATE_TEST_SUITE_P(Autodiff, WholeModel, ::testing::ValuesIn(modelCases())
 // The PyTorch fixtures with training results (tests/fixtures/README.md, "Training fixtures"): at
 // their initial weights, on their batch of two images and labels, the gradient of the mean softmax
 // cross-entropy from autograd (grads.safetensors) and its loss (train_loss.npy, first entry).
-class PyTorchGradients : public ::testing::TestWithParam<const char *> {};
+// Also after the fusions of the forward pipeline: fuse-parallel-linear merges parallel_map's
+// backward matmuls too.
+struct FixtureCase {
+  const char *fixture;
+  bool fused;
+};
+
+class PyTorchGradients : public ::testing::TestWithParam<FixtureCase> {};
 
 // Every gradient within 1e-4 of its tensor's largest entry (measured: at most 1.4e-6); the key
 // biases, whose exact gradient is zero and whose float32 gradients are rounding noise on both
 // sides, within 1e-4 of the model's largest gradient (measured: 3.5e-8). The loss within 1e-5.
 TEST_P(PyTorchGradients, MatchAutogradWithin1e4OfEachTensorsLargest) {
   namespace fs = std::filesystem;
-  fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / GetParam();
+  const FixtureCase &c = GetParam();
+  fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / c.fixture;
   auto data = formats::NpzFile::open((dir / "train.npz").string());
   ASSERT_TRUE(data) << data.error().str();
   auto images = data->load("images");
@@ -450,7 +463,9 @@ TEST_P(PyTorchGradients, MatchAutogradWithin1e4OfEachTensorsLargest) {
   ASSERT_TRUE(loaded) << loaded.error().str();
   ir::Module &m = *loaded->module;
   passes::appendLoss(m, passes::LossKind::SoftmaxCrossEntropy);
-  std::unique_ptr<ir::Module> step = differentiate(m);
+  std::unique_ptr<ir::Module> step =
+      c.fused ? differentiate(m, {"canonicalize", "fuse-parallel-linear", "canonicalize"})
+              : differentiate(m);
   Program program(*step);
   const Signature &sig = program.signature();
   auto weights = frontend::openWeights((dir / "model.safetensors").string());
@@ -493,14 +508,20 @@ TEST_P(PyTorchGradients, MatchAutogradWithin1e4OfEachTensorsLargest) {
       worstName = sig.params[i].name;
     }
   }
-  std::printf("[ gradient check ] fixture %-12s loss %.6f (PyTorch %.6f), %zu gradients, worst "
-              "error %.1e (%s); zero gradients within %.1e of the largest\n",
-              GetParam(), outs[0].data()[0], losses->data()[0], sig.params.size(), worst,
-              worstName.c_str(), worstZero);
+  std::printf("[ gradient check ] fixture %-12s%s loss %.6f (PyTorch %.6f), %zu gradients, "
+              "worst error %.1e (%s); zero gradients within %.1e of the largest\n",
+              c.fixture, c.fused ? " fused" : "", outs[0].data()[0], losses->data()[0],
+              sig.params.size(), worst, worstName.c_str(), worstZero);
 }
 
-INSTANTIATE_TEST_SUITE_P(Autodiff, PyTorchGradients, ::testing::Values("tv_tok", "parallel_map"),
-                         [](const auto &info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Autodiff, PyTorchGradients,
+                         ::testing::Values(FixtureCase{"tv_tok", false},
+                                           FixtureCase{"parallel_map", false},
+                                           FixtureCase{"parallel_map", true}),
+                         [](const auto &info) {
+                           return std::string(info.param.fixture) +
+                                  (info.param.fused ? "_fused" : "");
+                         });
 
 } // namespace
 } // namespace vitc
