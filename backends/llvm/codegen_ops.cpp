@@ -155,23 +155,46 @@ void emitMean(Emitter &e, const MeanDesc &d, const std::string &name) {
   e.beginKernel(name);
   Value *out = e.arg(0), *x = e.arg(1);
   float invN = d.divide ? 1.0f / static_cast<float>(d.n) : 1.0f;
-  e.forEachWorkItem([&](Value *o) {
-    Value *slab = e.at(x, b.CreateMul(o, e.c64(d.n * d.inner)));
-    if (d.inner == 1) {
+  if (d.inner == 1) {
+    e.forEachWorkItem([&](Value *o) {
+      Value *slab = e.at(x, b.CreateMul(o, e.c64(d.n)));
       Value *sum = e.chunks(d.n, {e.vf(0.0f)}, [&](Value *j, int64_t lanes, const Values &acc) {
         return Values{b.CreateFAdd(acc[0], e.load(e.at(slab, j), lanes))};
       })[0];
       e.storeScalar(b.CreateFMul(e.sumOf(sum), e.cf(invN)), e.at(out, o));
-      return;
-    }
-    Value *outRow = e.at(out, b.CreateMul(o, e.c64(d.inner)));
-    e.chunks(d.inner, [&](Value *j, int64_t lanes) {
-      Value *sum = e.loop(e.c64(0), e.c64(d.n), 1, {e.vf(0.0f)}, [&](Value *i, const Values &acc) {
-        Value *p = e.at(slab, b.CreateAdd(b.CreateMul(i, e.c64(d.inner)), j));
-        return Values{b.CreateFAdd(acc[0], e.load(p, lanes))};
-      })[0];
-      e.store(b.CreateFMul(sum, e.vf(invN)), e.at(outRow, j), lanes);
     });
+    b.CreateRetVoid();
+    return;
+  }
+  // A block of `width` columns starting at `slab` (row i at slab + i * inner): every row adds
+  // its stretch of the block into one register per vector, read contiguously.
+  auto sumColumns = [&](Value *slab, Value *outRow, int64_t width) {
+    int64_t vectors = ceilDiv(width, e.vw);
+    auto lanesOf = [&](int64_t v) { return std::min(e.vw, width - v * e.vw); };
+    Values acc = e.loop(e.c64(0), e.c64(d.n), 1, Values(static_cast<size_t>(vectors), e.vf(0.0f)),
+                        [&](Value *i, const Values &in) {
+                          Value *row = e.at(slab, b.CreateMul(i, e.c64(d.inner)));
+                          Values next;
+                          for (int64_t v = 0; v < vectors; ++v)
+                            next.push_back(b.CreateFAdd(in[static_cast<size_t>(v)],
+                                                        e.load(e.at(row, v * e.vw), lanesOf(v))));
+                          return next;
+                        });
+    for (int64_t v = 0; v < vectors; ++v)
+      e.store(b.CreateFMul(acc[static_cast<size_t>(v)], e.vf(invN)), e.at(outRow, v * e.vw),
+              lanesOf(v));
+  };
+  int64_t block = meanColumnBlock(d), blocks = ceilDiv(d.inner, block);
+  int64_t fullBlocks = d.inner / block, tail = d.inner - fullBlocks * block;
+  e.forEachWorkItem([&](Value *w) {
+    Value *o = b.CreateUDiv(w, e.c64(blocks)), *k = b.CreateURem(w, e.c64(blocks));
+    Value *column = b.CreateMul(k, e.c64(block));
+    Value *slab = e.at(x, b.CreateAdd(b.CreateMul(o, e.c64(d.n * d.inner)), column));
+    Value *outRow = e.at(out, b.CreateAdd(b.CreateMul(o, e.c64(d.inner)), column));
+    if (fullBlocks > 0)
+      e.ifThen(b.CreateICmpULT(k, e.c64(fullBlocks)), [&] { sumColumns(slab, outRow, block); });
+    if (tail > 0)
+      e.ifThen(b.CreateICmpEQ(k, e.c64(fullBlocks)), [&] { sumColumns(slab, outRow, tail); });
   });
   b.CreateRetVoid();
 }

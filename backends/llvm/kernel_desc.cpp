@@ -111,7 +111,9 @@ struct WorkOf {
   }
   int64_t operator()(const LayerNormDesc &d) const { return d.rows; }
   int64_t operator()(const SoftmaxDesc &d) const { return d.rows; }
-  int64_t operator()(const MeanDesc &d) const { return d.outer; }
+  int64_t operator()(const MeanDesc &d) const {
+    return d.inner == 1 ? d.outer : d.outer * ceilDiv(d.inner, meanColumnBlock(d));
+  }
   int64_t operator()(const LayerNormGradDesc &d) const { return d.rows; }
   int64_t operator()(const SoftmaxGradDesc &d) const { return d.rows; }
   int64_t operator()(const LossDesc &d) const { return d.rows; }

@@ -110,12 +110,17 @@ struct SoftmaxDesc {
 };
 
 // out[o][j] = mean (or, unless `divide`, sum) over i of x[o][i][j], x viewed as [outer, n, inner].
-// Args: out, x.
+// A work item is one o where inner is 1, else one block of `meanColumnBlock` columns of one o
+// (the gradient of a bias sums [tokens, features] over its tokens: outer is 1). Args: out, x.
 struct MeanDesc {
   int64_t outer = 0, n = 0, inner = 0;
   bool divide = true;
   int64_t vectorWidth = 16;
 };
+
+// Columns in one work item of a mean or sum over a middle dimension: rows are read this many
+// floats at a time, each vector summed in its own register.
+inline int64_t meanColumnBlock(const MeanDesc &d) { return 8 * d.vectorWidth; }
 
 // dst[dstOffset + sum i_d * dstStrides[d]] = src[srcOffset + sum i_d * srcStrides[d]] over every
 // index of `shape`: transposes, slices, broadcasts, patchify, and one operand of a concat.

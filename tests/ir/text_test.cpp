@@ -34,6 +34,26 @@ TEST(IrText, PrintParsePrintIsIdentical) {
   EXPECT_TRUE(equal(**m, **again));
 }
 
+// A rank-0 value (a loss, a learning rate) is f32[], and prints back as it was written.
+TEST(IrText, RankZeroValuesRoundTrip) {
+  const char *text = R"(module @scalar mesh(data=1, model=1) {
+  %z = input {name = "z"} : f32[4,10]
+  %labels = input {name = "labels"} : f32[4,10]
+  %l = softmax_cross_entropy %z, %labels : f32[4]
+  %loss = mean %l {axis = 0} : f32[]
+  %lr = param {name = "lr"} : f32[]
+  %step = mul %loss, %lr : f32[]
+  %w = param {name = "w"} : f32[4,10]
+  %update = mul %w, %lr : f32[4,10]
+  output %step, %update
+}
+)";
+  auto m = parseModule(text, "scalar.ir");
+  ASSERT_TRUE(m) << m.error().str();
+  EXPECT_TRUE(verify(**m).empty()) << verify(**m).str();
+  EXPECT_EQ(print(**m), text);
+}
+
 TEST(IrText, EqualityNoticesDifferences) {
   auto a = parseModule(kSharded, "a.ir");
   ASSERT_TRUE(a);

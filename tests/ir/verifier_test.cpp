@@ -24,6 +24,31 @@ TEST(Verifier, AcceptsAValidModule) {
   EXPECT_TRUE(d.empty()) << d.str();
 }
 
+// layer_norm_grad %x, %scale, %dy: the gradient has x's shape and is not read as a bias; the
+// scale is still checked. Rank-0 values (a loss) print and parse as f32[].
+TEST(Verifier, LayerNormGradChecksItsScaleNotItsGradientAsABias) {
+  auto ok = verifyText(R"(module @ok mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[2,3,9]
+  %dy = input {name = "dy"} : f32[2,3,9]
+  %w = param {name = "w"} : f32[9]
+  %dx = layer_norm_grad %x, %w, %dy {eps = 1e-06} : f32[2,3,9]
+  %s = sum %dx {axis = 2} : f32[2,3]
+  %t = sum %s {axis = 1} : f32[2]
+  %loss = sum %t {axis = 0} : f32[]
+  output %dx, %loss
+})");
+  EXPECT_TRUE(ok.empty()) << ok.str();
+  auto bad = verifyText(R"(module @bad mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[2,3,9]
+  %dy = input {name = "dy"} : f32[2,3,9]
+  %w = param {name = "w"} : f32[8]
+  %dx = layer_norm_grad %x, %w, %dy {eps = 1e-06} : f32[2,3,9]
+  output %dx
+})");
+  EXPECT_NE(bad.str().find("layer_norm scale has shape [8], expected [9]"), std::string::npos)
+      << bad.str();
+}
+
 TEST(Verifier, ReportsEveryProblemWithItsLocation) {
   auto d = verifyText(R"(module @bad mesh(data=1, model=2) {
   %x = input {name = "x"} : f32[2,4,8]

@@ -78,6 +78,8 @@ TEST_P(TrainingKernels, SigmoidAndGeluGradInBothForms) {
   expectMatches(text, 4.0f); // the tails
 }
 
+// Sums over a middle dimension run in blocks of 128 columns (with AVX-512) and a ragged last
+// block: 259 and 601 columns have both; [251, 601] (600 KB) splits over threads.
 TEST_P(TrainingKernels, SumAndMeanOverEveryAxisDownToRankZero) {
   expectMatches(R"(module @sum mesh(data=1, model=1) {
   %x = input {name = "x"} : f32[3,7,37]
@@ -89,7 +91,10 @@ TEST_P(TrainingKernels, SumAndMeanOverEveryAxisDownToRankZero) {
   %avg = mean %v {axis = 0} : f32[]
   %rows = input {name = "rows"} : f32[203,19]
   %bias = sum %rows {axis = 0} : f32[19]
-  output %s0, %s1, %s2, %all, %avg, %bias
+  %wide = input {name = "wide"} : f32[251,601]
+  %wideBias = sum %wide {axis = 0} : f32[601]
+  %wideMean = mean %wide {axis = 0} : f32[601]
+  output %s0, %s1, %s2, %all, %avg, %bias, %wideBias, %wideMean
 }
 )");
 }

@@ -139,6 +139,33 @@ void checkTrace(const std::shared_ptr<ProcessGroup> &world, const Mesh &mesh) {
     std::remove(path.c_str());
 }
 
+// setParams under MPI: each process gives its own device its blocks, and the runner then computes
+// what a fresh runner with those parameters computes.
+void checkSetParams(const std::shared_ptr<ProcessGroup> &world, const Mesh &mesh) {
+  auto m = test::parseVerified(
+      test::programNamed("mlp_all_reduce").text(mesh.axes[0].size, mesh.axes[1].size));
+  runtime::RunnerOptions options;
+  options.processes = world;
+  std::vector<Tensor> inputs = test::randomValues((*m)->inputs(), 2);
+  std::vector<Tensor> next = test::randomValues((*m)->params(), 3);
+  auto runner = runtime::MeshRunner::create(test::interpret(*m),
+                                            test::randomValues((*m)->params(), 1), options);
+  auto fresh = runtime::MeshRunner::create(test::interpret(*m), next, options);
+  check(runner && fresh, "setParams runners", world->rank());
+  if (!runner || !fresh)
+    return;
+  auto before = (*runner)->run(inputs);
+  Status set = (*runner)->setParams(next);
+  check(static_cast<bool>(set), "setParams: " + (set ? "" : set.error().str()), world->rank());
+  auto after = (*runner)->run(inputs);
+  auto expected = (*fresh)->run(inputs);
+  check(before && after && expected, "setParams runs", world->rank());
+  if (world->rank() != 0 || !before || !after || !expected)
+    return;
+  check(test::maxDifference(*after, *expected) == 0, "setParams: differs from a fresh runner", 0);
+  check(test::maxDifference(*before, *after) > 0, "setParams: changed nothing", 0);
+}
+
 int checkWorldMismatch(const std::shared_ptr<ProcessGroup> &world) {
   int64_t devices = world->size() + 1;
   auto m = test::parseVerified(fmt::format(R"(module @m mesh(data=1, model={}) {{
@@ -349,6 +376,7 @@ int mainImpl(int argc, char **argv) {
     checkPrograms(*world, mesh);
   }
   checkTrace(*world, meshes.back());
+  checkSetParams(*world, meshes.back());
   if ((*world)->rank() == 0)
     std::printf("%s: %d failures on %lld processes\n", failures ? "FAILED" : "PASSED", failures,
                 static_cast<long long>(n));
