@@ -211,6 +211,15 @@ std::string_view optimizerName(OptimizerOptions::Kind kind) {
   return "?";
 }
 
+bool parseOptimizerKind(std::string_view word, OptimizerOptions::Kind &kind) {
+  for (Kind k : {Kind::Sgd, Kind::AdamW, Kind::Adafactor})
+    if (optimizerName(k) == word) {
+      kind = k;
+      return true;
+    }
+  return false;
+}
+
 std::vector<std::string> optimizerStateNames(const OptimizerOptions &o, std::string_view weight,
                                              const Shape &shape) {
   std::string w(weight);

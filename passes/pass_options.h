@@ -32,6 +32,8 @@ struct OptimizerOptions {
   double momentum = 0, adafactorEps = 1e-30, updateClip = 1.0;
 };
 std::string_view optimizerName(OptimizerOptions::Kind kind);
+// "sgd", "adamw" or "adafactor"; false for another word.
+bool parseOptimizerKind(std::string_view word, OptimizerOptions::Kind &kind);
 
 // Settings that passes read: the layout chosen on the command line or in a layout file.
 struct PassOptions {

@@ -43,13 +43,7 @@ int runStats(int argc, char **argv) {
   if (Status s = model.check(); !s)
     return usageError(s.error());
   passes::OptimizerOptions opt;
-  if (optimizer == "sgd")
-    opt.kind = passes::OptimizerOptions::Kind::Sgd;
-  else if (optimizer == "adamw")
-    opt.kind = passes::OptimizerOptions::Kind::AdamW;
-  else if (optimizer == "adafactor")
-    opt.kind = passes::OptimizerOptions::Kind::Adafactor;
-  else
+  if (!passes::parseOptimizerKind(optimizer, opt.kind))
     return usageError(
         fmt::format("unknown --optimizer={} (expected sgd, adamw or adafactor)", optimizer));
   if (!(momentum >= 0 && momentum < 1))

@@ -21,7 +21,6 @@ namespace vitc::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using OptimizerKind = passes::OptimizerOptions::Kind;
 
 struct TrainFlags {
   std::string data, weights, output, checkpoint, resume, backend = "llvm";
@@ -151,6 +150,15 @@ Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset 
   return data.count ? static_cast<double>(correct) / static_cast<double>(data.count) : 0.0;
 }
 
+// `module` compiled by `compile`, ready to run with `params` on its mesh.
+Expected<std::unique_ptr<runtime::MeshRunner>>
+compileRunner(const backends::Compiler &compile, std::unique_ptr<ir::Module> module,
+              const std::vector<Tensor> &params) {
+  VITC_ASSIGN(std::shared_ptr<const runtime::Executable> exe,
+              compile(std::shared_ptr<const ir::Module>(std::move(module))));
+  return runtime::MeshRunner::create(exe, params);
+}
+
 } // namespace
 
 int runTrain(int argc, char **argv) {
@@ -273,13 +281,7 @@ int runTrain(int argc, char **argv) {
                             batch, data->train.count));
   passes::OptimizerOptions opt;
   std::string optimizer = pick<std::string>(vm, "optimizer", f.optimizer, recipe.optimizer, "adamw");
-  if (optimizer == "sgd")
-    opt.kind = OptimizerKind::Sgd;
-  else if (optimizer == "adamw")
-    opt.kind = OptimizerKind::AdamW;
-  else if (optimizer == "adafactor")
-    opt.kind = OptimizerKind::Adafactor;
-  else
+  if (!passes::parseOptimizerKind(optimizer, opt.kind))
     return usageError(
         fmt::format("unknown --optimizer={} (expected sgd, adamw or adafactor)", optimizer));
   opt.weightDecay = pick<double>(vm, "weight-decay", f.weightDecay, recipe.weightDecay, 0.0);
@@ -433,12 +435,8 @@ int runTrain(int argc, char **argv) {
   Expected<backends::Compiler> compile = backendCompiler(f.backend, threads, &std::cerr);
   if (!compile)
     return report(compile.error());
-  std::shared_ptr<const ir::Module> stepModule = std::move(step);
-  Expected<std::shared_ptr<const runtime::Executable>> stepExe = (*compile)(stepModule);
-  if (!stepExe)
-    return report(stepExe.error());
   Expected<std::unique_ptr<runtime::MeshRunner>> runner =
-      runtime::MeshRunner::create(*stepExe, params);
+      compileRunner(*compile, std::move(step), params);
   if (!runner)
     return report(runner.error());
 
@@ -557,12 +555,8 @@ int runTrain(int argc, char **argv) {
       size_t i = static_cast<size_t>(w - weightSig.params.data());
       evalParams.push_back(params[order[i]]);
     }
-    std::shared_ptr<const ir::Module> evalModule = std::move(eval);
-    Expected<std::shared_ptr<const runtime::Executable>> evalExe = (*compile)(evalModule);
-    if (!evalExe)
-      return report(evalExe.error());
     Expected<std::unique_ptr<runtime::MeshRunner>> evalRunner =
-        runtime::MeshRunner::create(*evalExe, evalParams);
+        compileRunner(*compile, std::move(eval), evalParams);
     if (!evalRunner)
       return report(evalRunner.error());
     Expected<double> accuracy = testAccuracy(**evalRunner, *data->test, batch);

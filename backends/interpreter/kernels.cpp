@@ -121,6 +121,19 @@ template <typename F> Tensor rowLoss(const Tensor &a, const Tensor &b, F f) {
   return r;
 }
 
+// A LayerNorm row's mean and 1 / sqrt(variance + eps), in double.
+std::pair<double, double> rowStatistics(const float *in, int64_t d, float eps) {
+  double mean = 0;
+  for (int64_t j = 0; j < d; ++j)
+    mean += in[j];
+  mean /= static_cast<double>(d);
+  double var = 0;
+  for (int64_t j = 0; j < d; ++j)
+    var += (in[j] - mean) * (in[j] - mean);
+  var /= static_cast<double>(d);
+  return {mean, 1.0 / std::sqrt(var + static_cast<double>(eps))};
+}
+
 } // namespace
 
 Tensor matmul(const Tensor &a, const Tensor &b, bool transposeB) {
@@ -202,15 +215,7 @@ Tensor layerNorm(const Tensor &x, const Tensor &scaleT, const Tensor &bias, floa
   for (int64_t row = 0; row < rows; ++row) {
     const float *in = x.data() + row * d;
     float *out = r.mutableData() + row * d;
-    double mean = 0;
-    for (int64_t j = 0; j < d; ++j)
-      mean += in[j];
-    mean /= static_cast<double>(d);
-    double var = 0;
-    for (int64_t j = 0; j < d; ++j)
-      var += (in[j] - mean) * (in[j] - mean);
-    var /= static_cast<double>(d);
-    double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    auto [mean, inv] = rowStatistics(in, d, eps);
     for (int64_t j = 0; j < d; ++j) {
       double v = (in[j] - mean) * inv * scaleT.data()[j];
       if (!bias.empty())
@@ -294,15 +299,7 @@ Tensor layerNormGrad(const Tensor &x, const Tensor &scaleT, const Tensor &dy, fl
   std::vector<double> xhat(static_cast<size_t>(d)), g(static_cast<size_t>(d));
   for (int64_t row = 0; row < rows; ++row) {
     const float *in = x.data() + row * d, *grad = dy.data() + row * d;
-    double mean = 0;
-    for (int64_t j = 0; j < d; ++j)
-      mean += in[j];
-    mean /= static_cast<double>(d);
-    double var = 0;
-    for (int64_t j = 0; j < d; ++j)
-      var += (in[j] - mean) * (in[j] - mean);
-    var /= static_cast<double>(d);
-    double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    auto [mean, inv] = rowStatistics(in, d, eps);
     // With xhat = (x - mean) * inv and g = dy * scale:
     // dx = inv * (g - mean(g) - xhat * mean(g * xhat)).
     double meanG = 0, meanGXhat = 0;
