@@ -91,7 +91,40 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"qk_norm = 1", "bad.vit:8:11: error: 'qk_norm' must be true or false, not an "
                                "integer"},
         BadSpec{"depth2 = [", "bad.vit:8:12: error: error while parsing array: encountered "
-                              "end-of-file"}));
+                              "end-of-file"},
+        BadSpec{"[train]\noptimizer = \"adam\"",
+                "bad.vit:9:13: error: bad value \"adam\" for 'optimizer': expected one of \"sgd\", "
+                "\"adamw\", \"adafactor\""},
+        BadSpec{"[train]\nlr = -1.0", "bad.vit:9:6: error: 'lr' must not be negative"},
+        BadSpec{"[train]\nepochs = 1.5",
+                "bad.vit:9:10: error: 'epochs' must be an integer, not a number"}));
+
+// A spec's [train] table and its normalization: what `vitc train` takes as the recipe.
+TEST(Spec, TrainRecipeAndNormalization) {
+  auto c = parseSpec("[image]\nsize = 28\npatch = 4\nchannels = 1\nmean = [0.5]\nstd = [0.25]\n"
+                     "[encoder]\nwidth = 64\ndepth = 2\nheads = 4\n[train]\noptimizer = "
+                     "\"adafactor\"\nlr = 1e-3\nbatch = 64\nepochs = 3\nwarmup = 10\n"
+                     "schedule = \"rsqrt\"\naugment = \"crop-flip\"\nlabel_smoothing = 0.1\n",
+                     "fm.vit");
+  ASSERT_TRUE(c) << c.error().str();
+  EXPECT_EQ(c->mean, std::vector<double>{0.5});
+  EXPECT_EQ(c->std, std::vector<double>{0.25});
+  EXPECT_EQ(c->train.optimizer, "adafactor");
+  EXPECT_EQ(c->train.lr, 1e-3);
+  EXPECT_EQ(c->train.batch, 64);
+  EXPECT_EQ(c->train.epochs, 3);
+  EXPECT_EQ(c->train.warmup, 10);
+  EXPECT_EQ(c->train.schedule, "rsqrt");
+  EXPECT_EQ(c->train.augment, "crop-flip");
+  EXPECT_EQ(c->train.labelSmoothing, 0.1);
+  EXPECT_FALSE(c->train.steps);
+  auto bad = parseSpec("[image]\nchannels = 3\nmean = [0.1, 0.2]\n[encoder]\nwidth = 64\n"
+                       "depth = 2\nheads = 4\n",
+                       "rgb.vit");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().str(),
+            "rgb.vit:3:8: error: 2 mean values for 3 channels (give one, or one per channel)");
+}
 
 TEST(Spec, HeadsMustDivideWidth) {
   auto c = parseSpec("[encoder]\nwidth = 6100\ndepth = 48\nheads = 48\n", "vit22b.vit");

@@ -282,6 +282,26 @@ TEST(Stats, TrainCountsTheStepAndTheOptimizerState) {
   EXPECT_LT(std::stod(adafactor.out.substr(at + 11)), 0.5) << adafactor.out;
 }
 
+// The example the README trains, for a few steps on the real data when Debian's package is here:
+// its recipe applies, the test split is scored, and the weights `vitc run` reads come out.
+TEST(Train, TheFashionMnistExampleRuns) {
+  const std::string data = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(data))
+    GTEST_SKIP() << data << " is absent (Debian package dataset-fashion-mnist)";
+  std::string dir = makeTempDir("train_fashion");
+  auto r = runVitc({"train", sourcePath("examples/fashion-mnist.vit"), "--data", data, "--steps",
+                    "20", "--warmup", "0", "-o", dir + "/fm.safetensors"});
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_NE(r.err.find("step 20/20"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("median step: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(10000 images)"), std::string::npos) << r.out;
+  // Twenty steps of the recipe already do far better than chance (10%).
+  size_t at = r.out.find("test accuracy: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_GT(std::stod(r.out.substr(at + 15)), 30.0) << r.out;
+  EXPECT_TRUE(test::fileExists(dir + "/fm.safetensors"));
+}
+
 struct BadTrain {
   const char *name;
   std::function<std::vector<std::string>(const std::string &dir)> args;
