@@ -31,6 +31,9 @@ class Updater {
 public:
   Updater(ir::Module &m, const OptimizerOptions &o) : m_(m), b_(m), o_(o) {}
 
+  // The ops that follow are named after `value` (the weight being updated, or the clipping).
+  void nameAfter(std::string value) { prefix_ = std::move(value); }
+
   Op *scalarInput(const std::string &name) {
     auto [it, fresh] = scalars_.try_emplace(name, nullptr);
     if (fresh) {
@@ -40,7 +43,7 @@ public:
     }
     return it->second;
   }
-  Op *constant(double value) { return b_.fill(Shape{}, value); }
+  Op *constant(double value) { return b_.fill(Shape{}, value, n()); }
 
   Op *stateParam(const std::string &name, Shape shape) {
     b_.setInsertionPoint(m_.ops().front().get());
@@ -50,15 +53,17 @@ public:
   }
 
   // a * x + (1 - a) * y for a constant a.
-  Op *average(Op *x, Op *y, double a) { return b_.add(b_.scale(x, a), b_.scale(y, 1 - a)); }
+  Op *average(Op *x, Op *y, double a) {
+    return b_.add(b_.scale(x, a, n()), b_.scale(y, 1 - a, n()), n());
+  }
   // The same for a per-step a (an f32[] value).
   Op *average(Op *x, Op *y, Op *a) {
-    return b_.add(b_.mul(x, a), b_.mul(y, b_.sub(constant(1), a)));
+    return b_.add(b_.mul(x, a, n()), b_.mul(y, b_.sub(constant(1), a, n()), n()), n());
   }
 
   Op *flatSumOfSquares(Op *g) {
-    Op *flat = b_.reshape(b_.mul(g, g), Shape{numElements(g->shape())});
-    return b_.sum(flat, 0);
+    Op *flat = b_.reshape(b_.mul(g, g, n()), Shape{numElements(g->shape())}, n());
+    return b_.sum(flat, 0, n());
   }
 
   // Scales every gradient by min(1, clip / ||g||), ||g|| over all of them.
@@ -66,13 +71,13 @@ public:
     Op *total = nullptr;
     for (Op *g : grads) {
       Op *s = flatSumOfSquares(g);
-      total = total ? b_.add(total, s) : s;
+      total = total ? b_.add(total, s, n()) : s;
     }
     Op *norm = b_.sqrt(total, "grad_norm");
     Op *clip = constant(o_.clip);
-    Op *factor = b_.div(clip, b_.maximum(norm, clip), "clip_factor");
+    Op *factor = b_.div(clip, b_.maximum(norm, clip, n()), "clip_factor");
     for (Op *&g : grads)
-      g = b_.mul(g, factor);
+      g = b_.mul(g, factor, n());
   }
 
   // The next value of `w`, and of its state (appended to `next` in the order of `state`).
@@ -80,48 +85,52 @@ public:
     switch (o_.kind) {
     case Kind::Sgd: {
       Op *lr = scalarInput("optimizer.lr");
-      return withDecay(w, b_.mul(g, lr), lr);
+      return withDecay(w, b_.mul(g, lr, n()), lr);
     }
     case Kind::AdamW: {
       Op *m = average(state[0], g, o_.beta1);
-      Op *v = average(state[1], b_.mul(g, g), o_.beta2);
+      Op *v = average(state[1], b_.mul(g, g, n()), o_.beta2);
       next.push_back(m);
       next.push_back(v);
-      Op *denom = b_.add(b_.mul(b_.sqrt(v), scalarInput("optimizer.rsqrt_bias2")), constant(o_.eps));
-      Op *step = b_.mul(b_.div(m, denom), scalarInput("optimizer.step_size"));
-      return b_.sub(b_.mul(w, scalarInput("optimizer.decay")), step);
+      Op *denom = b_.add(b_.mul(b_.sqrt(v, n()), scalarInput("optimizer.rsqrt_bias2"), n()),
+                         constant(o_.eps), n());
+      Op *step = b_.mul(b_.div(m, denom, n()), scalarInput("optimizer.step_size"), n());
+      return b_.sub(b_.mul(w, scalarInput("optimizer.decay"), n()), step, n());
     }
     case Kind::Adafactor: {
       Op *beta2 = scalarInput("optimizer.beta2");
-      Op *g2 = b_.add(b_.mul(g, g), constant(o_.adafactorEps));
+      Op *g2 = b_.add(b_.mul(g, g, n()), constant(o_.adafactorEps), n());
       Op *u = nullptr;
       size_t used = 0;
       if (auto view = factoredView(w->shape())) {
         auto [rows, cols] = *view;
-        Op *g2d = b_.reshape(g2, Shape{rows, cols});
-        Op *row = average(state[0], b_.mean(g2d, 1), beta2);
-        Op *col = average(state[1], b_.mean(g2d, 0), beta2);
+        Op *g2d = b_.reshape(g2, Shape{rows, cols}, n());
+        Op *row = average(state[0], b_.mean(g2d, 1, n()), beta2);
+        Op *col = average(state[1], b_.mean(g2d, 0, n()), beta2);
         next.push_back(row);
         next.push_back(col);
         used = 2;
         // v ~ row * col / mean(row): the rank-1 estimate of the second moments.
-        Op *v = b_.div(b_.mul(b_.reshape(row, Shape{rows, 1}), col), b_.mean(row, 0));
-        u = b_.reshape(b_.div(b_.reshape(g, Shape{rows, cols}), b_.sqrt(v)), w->shape());
+        Op *v = b_.div(b_.mul(b_.reshape(row, Shape{rows, 1}, n()), col, n()), b_.mean(row, 0, n()),
+                       n());
+        u = b_.reshape(b_.div(b_.reshape(g, Shape{rows, cols}, n()), b_.sqrt(v, n()), n()),
+                       w->shape(), n());
       } else {
         Op *v = average(state[0], g2, beta2);
         next.push_back(v);
         used = 1;
-        u = b_.div(g, b_.sqrt(v));
+        u = b_.div(g, b_.sqrt(v, n()), n());
       }
       // Clip the update to an RMS of at most updateClip.
-      Op *rms = b_.sqrt(b_.mean(b_.reshape(b_.mul(u, u), Shape{numElements(u->shape())}), 0));
-      u = b_.div(u, b_.maximum(constant(1), b_.scale(rms, 1 / o_.updateClip)));
+      Op *rms = b_.sqrt(
+          b_.mean(b_.reshape(b_.mul(u, u, n()), Shape{numElements(u->shape())}, n()), 0, n()), n());
+      u = b_.div(u, b_.maximum(constant(1), b_.scale(rms, 1 / o_.updateClip, n()), n()), n());
       if (o_.momentum > 0) {
         u = average(state[used], u, o_.momentum);
         next.push_back(u);
       }
       Op *lr = scalarInput("optimizer.lr");
-      return withDecay(w, b_.mul(u, lr), lr);
+      return withDecay(w, b_.mul(u, lr, n()), lr);
     }
     }
     return nullptr;
@@ -131,15 +140,18 @@ private:
   // w - step, with decoupled weight decay: w - lr * weight_decay * w - step.
   Op *withDecay(Op *w, Op *step, Op *lr) {
     if (o_.weightDecay == 0)
-      return b_.sub(w, step);
-    Op *decay = b_.sub(constant(1), b_.scale(lr, o_.weightDecay));
-    return b_.sub(b_.mul(w, decay), step);
+      return b_.sub(w, step, n());
+    Op *decay = b_.sub(constant(1), b_.scale(lr, o_.weightDecay, n()), n());
+    return b_.sub(b_.mul(w, decay, n()), step, n());
   }
 
   ir::Module &m_;
   ir::Builder b_;
   const OptimizerOptions &o_;
   std::unordered_map<std::string, Op *> scalars_;
+  std::string prefix_ = "opt";
+
+  std::string n() const { return prefix_ + ".opt"; }
 };
 
 class Optimizer : public Pass {
@@ -160,8 +172,10 @@ private:
     m.erase(out);
 
     Updater u(m, o);
-    if (o.clip > 0)
+    if (o.clip > 0) {
+      u.nameAfter("clip");
       u.clipGlobalNorm(grads);
+    }
     // The next value of every param, the weights' and the state's they bring.
     std::unordered_map<const Op *, Op *> nextOf;
     int64_t stateFloats = 0;
@@ -176,6 +190,7 @@ private:
         stateFloats += numElements(shapes[s]);
       }
       std::vector<Op *> nextState;
+      u.nameAfter(w->name);
       Op *next = u.update(w, grads[i], state, nextState);
       assert(nextState.size() == state.size() && "one next value per state tensor");
       nextOf[w] = next;
@@ -189,10 +204,10 @@ private:
     for (const Op *p : m.params())
       outputs.push_back(nextOf.at(p));
     ir::Builder(m).output(std::move(outputs));
-    ctx.remark(fmt::format("{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind),
-                           params.size(), byteSize(stateFloats * 4), stateFloats,
-                           o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip)
-                                      : std::string()));
+    ctx.remark(fmt::format(
+        "{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind), params.size(),
+        byteSize(stateFloats * 4), stateFloats,
+        o.clip > 0 ? fmt::format(", gradients clipped to norm {}", o.clip) : std::string()));
     return true;
   }
 };
