@@ -2,6 +2,7 @@
 #include "passes/optimizer.h"
 
 #include <cassert>
+#include <map>
 #include <optional>
 #include <unordered_map>
 
@@ -43,7 +44,20 @@ public:
     }
     return it->second;
   }
-  Op *constant(double value) { return b_.fill(Shape{}, value, n()); }
+  // One f32[] fill per value, and one `1 - a` per per-step scalar a, whichever parameter asks
+  // first: they precede every later use, since ops are created at the end.
+  Op *constant(double value) {
+    auto [it, fresh] = constants_.try_emplace(value, nullptr);
+    if (fresh)
+      it->second = b_.fill(Shape{}, value, "optimizer.constant");
+    return it->second;
+  }
+  Op *oneMinus(Op *a) {
+    auto [it, fresh] = oneMinus_.try_emplace(a, nullptr);
+    if (fresh)
+      it->second = b_.sub(constant(1), a, "optimizer.one_minus");
+    return it->second;
+  }
 
   Op *stateParam(const std::string &name, Shape shape) {
     b_.setInsertionPoint(m_.ops().front().get());
@@ -58,7 +72,7 @@ public:
   }
   // The same for a per-step a (an f32[] value).
   Op *average(Op *x, Op *y, Op *a) {
-    return b_.add(b_.mul(x, a, n()), b_.mul(y, b_.sub(constant(1), a, n()), n()), n());
+    return b_.add(b_.mul(x, a, n()), b_.mul(y, oneMinus(a), n()), n());
   }
 
   Op *flatSumOfSquares(Op *g) {
@@ -141,14 +155,18 @@ private:
   Op *withDecay(Op *w, Op *step, Op *lr) {
     if (o_.weightDecay == 0)
       return b_.sub(w, step, n());
-    Op *decay = b_.sub(constant(1), b_.scale(lr, o_.weightDecay, n()), n());
-    return b_.sub(b_.mul(w, decay, n()), step, n());
+    if (!decay_)
+      decay_ = oneMinus(b_.scale(lr, o_.weightDecay, "optimizer.lr_decay"));
+    return b_.sub(b_.mul(w, decay_, n()), step, n());
   }
 
   ir::Module &m_;
   ir::Builder b_;
   const OptimizerOptions &o_;
   std::unordered_map<std::string, Op *> scalars_;
+  std::map<double, Op *> constants_;
+  std::unordered_map<const Op *, Op *> oneMinus_;
+  Op *decay_ = nullptr; // 1 - lr * weight_decay
   std::string prefix_ = "opt";
 
   std::string n() const { return prefix_ + ".opt"; }

@@ -114,9 +114,8 @@ int runRun(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc run MODEL --weights W --input X.npy --output Y.npy", exit))
     return exit;
-  if (f.backend != "interpreter" && f.backend != "llvm")
-    return usageError(
-        fmt::format("unknown --backend={} (expected llvm or interpreter)", f.backend));
+  if (Status s = checkBackendName(f.backend); !s)
+    return usageError(s.error().message());
   if (f.threads < 0)
     return usageError("--threads must not be negative");
   if (f.runtime != "threads" && f.runtime != "mpi")

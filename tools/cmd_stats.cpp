@@ -1,10 +1,8 @@
 // `vitc stats`: parameters, FLOPs, tokens and per-device memory, from the IR alone.
 #include "passes/analysis.h"
-#include "passes/loss.h"
 #include "passes/optimizer.h"
 #include "passes/pass_manager.h"
-#include "passes/registry.h"
-#include "tools/driver.h"
+#include "tools/model_run.h"
 
 namespace vitc::tools {
 namespace {
@@ -30,8 +28,8 @@ int runStats(int argc, char **argv) {
       "train", po::bool_switch(&train),
       "also the training step: its FLOPs, optimizer state and memory per device")(
       "optimizer", po::value(&optimizer)->default_value("adamw"),
-      "with --train: sgd, adamw or adafactor")(
-      "momentum", po::value(&momentum)->default_value(0), "with --train: adafactor's momentum");
+      "with --train: sgd, adamw or adafactor")("momentum", po::value(&momentum)->default_value(0),
+                                               "with --train: adafactor's momentum");
   model.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -60,17 +58,13 @@ int runStats(int argc, char **argv) {
   // The training step, lowered as `vitc train` lowers it, for its memory plan.
   std::unique_ptr<ir::Module> step;
   if (train) {
-    step = m.clone();
-    passes::appendLoss(*step, passes::LossKind::SoftmaxCrossEntropy);
-    passes::PipelineOptions trainPipeline;
-    for (const passes::PipelineStep &s : passes::trainingPipeline())
-      trainPipeline.passes.push_back(s.pass);
-    passes::PassContext trainCtx;
-    trainCtx.options = ctx.options;
-    trainCtx.options.optimizer = opt;
     std::ostringstream trainSink;
-    if (Status s = passes::PassManager(trainPipeline, trainSink).run(*step, trainCtx); !s)
-      return report(s.error());
+    Expected<std::unique_ptr<ir::Module>> lowered =
+        lowerTrainingStep(m, passes::LossKind::SoftmaxCrossEntropy, {}, ctx.options, opt,
+                          Loc::inFile(loaded->path), trainSink);
+    if (!lowered)
+      return report(lowered.error());
+    step = std::move(*lowered);
   }
   passes::PipelineOptions pipeline;
   std::ostringstream sink;
@@ -114,12 +108,11 @@ int runStats(int argc, char **argv) {
   // Weights and optimizer state are the step's parameters; gradients and saved activations live
   // in its workspace, whose peak the memory plan gives.
   passes::ModuleStats trained = passes::analyze(*step);
-  std::cout << fmt::format("train memory   {} weights and optimizer state + {} peak gradients "
-                           "and activations = {} per device\n",
-                           bytes(trained.weightBytesPerDevice),
-                           bytes(trained.activationPeakBytesPerDevice),
-                           bytes(trained.weightBytesPerDevice +
-                                 trained.activationPeakBytesPerDevice));
+  std::cout << fmt::format(
+      "train memory   {} weights and optimizer state + {} peak gradients "
+      "and activations = {} per device\n",
+      bytes(trained.weightBytesPerDevice), bytes(trained.activationPeakBytesPerDevice),
+      bytes(trained.weightBytesPerDevice + trained.activationPeakBytesPerDevice));
   return 0;
 }
 

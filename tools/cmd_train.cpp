@@ -5,11 +5,9 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <random>
 
 #include "frontend/formats/safetensors.h"
 #include "ir/signature.h"
-#include "passes/loss.h"
 #include "passes/optimizer.h"
 #include "passes/registry.h"
 #include "tools/model_run.h"
@@ -34,8 +32,8 @@ struct TrainFlags {
 
 // A flag given on the command line wins over the spec's [train] value, which wins over `fallback`.
 template <typename T>
-T pick(const po::variables_map &vm, const char *flag, const T &given, const std::optional<T> &recipe,
-       const T &fallback) {
+T pick(const po::variables_map &vm, const char *flag, const T &given,
+       const std::optional<T> &recipe, const T &fallback) {
   if (vm.count(flag) && !vm[flag].defaulted())
     return given;
   return recipe ? *recipe : fallback;
@@ -68,8 +66,8 @@ Expected<StepInputs> findStepInputs(const Signature &sig) {
       in.pixels = i;
       pixels = true;
     } else {
-      return Error(fmt::format("the training step has an input '{}' that vitc train cannot feed",
-                               name));
+      return Error(
+          fmt::format("the training step has an input '{}' that vitc train cannot feed", name));
     }
   }
   if (!pixels || !labels)
@@ -113,16 +111,18 @@ Expected<int64_t> metadataInt(const formats::SafetensorsFile &f, const std::stri
   auto it = f.metadata().find(key);
   int64_t v = 0;
   if (it == f.metadata().end() || it->second.empty() ||
-      std::from_chars(it->second.data(), it->second.data() + it->second.size(), v).ec != std::errc())
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), v).ec !=
+          std::errc())
     return makeError(Loc::inFile(f.path()),
                      "not a vitc training checkpoint: its metadata lacks an integer '{}'", key);
   return v;
 }
 
-Status writeWeights(const std::string &path, const Signature &sig, const std::vector<Tensor> &values,
-                    size_t count, const std::map<std::string, std::string> &metadata) {
+Status writeWeights(const std::string &path, const Signature &sig,
+                    const std::vector<Tensor> &values,
+                    const std::map<std::string, std::string> &metadata) {
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (size_t i = 0; i < count; ++i)
+  for (size_t i = 0; i < values.size(); ++i)
     tensors.emplace_back(sig.params[i].name, values[i]);
   return formats::writeSafetensors(path, tensors, metadata);
 }
@@ -151,9 +151,9 @@ Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset 
 }
 
 // `module` compiled by `compile`, ready to run with `params` on its mesh.
-Expected<std::unique_ptr<runtime::MeshRunner>>
-compileRunner(const backends::Compiler &compile, std::unique_ptr<ir::Module> module,
-              const std::vector<Tensor> &params) {
+Expected<std::unique_ptr<runtime::MeshRunner>> compileRunner(const backends::Compiler &compile,
+                                                             std::unique_ptr<ir::Module> module,
+                                                             const std::vector<Tensor> &params) {
   VITC_ASSIGN(std::shared_ptr<const runtime::Executable> exe,
               compile(std::shared_ptr<const ir::Module>(std::move(module))));
   return runtime::MeshRunner::create(exe, params);
@@ -174,11 +174,13 @@ int runTrain(int argc, char **argv) {
       "training data: a .npz with images and labels, or a directory of MNIST-format IDX files")(
       "weights", po::value(&f.weights),
       "initial weights: .safetensors, .npz, or random[:SEED] (default: a checkpoint's own, else "
-      "random with --seed)")("batch", po::value(&batchFlag), "images per step (default: [train] "
-                                                            "batch, else 32)")(
-      "steps", po::value(&f.steps), "steps to run (default: --epochs over the data)")(
+      "random with --seed)")("batch", po::value(&batchFlag),
+                             "images per step (default: [train] "
+                             "batch, else 32)")("steps", po::value(&f.steps),
+                                                "steps to run (default: --epochs over the data)")(
       "epochs", po::value(&f.epochs), "passes over the data (default: [train] epochs, else 1)")(
-      "optimizer", po::value(&f.optimizer), "sgd, adamw or adafactor (default: [train], else adamw)")(
+      "optimizer", po::value(&f.optimizer),
+      "sgd, adamw or adafactor (default: [train], else adamw)")(
       "lr", po::value(&f.lr), "peak learning rate (default: [train] lr, else 1e-3)")(
       "weight-decay", po::value(&f.weightDecay), "decoupled weight decay (default 0)")(
       "schedule", po::value(&f.schedule), "constant, cosine or rsqrt after the warmup")(
@@ -210,8 +212,8 @@ int runTrain(int argc, char **argv) {
   if (!parseArgs(argc, argv, desc, positional, vm,
                  "usage: vitc train MODEL --data D -o OUT.safetensors", exit))
     return exit;
-  if (f.backend != "interpreter" && f.backend != "llvm")
-    return usageError(fmt::format("unknown --backend={} (expected llvm or interpreter)", f.backend));
+  if (Status s = checkBackendName(f.backend); !s)
+    return usageError(s.error().message());
   if (f.loss != "softmax" && f.loss != "sigmoid")
     return usageError(fmt::format("unknown --loss={} (expected softmax or sigmoid)", f.loss));
   if (f.threads < 0 || f.threads > kMaxThreads)
@@ -273,14 +275,16 @@ int runTrain(int argc, char **argv) {
     return report(probe.error());
   int64_t batch = pick<int64_t>(vm, "batch", batchFlag, recipe.batch, 32);
   if (batch < 1 || batch > kMaxBatch)
-    return report(makeError(Loc::inFile(model.model), "[train] batch must be between 1 and {}",
-                            kMaxBatch));
+    return report(
+        makeError(Loc::inFile(model.model), "[train] batch must be between 1 and {}", kMaxBatch));
   if (batch > data->train.count)
-    return report(makeError(Loc::inFile(f.data), "a batch of {} images is larger than the data "
-                                                 "({} images)",
+    return report(makeError(Loc::inFile(f.data),
+                            "a batch of {} images is larger than the data "
+                            "({} images)",
                             batch, data->train.count));
   passes::OptimizerOptions opt;
-  std::string optimizer = pick<std::string>(vm, "optimizer", f.optimizer, recipe.optimizer, "adamw");
+  std::string optimizer =
+      pick<std::string>(vm, "optimizer", f.optimizer, recipe.optimizer, "adamw");
   if (!passes::parseOptimizerKind(optimizer, opt.kind))
     return usageError(
         fmt::format("unknown --optimizer={} (expected sgd, adamw or adafactor)", optimizer));
@@ -298,8 +302,8 @@ int runTrain(int argc, char **argv) {
   std::string scheduleName =
       pick<std::string>(vm, "schedule", f.schedule, recipe.schedule, "constant");
   if (!train::parseScheduleKind(scheduleName, schedule.kind))
-    return usageError(fmt::format("unknown --schedule={} (expected constant, cosine or rsqrt)",
-                                  scheduleName));
+    return usageError(
+        fmt::format("unknown --schedule={} (expected constant, cosine or rsqrt)", scheduleName));
   schedule.warmup = pick<int64_t>(vm, "warmup", f.warmup, recipe.warmup, 0);
   schedule.cooldown = pick<int64_t>(vm, "cooldown", f.cooldown, recipe.cooldown, 0);
   std::string augmentName = pick<std::string>(vm, "augment", f.augment, recipe.augment, "none");
@@ -317,22 +321,16 @@ int runTrain(int argc, char **argv) {
     return report(makeError(Loc::inFile("--mesh"),
                             "vitc train runs on one device for now (the mesh has {} devices)",
                             forward.mesh.numDevices()));
-  if (forward.inputs().size() != 1 || forward.inputs()[0]->rank() != 4 || !forward.output() ||
-      forward.output()->operands.size() != 1 || forward.output()->operand(0)->rank() != 2)
-    return report(makeError(Loc::inFile(loaded->path),
-                            "vitc train needs a classifier: one NCHW image input and logits "
-                            "[batch, classes] out"));
+  if (Status s = checkClassifier(forward, Loc::inFile(loaded->path)); !s)
+    return report(s.error());
   const Shape &imageShape = forward.inputs()[0]->shape();
   int64_t classes = forward.output()->operand(0)->shape()[1];
-  if (data->train.count > 0 &&
-      (!vm.count("steps") || f.steps == 0) && !vm.count("epochs") && !recipe.epochs && !recipe.steps)
-    f.epochs = 1;
   train::BatchSampler sampler(data->train, batch, f.seed, !f.noShuffle);
-  int64_t steps = vm.count("steps") ? f.steps
-                  : vm.count("epochs")
-                      ? f.epochs * sampler.batchesPerEpoch()
-                      : (recipe.steps ? *recipe.steps
-                                      : recipe.epochs.value_or(1) * sampler.batchesPerEpoch());
+  int64_t steps =
+      vm.count("steps") ? f.steps
+      : vm.count("epochs")
+          ? f.epochs * sampler.batchesPerEpoch()
+          : (recipe.steps ? *recipe.steps : recipe.epochs.value_or(1) * sampler.batchesPerEpoch());
   schedule.total = std::max<int64_t>(1, steps);
   for (train::Dataset *d : {&data->train, data->test ? &*data->test : nullptr}) {
     if (!d)
@@ -348,20 +346,16 @@ int runTrain(int argc, char **argv) {
   }
 
   // The training step: the forward pass, its loss, and the passes of trainingPipeline().
-  std::unique_ptr<ir::Module> step = forward.clone();
-  passes::appendLoss(*step, f.loss == "softmax" ? passes::LossKind::SoftmaxCrossEntropy
-                                                : passes::LossKind::SigmoidCrossEntropy);
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
     return report(pipeline.error());
-  if (pipeline->passes.empty())
-    for (const passes::PipelineStep &s : passes::trainingPipeline())
-      pipeline->passes.push_back(s.pass);
-  passes::PassContext ctx;
-  ctx.options = passOptions;
-  ctx.options.optimizer = opt;
-  if (Status s = passes::PassManager(*pipeline, std::cerr).run(*step, ctx); !s)
-    return report(s.error());
+  Expected<std::unique_ptr<ir::Module>> step =
+      lowerTrainingStep(forward,
+                        f.loss == "softmax" ? passes::LossKind::SoftmaxCrossEntropy
+                                            : passes::LossKind::SigmoidCrossEntropy,
+                        *pipeline, passOptions, opt, Loc::inFile(loaded->path), std::cerr);
+  if (!step)
+    return report(step.error());
   // The forward pass alone, for the test accuracy.
   passes::PassContext evalCtx;
   evalCtx.options = passOptions;
@@ -369,7 +363,7 @@ int runTrain(int argc, char **argv) {
   if (Status s = passes::PassManager({}, std::cerr).run(*eval, evalCtx); !s)
     return report(s.error());
 
-  Signature stepSig = ir::signatureOf(*step);
+  Signature stepSig = ir::signatureOf(**step);
   Signature weightSig = ir::signatureOf(forward);
   Expected<StepInputs> stepInputs = findStepInputs(stepSig);
   if (!stepInputs)
@@ -436,7 +430,7 @@ int runTrain(int argc, char **argv) {
   if (!compile)
     return report(compile.error());
   Expected<std::unique_ptr<runtime::MeshRunner>> runner =
-      compileRunner(*compile, std::move(step), params);
+      compileRunner(*compile, std::move(*step), params);
   if (!runner)
     return report(runner.error());
 
@@ -451,8 +445,8 @@ int runTrain(int argc, char **argv) {
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (size_t i = 0; i < stepSig.params.size(); ++i)
       tensors.emplace_back(stepSig.params[i].name, params[i]);
-    return formats::writeSafetensors(
-        f.checkpoint, tensors, checkpointMetadata(*loaded, opt, progress, f.seed, batch));
+    return formats::writeSafetensors(f.checkpoint, tensors,
+                                     checkpointMetadata(*loaded, opt, progress, f.seed, batch));
   };
 
   std::vector<Tensor> stepIn(stepSig.inputs.size());
@@ -499,12 +493,13 @@ int runTrain(int argc, char **argv) {
     if (bad) {
       // The parameters before this step are the last good ones: keep them.
       Status saved = writeCheckpoint();
-      std::string where = saved ? fmt::format("; the last good state is in {}", f.checkpoint)
-                                : fmt::format("; writing the last good state failed: {}",
-                                              saved.error().str());
+      std::string where =
+          saved ? fmt::format("; the last good state is in {}", f.checkpoint)
+                : fmt::format("; writing the last good state failed: {}", saved.error().str());
       if (terminal)
         std::cerr << "\n";
-      return report(makeError(Loc::inFile(f.data), "step {}: {}{}", progress.step + 1, *bad, where));
+      return report(
+          makeError(Loc::inFile(f.data), "step {}: {}{}", progress.step + 1, *bad, where));
     }
     params = std::move(next);
     if (Status s = (*runner)->setParams(params); !s)
@@ -523,10 +518,9 @@ int runTrain(int argc, char **argv) {
     }
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     double perStep = elapsed / static_cast<double>(stepSeconds.size());
-    std::string line = fmt::format(
-        "step {}/{}  loss {:.4f}  lr {:.3g}  {:.1f} images/s  ETA {}", done, steps, loss, lr,
-        static_cast<double>(batch) / perStep,
-        formatDuration(perStep * static_cast<double>(steps - done)));
+    std::string line = fmt::format("step {}/{}  loss {:.4f}  lr {:.3g}  {:.1f} images/s  ETA {}",
+                                   done, steps, loss, lr, static_cast<double>(batch) / perStep,
+                                   formatDuration(perStep * static_cast<double>(steps - done)));
     if (terminal)
       std::cerr << "\r\033[K" << line << std::flush;
     else if (done % reportEvery == 0 || done == steps)
@@ -535,9 +529,7 @@ int runTrain(int argc, char **argv) {
   if (terminal)
     std::cerr << "\n";
 
-  if (Status s = writeWeights(f.output, weightSig, weightValues(), weightSig.params.size(),
-                              {{"format", "pt"}});
-      !s)
+  if (Status s = writeWeights(f.output, weightSig, weightValues(), {{"format", "pt"}}); !s)
     return report(s.error());
   if (!stepSeconds.empty()) {
     std::vector<double> sorted = stepSeconds;

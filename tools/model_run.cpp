@@ -11,6 +11,7 @@
 
 #include "backends/interpreter/interpreter.h"
 #include "backends/llvm/llvm_backend.h"
+#include "passes/registry.h"
 
 namespace vitc::tools {
 
@@ -35,8 +36,7 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
   return got[0];
 }
 
-Expected<std::vector<Tensor>> bindParams(const Signature &signature,
-                                         frontend::WeightSource &source,
+Expected<std::vector<Tensor>> bindParams(const Signature &signature, frontend::WeightSource &source,
                                          const WeightChecks &checks, std::ostream *warnings) {
   frontend::WeightLoadOptions options;
   options.allowUnused = checks.allowUnused;
@@ -74,6 +74,38 @@ Expected<backends::Compiler> backendCompiler(const std::string &name, int thread
   }
   return makeError(Loc::inFile("--backend"), "unknown backend '{}' (known: llvm, interpreter)",
                    name);
+}
+
+Status checkClassifier(const ir::Module &forward, const Loc &where) {
+  const ir::Op *out = forward.output();
+  if (forward.inputs().size() != 1 || forward.inputs()[0]->rank() != 4 || !out ||
+      out->operands.size() != 1 || out->operand(0)->rank() != 2)
+    return makeError(where, "training needs a classifier: one NCHW image input and logits "
+                            "[batch, classes] out");
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<ir::Module>>
+lowerTrainingStep(const ir::Module &forward, passes::LossKind loss,
+                  passes::PipelineOptions pipeline, passes::PassOptions options,
+                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out) {
+  VITC_TRY(checkClassifier(forward, where));
+  std::unique_ptr<ir::Module> step = forward.clone();
+  passes::appendLoss(*step, loss);
+  if (pipeline.passes.empty())
+    for (const passes::PipelineStep &s : passes::trainingPipeline())
+      pipeline.passes.push_back(s.pass);
+  passes::PassContext ctx;
+  ctx.options = std::move(options);
+  ctx.options.optimizer = optimizer;
+  VITC_TRY(passes::PassManager(std::move(pipeline), out).run(*step, ctx));
+  return step;
+}
+
+Status checkBackendName(const std::string &name) {
+  if (name == "llvm" || name == "interpreter")
+    return Status::ok();
+  return Error(fmt::format("unknown --backend={} (expected llvm or interpreter)", name));
 }
 
 int defaultThreads(int64_t devices) {

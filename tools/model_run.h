@@ -5,6 +5,7 @@
 
 #include "backends/backend.h"
 #include "frontend/weights.h"
+#include "passes/loss.h"
 #include "runtime/runner.h"
 #include "tools/driver.h"
 
@@ -22,8 +23,7 @@ struct WeightChecks {
   bool allowUnused = false;    // --allow-unused-weights
   bool allowNonfinite = false; // --allow-nonfinite: no warnings
 };
-Expected<std::vector<Tensor>> bindParams(const Signature &signature,
-                                         frontend::WeightSource &source,
+Expected<std::vector<Tensor>> bindParams(const Signature &signature, frontend::WeightSource &source,
                                          const WeightChecks &checks = {},
                                          std::ostream *warnings = nullptr);
 
@@ -31,8 +31,22 @@ Expected<std::vector<Tensor>> bindParams(const Signature &signature,
 // "interpreter". With `remarks`, the llvm backend says there what it compiled and how long it took.
 Expected<backends::Compiler> backendCompiler(const std::string &name, int threads,
                                              std::ostream *remarks = nullptr);
+// A `--backend` value that names no backend is an error (for a usage error before any file is
+// read).
+Status checkBackendName(const std::string &name);
 // Threads per device when the user did not say: the host's cores shared by the mesh's devices.
 int defaultThreads(int64_t devices);
+
+// Training needs a classifier: one NCHW image input and logits [batch, classes] out. The error is
+// located at `where` (the model's file).
+Status checkClassifier(const ir::Module &forward, const Loc &where);
+// The training step of a classifier's forward module: a copy with the loss appended, lowered by
+// `pipeline` (the training pipeline when it names no passes) with `options` and `optimizer`; the
+// pass manager prints what its flags ask for on `out`.
+Expected<std::unique_ptr<ir::Module>>
+lowerTrainingStep(const ir::Module &forward, passes::LossKind loss,
+                  passes::PipelineOptions pipeline, passes::PassOptions options,
+                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out);
 
 // Refuses work that needs more memory than the machine has, before allocating it.
 Status checkMemory(int64_t bytes, const std::string &what);

@@ -1,7 +1,6 @@
 // The training ops in the interpreter: each against hand-computed values, broadcasting (rank-0
 // scalars included), and each *_grad op against a central finite difference of its forward op.
 #include <cmath>
-#include <random>
 
 #include <gtest/gtest.h>
 
@@ -10,6 +9,7 @@
 #include "ir/text.h"
 #include "ir/verifier.h"
 #include "runtime/runner.h"
+#include "tests/common/tensors.h"
 
 namespace vitc {
 namespace {
@@ -38,15 +38,6 @@ Tensor tensor(const Shape &shape, const std::vector<float> &values) {
   Tensor t = Tensor::zeros(shape);
   EXPECT_EQ(t.numel(), static_cast<int64_t>(values.size()));
   std::copy(values.begin(), values.end(), t.mutableData());
-  return t;
-}
-
-Tensor normal(const Shape &shape, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, sd);
-  Tensor t = Tensor::zeros(shape);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.mutableData()[i] = dist(gen);
   return t;
 }
 
@@ -102,7 +93,7 @@ TEST(TrainingOps, BinaryOpsBroadcastRankZeroAndRows) {
 }
 
 TEST(TrainingOps, BroadcastOfAFeatureVectorOverBatchAndTokens) {
-  Tensor x = normal({2, 3, 5}, 1), v = normal({5}, 2);
+  Tensor x = test::normalTensor({2, 3, 5}, 1), v = test::normalTensor({5}, 2);
   auto out = interpret(R"(module @b mesh(data=1, model=1) {
   %x = input {name = "x"} : f32[2,3,5]
   %v = param {name = "v"} : f32[5]
@@ -210,7 +201,7 @@ void expectGradientMatches(const Tensor &x, const Tensor &dy, const Tensor &grad
 }
 
 TEST(TrainingOps, GeluGradIsTheDerivativeOfGeluInBothForms) {
-  Tensor x = normal({3, 7}, 3, 2.0f), dy = normal({3, 7}, 4);
+  Tensor x = test::normalTensor({3, 7}, 3, 2.0f), dy = test::normalTensor({3, 7}, 4);
   for (bool approximate : {false, true}) {
     SCOPED_TRACE(approximate ? "tanh" : "erf");
     auto out = interpret(std::string(R"(module @g mesh(data=1, model=1) {
@@ -234,8 +225,8 @@ TEST(TrainingOps, GeluGradIsTheDerivativeOfGeluInBothForms) {
 }
 
 TEST(TrainingOps, LayerNormGradIsTheDerivativeOfLayerNormWithAndWithoutBias) {
-  Tensor x = normal({2, 3, 9}, 5, 3.0f), dy = normal({2, 3, 9}, 6);
-  Tensor scale = normal({9}, 7), bias = normal({9}, 8);
+  Tensor x = test::normalTensor({2, 3, 9}, 5, 3.0f), dy = test::normalTensor({2, 3, 9}, 6);
+  Tensor scale = test::normalTensor({9}, 7), bias = test::normalTensor({9}, 8);
   const float eps = 1e-3f;
   auto out = interpret(R"(module @ln mesh(data=1, model=1) {
   %x = input {name = "x"} : f32[2,3,9]
@@ -256,7 +247,7 @@ TEST(TrainingOps, LayerNormGradIsTheDerivativeOfLayerNormWithAndWithoutBias) {
 }
 
 TEST(TrainingOps, SoftmaxGradIsTheDerivativeOfSoftmax) {
-  Tensor x = normal({4, 11}, 9, 2.0f), dy = normal({4, 11}, 10);
+  Tensor x = test::normalTensor({4, 11}, 9, 2.0f), dy = test::normalTensor({4, 11}, 10);
   Tensor y = interp::softmax(x);
   auto out = interpret(R"(module @sm mesh(data=1, model=1) {
   %y = input {name = "y"} : f32[4,11]

@@ -17,6 +17,7 @@
 #include "passes/pass_manager.h"
 #include "runtime/runner.h"
 #include "tests/common/subprocess.h"
+#include "tests/common/tensors.h"
 
 namespace vitc::test {
 
@@ -45,16 +46,6 @@ inline llvmbe::Options smallTileOptions() {
   o.tiles.mc = 6;
   o.tiles.nc = 32;
   return o;
-}
-
-// Normally distributed values with standard deviation `sd` (seeded).
-inline Tensor normalTensor(const Shape &shape, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, sd);
-  Tensor t = Tensor::zeros(shape);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.mutableData()[i] = dist(gen);
-  return t;
 }
 
 inline Expected<std::shared_ptr<const ir::Module>> parseAndPlan(const std::string &text,
