@@ -6,7 +6,9 @@
 
 #include "frontend/vit_builder.h"
 #include "passes/analysis.h"
+#include "passes/loss.h"
 #include "passes/pass_manager.h"
+#include "passes/registry.h"
 
 namespace vitc::autotune {
 
@@ -37,7 +39,7 @@ bool isPaperRecipe(const Candidate &c) {
 
 Expected<std::unique_ptr<ir::Module>> compileCandidate(const frontend::ModelConfig &config,
                                                        int64_t batch, const Candidate &c,
-                                                       int64_t depth) {
+                                                       int64_t depth, bool train) {
   frontend::ModelConfig cfg = config;
   if (depth > 0)
     cfg.depth = depth;
@@ -45,8 +47,15 @@ Expected<std::unique_ptr<ir::Module>> compileCandidate(const frontend::ModelConf
   m->mesh = c.mesh;
   passes::PassContext ctx;
   ctx.options.layout = c.layout;
+  passes::PipelineOptions pipeline;
+  if (train) {
+    passes::appendLoss(*m, passes::LossKind::SoftmaxCrossEntropy);
+    ctx.options.optimizer.kind = passes::OptimizerOptions::Kind::AdamW;
+    for (const passes::PipelineStep &s : passes::trainingPipeline())
+      pipeline.passes.push_back(s.pass);
+  }
   std::ostringstream sink;
-  passes::PassManager pm({}, sink);
+  passes::PassManager pm(std::move(pipeline), sink);
   VITC_TRY(pm.run(*m, ctx));
   return m;
 }
@@ -134,14 +143,14 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
       }
       int64_t perStepBatch = o.batch / micro;
       Expected<std::unique_ptr<ir::Module>> m1 =
-          compileCandidate(config, perStepBatch, e.candidate, 1);
+          compileCandidate(config, perStepBatch, e.candidate, 1, o.train);
       if (!m1) {
         e.rejected = m1.error().message();
         best = e;
         break;
       }
       Expected<std::unique_ptr<ir::Module>> m2 =
-          config.depth > 1 ? compileCandidate(config, perStepBatch, e.candidate, 2)
+          config.depth > 1 ? compileCandidate(config, perStepBatch, e.candidate, 2, o.train)
                            : Expected<std::unique_ptr<ir::Module>>(nullptr);
       if (!m2)
         return m2.error();
@@ -149,16 +158,12 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
       Prediction p =
           config.depth > 1 ? extrapolate(p1, simulate(**m2, o.target), config.depth) : p1;
       // Memory does not depend on timing: check it before profiling anything.
+      // A training step's params are the weights and AdamW's two moments (laid out as their
+      // weights: split over the data axis too where the weights are), its activations the
+      // forward's saved ones and the gradients, as its memory plan has them.
       int64_t memory = p.weightBytes + p.activationBytes;
-      if (o.train) {
-        // Gradients in the training precision, and fp32 master weights with Adam's two moments
-        // (12 bytes a parameter): split over the data axis with the weights when they are
-        // (ZeRO-3), and over it anyway otherwise (ZeRO-1: they are only needed at the update).
-        int64_t elements = p.weightBytes / o.target.dtypeBytes; // this device's weights
-        e.optimizerBytes =
-            p.weightBytes + 12 * (base.layout.paramsOverData ? elements : elements / t);
-        memory += e.optimizerBytes + p.savedActivationBytes;
-      }
+      if (o.train)
+        e.optimizerBytes = p.weightBytes * 2 / 3;
       e.memoryBytes = memory;
       bool fits = memory <= o.target.memoryBytes;
       // The profile runs the largest compiled program (two layers; every op of the one-layer
@@ -177,44 +182,21 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
       step.commSeconds *= m;
       step.exposedCommSeconds *= m;
       step.stepSeconds *= m;
-      if (o.train) {
-        // Backward: twice the forward's compute, its collectives mirrored; then the gradients
-        // are reduced over the data axis while the backward pass of earlier layers runs.
-        double backward = 2 * step.computeSeconds;
-        double gradSeconds = 0;
-        if (t > 1) {
-          int64_t gradElements = p.weightBytes / o.target.dtypeBytes;
-          runtime::CollectiveKind kind = base.layout.paramsOverData
-                                             ? runtime::CollectiveKind::ReduceScatter
-                                             : runtime::CollectiveKind::AllReduce;
-          int64_t count = base.layout.paramsOverData ? gradElements / t : gradElements;
-          gradSeconds =
-              static_cast<double>(o.target.links.duration(kind, "data", t, count).count()) * 1e-9;
-        }
-        double hidden =
-            backward * static_cast<double>(config.depth - 1) / static_cast<double>(config.depth);
-        double exposedGrad = std::max(0.0, gradSeconds - hidden);
-        step.computeSeconds += backward;
-        step.commSeconds = 2 * step.commSeconds + gradSeconds;
-        step.exposedCommSeconds = 2 * step.exposedCommSeconds + exposedGrad;
-        step.stepSeconds = step.computeSeconds + step.exposedCommSeconds;
-      }
       e.perStep = step;
       e.mfu = result.modelFlopsPerStep /
               (step.stepSeconds * static_cast<double>(o.devices) * o.target.peakFlops);
       if (!fits) {
         e.rejected = fmt::format(
-            "needs {:.1f} GiB per device (weights {:.1f}, activations {:.1f}"
-            "{}), the device has {:.1f} GiB",
-            static_cast<double>(memory) / (1 << 30), static_cast<double>(p.weightBytes) / (1 << 30),
-            static_cast<double>(o.train ? p.savedActivationBytes : p.activationBytes) / (1 << 30),
-            o.train ? fmt::format(", optimizer {:.1f}",
-                                  static_cast<double>(e.optimizerBytes) / (1 << 30))
-                    : "",
+            "needs {:.1f} GiB per device ({} {:.1f}, activations {:.1f}), the device has {:.1f} "
+            "GiB",
+            static_cast<double>(memory) / (1 << 30),
+            o.train ? "weights and optimizer state" : "weights",
+            static_cast<double>(p.weightBytes) / (1 << 30),
+            static_cast<double>(p.activationBytes) / (1 << 30),
             static_cast<double>(o.target.memoryBytes) / (1 << 30));
         best = e;
         // More micro-batches only shrink activations; weights stay.
-        int64_t fixed = p.weightBytes + e.optimizerBytes;
+        int64_t fixed = p.weightBytes;
         if (fixed > o.target.memoryBytes)
           break;
         continue;

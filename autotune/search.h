@@ -31,7 +31,7 @@ struct Evaluation {
   Prediction perStep;         // the whole batch, full depth, training included if asked
   double mfu = 0;             // model FLOPs / (step time x devices x peak)
   int64_t memoryBytes = 0;    // per device, everything
-  int64_t optimizerBytes = 0; // training: gradients, master weights and Adam moments
+  int64_t optimizerBytes = 0; // training: AdamW's two moments, per device
   std::string rejected;       // why the candidate cannot run (empty: it can)
 };
 
@@ -56,10 +56,12 @@ using Progress = std::function<void(size_t done, size_t total, const std::string
 Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchOptions &options,
                               const Progress &progress = {});
 
-// Compiles `config` at `depth` (0: its own) for a candidate; used by the search and by --measure.
+// Compiles `config` at `depth` (0: its own) for a candidate: its forward pass, or with `train` its
+// training step (softmax cross-entropy, AdamW, the training pipeline); used by the search and by
+// --measure.
 Expected<std::unique_ptr<ir::Module>> compileCandidate(const frontend::ModelConfig &config,
                                                        int64_t batch, const Candidate &c,
-                                                       int64_t depth = 0);
+                                                       int64_t depth = 0, bool train = false);
 
 // The layout ViT-22B describes: tokens split on the model axis, collective matmul, weights also
 // split over the data axis.

@@ -30,5 +30,8 @@ echo
 echo "== overlap: collective matmul over an emulated link (2 devices)"
 (cd "$build" && BATCH=8 python3 ../bench/overlap.py tools/vitc ../bench/parallel-medium.vit)
 echo
+echo "== training over a mesh: overlap over an emulated link, MFU per mesh"
+python3 bench/train_mesh.py "$peak" "$build/tools/vitc"
+echo
 echo "== training step: vitc against PyTorch (AdamW)"
 python3 bench/train.py "$peak" "$build/tools/vitc"

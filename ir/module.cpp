@@ -148,6 +148,21 @@ std::vector<Op *> Module::params() const {
   return out;
 }
 
+std::vector<size_t> Module::paramUpdates() const {
+  const AttrValue *first = attrs.find(kParamUpdatesAttr);
+  const Op *out = output();
+  if (!first || !std::holds_alternative<int64_t>(*first) || !out)
+    return {};
+  size_t base = static_cast<size_t>(std::max<int64_t>(0, std::get<int64_t>(*first)));
+  std::vector<Op *> ps = params();
+  if (out->operands.size() != base + ps.size())
+    return {};
+  std::vector<size_t> indices;
+  for (size_t i = 0; i < ps.size(); ++i)
+    indices.push_back(base + i);
+  return indices;
+}
+
 Op *Module::output() const {
   for (auto it = ops_.rbegin(); it != ops_.rend(); ++it)
     if ((*it)->is(OpKind::Output))

@@ -17,6 +17,10 @@ namespace vitc::ir {
 
 using UserMap = std::unordered_map<const Op *, std::vector<Op *>>;
 
+// A training step's module attribute: its outputs from this index on are the next values of its
+// params, in the order of `params()` (the optimizer pass sets it).
+inline constexpr std::string_view kParamUpdatesAttr = "param_updates";
+
 class Module {
 public:
   std::string name = "module";
@@ -49,6 +53,9 @@ public:
   std::vector<Op *> inputs() const;
   std::vector<Op *> params() const;
   Op *output() const; // the `output` op, or nullptr while building
+  // For a training step (kParamUpdatesAttr), the index among the output's operands of each
+  // param's next value, in the order of `params()`; empty for any other module.
+  std::vector<size_t> paramUpdates() const;
   Op *findByName(std::string_view name) const;
   // Position of `op` in program order.
   size_t indexOf(const Op *op) const;

@@ -230,6 +230,10 @@ Expected<TensorType> inferLoss(const Op &op, const Mesh &mesh) {
   if (labels.shape != logits.shape)
     return fail("labels {} do not match logits {}: labels are per-class probabilities",
                 shapeString(labels.shape), shapeString(logits.shape));
+  if (!(labels.sharding == logits.sharding))
+    return fail("labels are split as {}, unlike the logits ({})",
+                typeString(labels.dtype, labels.shape, labels.sharding, mesh),
+                typeString(logits.dtype, logits.shape, logits.sharding, mesh));
   VITC_TRY(requireNotPartial(logits, mesh, "the logits"));
   VITC_TRY(requireDimLocal(logits, logits.rank() - 1, mesh, "the loss sums over the classes"));
   TensorType r = logits;
@@ -252,6 +256,19 @@ Expected<TensorType> inferMean(const Op &op, const Mesh &mesh) {
   VITC_ASSIGN(size_t axis, dimAttr(op, "axis", x.rank()));
   VITC_TRY(requireDimLocal(x, axis, mesh, "mean reduces over it"));
   TensorType r = x;
+  r.shape.erase(r.shape.begin() + static_cast<std::ptrdiff_t>(axis));
+  r.sharding.dims.erase(r.sharding.dims.begin() + static_cast<std::ptrdiff_t>(axis));
+  return r;
+}
+
+// A sum over a split dimension leaves each device its share: a partial sum over that axis.
+Expected<TensorType> inferSum(const Op &op, const Mesh &) {
+  const TensorType &x = op.operand(0)->type;
+  VITC_ASSIGN(size_t axis, dimAttr(op, "axis", x.rank()));
+  TensorType r = x;
+  int split = x.sharding.dimAxis(axis);
+  if (split != kNoAxis && !(x.sharding.manual & (1u << split)))
+    r.sharding.partial |= 1u << split;
   r.shape.erase(r.shape.begin() + static_cast<std::ptrdiff_t>(axis));
   r.sharding.dims.erase(r.sharding.dims.begin() + static_cast<std::ptrdiff_t>(axis));
   return r;

@@ -25,7 +25,10 @@ void appendLoss(ir::Module &m, LossKind kind) {
   ir::Op *perExample = kind == LossKind::SoftmaxCrossEntropy
                            ? b.softmaxCrossEntropy(logits, labels, "loss.per_example")
                            : b.sigmoidCrossEntropy(logits, labels, "loss.per_example");
-  b.output({b.mean(perExample, 0, "loss")});
+  // The mean over the batch as a sum and a scale: a sum over a batch split over devices is each
+  // device's partial sum, reduced once, where a mean of the local examples would be wrong.
+  double batch = static_cast<double>(logits->shape()[0]);
+  b.output({b.scale(b.sum(perExample, 0, "loss.total"), 1.0 / batch, "loss")});
 }
 
 } // namespace vitc::passes

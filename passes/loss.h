@@ -8,7 +8,8 @@
 //   output %logits                 =>       %logits = add ... : f32[B,C]
 //                                           %loss.per_example = softmax_cross_entropy %logits,
 //                                                               %labels : f32[B]
-//                                           %loss = mean %loss.per_example {axis = 0} : f32[]
+//                                           %loss.total = sum %loss.per_example {axis = 0}
+//                                           %loss = scale %loss.total {factor = 1/B} : f32[]
 //                                           output %loss
 //
 // Labels are per-class probabilities: one-hot rows for integer labels (label smoothing spreads

@@ -222,6 +222,9 @@ private:
     for (const Op *p : m.params())
       outputs.push_back(nextOf.at(p));
     ir::Builder(m).output(std::move(outputs));
+    // Says which outputs are the params' next values, so that the sharding passes keep each in its
+    // param's sharding and a runtime can keep the params on the devices from step to step.
+    m.attrs.set(std::string(ir::kParamUpdatesAttr), int64_t{1});
     ctx.remark(fmt::format(
         "{} over {} parameters, {} of state ({} floats){}", optimizerName(o.kind), params.size(),
         byteSize(stateFloats * 4), stateFloats,

@@ -1,6 +1,7 @@
 // The propagate-sharding pass.
 #include "passes/propagate_sharding.h"
 
+#include <algorithm>
 #include <functional>
 #include <unordered_map>
 #include <unordered_set>
@@ -34,6 +35,11 @@ bool usesAxis(const Sharding &s, int axis) {
     if (d.axis == axis)
       return true;
   return false;
+}
+
+Sharding withoutPartial(Sharding s) {
+  s.partial = 0;
+  return s;
 }
 
 class Propagator {
@@ -74,6 +80,7 @@ public:
   Status run() {
     VITC_TRY(checkDivisibility());
     users_ = m_.users();
+    findHomes();
     std::vector<Op *> order;
     for (const auto &op : m_.ops())
       order.push_back(op.get());
@@ -87,15 +94,94 @@ public:
         placeReshards(order);
         return s;
       }
+      conformToHome(op);
     }
     placeReshards(order);
     ctx_.remark(fmt::format("{} column-parallel and {} row-parallel matmuls, "
                             "{} token-parallel; {} reshards",
                             columns_, rows_, tokenParallel_, reshards_));
+    if (!homes_.empty())
+      ctx_.remark(gradientRemark());
     return Status::ok();
   }
 
 private:
+  // --- a training step's updates: each param's gradient and update live in its sharding ---
+
+  // The values each param's next value is computed from elementwise (the update, the optimizer's
+  // terms, the gradient itself): the ops of the param's shape on the way back from its output,
+  // through elementwise ops only, so that the walk stops at the op that computes the gradient
+  // (whose operands may have the param's shape by coincidence). Weight-only terms (the param, its
+  // state) are sharded on demand and are not walked.
+  void findHomes() {
+    std::vector<size_t> updates = m_.paramUpdates();
+    if (updates.empty())
+      return;
+    std::vector<Op *> params = m_.params();
+    Op *out = m_.output();
+    for (size_t i = 0; i < params.size(); ++i) {
+      Op *p = params[i];
+      updateParamAt_[updates[i]] = p;
+      std::vector<Op *> stack{out->operand(updates[i])};
+      std::unordered_set<const Op *> seen;
+      while (!stack.empty()) {
+        Op *v = stack.back();
+        stack.pop_back();
+        if (weightOnly_.count(v) || v->shape() != p->shape() || !seen.insert(v).second)
+          continue;
+        homes_[v].push_back(p);
+        if (v->info().has(ir::kElementwise))
+          for (Op *o : v->operands)
+            stack.push_back(o);
+      }
+    }
+  }
+
+  // The sharding `op`'s value should have as part of a param's update: that of the first param it
+  // is computed for whose sharding the walk has settled (a weight, by its use in the forward pass;
+  // optimizer state has none of its own until its update assigns it one).
+  std::optional<Sharding> homeSharding(const Op *op) const {
+    auto it = homes_.find(op);
+    if (it == homes_.end())
+      return std::nullopt;
+    for (const Op *p : it->second)
+      if (settled_.count(p))
+        return p->type.sharding;
+    return std::nullopt;
+  }
+
+  // Gives `op`'s value its param's sharding for every user at once, right after it is computed:
+  // a data-parallel gradient (a partial sum over the data axis) is reduced once per step, by an
+  // all-reduce, or a reduce-scatter where the param is split over the data axis too, so that each
+  // device then updates only its own shard of the param and of its optimizer state.
+  void conformToHome(Op *op) {
+    std::optional<Sharding> home = homeSharding(op);
+    if (!home || op->type.sharding == *home)
+      return;
+    auto it = users_.find(op);
+    if (it == users_.end() || it->second.empty())
+      return;
+    if (data_ >= 0 && op->type.sharding.isPartial(data_)) {
+      bool scattered = std::any_of(home->dims.begin(), home->dims.end(),
+                                   [&](const DimSharding &d) { return d.axis == data_; });
+      ++(scattered ? gradientsScattered_ : gradientsReduced_);
+    }
+    std::vector<Op *> users = it->second;
+    Op *r = reshard(op, *home, users.front());
+    for (Op *u : users)
+      for (Op *&o : u->operands)
+        if (o == op)
+          o = r;
+  }
+
+  std::string gradientRemark() const {
+    return fmt::format("training step: {} data-parallel gradient{} all-reduced, {} "
+                       "reduce-scattered over '{}' (their params and optimizer state split over "
+                       "it, each device updating its shard)",
+                       gradientsReduced_, gradientsReduced_ == 1 ? "" : "s", gradientsScattered_,
+                       layout_.dataAxis);
+  }
+
   // Puts each reshard before the op it was made for (`order` holds the ops the pass began with).
   void placeReshards(const std::vector<Op *> &order) {
     std::vector<Op *> placed;
@@ -116,9 +202,12 @@ private:
   // The value to use where `w` is needed with sharding `want`: `w` itself when it can be given
   // that sharding, else a reshard of it.
   Op *demand(Op *w, const Sharding &want, const Op *before) {
+    // Only the first use may choose `w`'s sharding: later uses (the backward pass's, the
+    // optimizer's) must not change what earlier ones read.
+    bool first = settled_.insert(w).second;
     if (w->type.sharding == want)
       return w;
-    if (!assigned_.count(w) && assign(w, want))
+    if (first && !assigned_.count(w) && assign(w, want))
       return w;
     return reshard(w, want, before);
   }
@@ -346,16 +435,59 @@ private:
     return false;
   }
 
+  // A product of two activations (attention's, and the backward pass's weight gradients).
+  Status visitActivationMatMul(Op *op) {
+    // dW = dYᵀ A of a model-parallel layer can have both free dimensions split over the model
+    // axis (dY along the outputs, A along the inputs; the rule allows it for collective-matmul's
+    // ring steps, whose blocks rotate): the left one is gathered, which leaves the gradient split
+    // as the row-parallel weight it belongs to is.
+    Op *a = op->operand(0), *b = op->operand(1);
+    size_t bn = op->attrs.getBool("transpose_b") ? b->rank() - 2 : b->rank() - 1;
+    int axis = b->type.sharding.dimAxis(bn);
+    if (axis != kNoAxis) {
+      Sharding s = a->type.sharding;
+      bool changed = false;
+      for (size_t d = 0; d + 1 < a->type.rank(); ++d)
+        if (s.dims[d].axis == axis) {
+          s.dims[d] = DimSharding{};
+          changed = true;
+        }
+      if (changed)
+        require(op, 0, s);
+    }
+    if (retype(op))
+      return Status::ok();
+    return visitGeneric(op);
+  }
+
   Status visitMatMul(Op *op) {
     Op *x = op->operand(0), *w = op->operand(1);
     if (!weightOnly_.count(w) || w->rank() != 2)
-      return visitGeneric(op);
+      return visitActivationMatMul(op);
     bool tb = op->attrs.getBool("transpose_b");
     size_t nDim = tb ? 0 : 1, kDim = tb ? 1 : 0;
     int64_t n = w->shape()[nDim];
     Sharding ws = Sharding::replicated(2);
-    if (model_ >= 0 && x->type.sharding.dimAxis(x->rank() - 1) == model_ &&
-        !x->type.sharding.isPartial(model_)) {
+    // A weight used again (the backward pass's dX = dY W) keeps the split its first use gave it:
+    // the activation adapts, so that a column-parallel weight's backward is row-parallel and the
+    // reverse (Megatron's backward), and the weight is never gathered for it.
+    int weightModelDim = -1;
+    if (model_ >= 0 && settled_.count(w))
+      for (int d = 0; d < 2; ++d)
+        if (w->type.sharding.dimAxis(static_cast<size_t>(d)) == model_)
+          weightModelDim = d;
+    if (weightModelDim == static_cast<int>(kDim)) {
+      Sharding s = withoutAxis(x->type.sharding, model_);
+      s.dims.back() = DimSharding{model_, 0};
+      require(op, 0, s);
+      ws.dims[kDim] = DimSharding{model_, 0};
+      ++rows_;
+    } else if (weightModelDim == static_cast<int>(nDim)) {
+      require(op, 0, withoutModel(*x));
+      ws.dims[nDim] = DimSharding{model_, 0};
+      ++columns_;
+    } else if (model_ >= 0 && x->type.sharding.dimAxis(x->rank() - 1) == model_ &&
+               !x->type.sharding.isPartial(model_)) {
       // Row-parallel: the input's features are split; each device sums its share.
       ws.dims[kDim] = x->type.sharding.dims.back();
       ++rows_;
@@ -371,6 +503,12 @@ private:
       ++tokenParallel_;
     } else {
       require(op, 0, withoutModel(*op->operand(0)));
+      // A product over a dimension split over another axis (the batch, in the backward of a
+      // product with a broadcast weight): the weight is split alike and each device owes its
+      // partial sum.
+      int contracted = op->operand(0)->type.sharding.dimAxis(op->operand(0)->rank() - 1);
+      if (contracted != kNoAxis)
+        ws.dims[kDim] = DimSharding{contracted, 0};
     }
     op->operands[1] = weightWithDataSplit(op, ws, nDim);
     return retype(op);
@@ -404,27 +542,42 @@ private:
       x = op->operand(xi);
       Op *w = op->operand(1 - xi);
       Sharding s = Sharding::replicated(w->type.rank());
-      for (size_t d = 0; d < w->type.rank(); ++d) {
-        size_t xd = x->type.rank() - w->type.rank() + d;
-        if (w->shape()[d] == x->shape()[xd])
-          s.dims[d] = x->type.sharding.dims[xd];
+      if (w->type.rank() > x->type.rank()) {
+        // A weight scaled by a smaller activation (weight decay's factor): it keeps its sharding.
+        s = withoutPartial(w->type.sharding);
+      } else {
+        for (size_t d = 0; d < w->type.rank(); ++d) {
+          size_t xd = x->type.rank() - w->type.rank() + d;
+          if (w->shape()[d] == x->shape()[xd])
+            s.dims[d] = x->type.sharding.dims[xd];
+        }
       }
       require(op, 1 - xi, s);
       if (retype(op))
         return Status::ok();
       return visitGeneric(op);
     }
-    const Sharding &sa = a->type.sharding, &sb = b->type.sharding;
+    const Sharding sa = a->type.sharding, sb = b->type.sharding;
     if (a->type.shape == b->type.shape && !(sa == sb)) {
       bool pa = model_ >= 0 && sa.isPartial(model_), pb = model_ >= 0 && sb.isPartial(model_);
-      if ((op->is(OpKind::Add) || op->is(OpKind::Sub)) && (pa || pb) && !(pa && pb)) {
+      Sharding wholeA = withoutPartial(sa), wholeB = withoutPartial(sb);
+      bool sum = op->is(OpKind::Add) || op->is(OpKind::Sub);
+      if (sum && (pa || pb) && !(pa && pb)) {
         // A residual add (or difference) of an out-projection's partial sum: both into the
         // residual layout.
         Sharding target = residual(pa ? sb : sa, a->shape());
         require(op, 0, target);
         require(op, 1, target);
+      } else if (sum || op->is(OpKind::Maximum)) {
+        // Partial sums owed over different axes are reduced before they meet.
+        require(op, 0, wholeA);
+        require(op, 1, wholeA);
+      } else if (op->is(OpKind::Mul) && !sa.partial && sb.partial) {
+        // A product is linear in each factor: the partial one stays partial, the other is whole.
+        require(op, 0, wholeB);
       } else {
-        require(op, 1, sa);
+        // A product or a quotient of a partial numerator: the other operand whole, laid out alike.
+        require(op, 1, wholeA);
       }
     }
     if (retype(op))
@@ -444,6 +597,38 @@ private:
     }
     for (size_t i = 1; i < op->operands.size(); ++i)
       require(op, i, Sharding::replicated(op->operand(i)->type.rank()));
+    if (retype(op))
+      return Status::ok();
+    return visitGeneric(op);
+  }
+
+  // layer_norm_grad(x, scale, dy): x and dy laid out alike with the normalized dimension whole,
+  // dy summed; the scale whole.
+  Status visitLayerNormGrad(Op *op) {
+    Op *x = op->operand(0);
+    Sharding s = withoutPartial(x->type.sharding);
+    if (model_ >= 0 && s.dimAxis(x->rank() - 1) != kNoAxis) {
+      s = residual(s, x->shape());
+      s.dims.back() = DimSharding{};
+    }
+    require(op, 0, s);
+    require(op, 2, s);
+    require(op, 1, Sharding::replicated(op->operand(1)->type.rank()));
+    if (retype(op))
+      return Status::ok();
+    return visitGeneric(op);
+  }
+
+  // Ops of two operands of one type (gelu_grad, softmax_grad, the losses' logits and labels): the
+  // second laid out as the first, both summed; softmax_grad and the losses work along the last
+  // dimension, which stays whole.
+  Status visitPaired(Op *op, bool lastDimWhole) {
+    Op *x = op->operand(0);
+    Sharding s = withoutPartial(x->type.sharding);
+    if (lastDimWhole && x->rank() > 0)
+      s.dims.back() = DimSharding{};
+    require(op, 0, s);
+    require(op, 1, s);
     if (retype(op))
       return Status::ok();
     return visitGeneric(op);
@@ -487,11 +672,19 @@ private:
     return retype(op);
   }
 
+  // Outputs are whole sums; a param's next value has exactly its param's sharding, so that a
+  // runtime can keep it on the devices as the param of the next step.
   void visitOutput(Op *op) {
     for (size_t i = 0; i < op->operands.size(); ++i) {
       Op *x = op->operand(i);
+      if (auto it = updateParamAt_.find(i); it != updateParamAt_.end()) {
+        op->operands[i] = reshard(x, it->second->type.sharding, op);
+        continue;
+      }
+      Sharding whole = x->type.sharding;
+      whole.partial = 0;
       if (x->type.sharding.partial)
-        op->operands[i] = reshard(x, withoutAxis(x->type.sharding, model_), op);
+        op->operands[i] = reshard(x, whole, op);
     }
   }
 
@@ -513,9 +706,15 @@ private:
     case OpKind::LayerNorm:
     case OpKind::Softmax:
       return visitLastDim(op);
-    // Nonlinear in their operand: a partial sum is reduced first. (The training ops that need a
-    // whole last dimension, the losses and the backward ops, take the generic path until issue
-    // 17 gives them rules of their own.)
+    case OpKind::LayerNormGrad:
+      return visitLayerNormGrad(op);
+    case OpKind::GeluGrad:
+      return visitPaired(op, false);
+    case OpKind::SoftmaxGrad:
+    case OpKind::SoftmaxCrossEntropy:
+    case OpKind::SigmoidCrossEntropy:
+      return visitPaired(op, true);
+    // Nonlinear in their operand: a partial sum is reduced first.
     case OpKind::Sqrt:
     case OpKind::Sigmoid:
     case OpKind::Gelu: {
@@ -538,7 +737,11 @@ private:
   std::unordered_set<const Op *> assigned_;
   ir::UserMap users_;
   std::unordered_map<const Op *, std::vector<Op *>> placeBefore_;
+  std::unordered_map<const Op *, std::vector<const Op *>> homes_; // value -> params it updates
+  std::unordered_map<size_t, const Op *> updateParamAt_; // output operand -> the param it updates
+  std::unordered_set<const Op *> settled_;
   int columns_ = 0, rows_ = 0, tokenParallel_ = 0, reshards_ = 0;
+  int gradientsReduced_ = 0, gradientsScattered_ = 0;
 };
 
 class PropagateSharding : public Pass {

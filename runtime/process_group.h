@@ -47,6 +47,11 @@ public:
   // Collective. Rank 0 gets every process's bytes, in rank order; the others get nothing.
   virtual Expected<std::vector<std::string>> gather(std::string_view bytes,
                                                     std::chrono::milliseconds timeout) = 0;
+  // Collective. Rank 0's `bytes`, on every process (the others' `bytes` are ignored).
+  virtual Expected<std::string> broadcast(std::string_view bytes,
+                                          std::chrono::milliseconds timeout) = 0;
+  // Collective. The smallest of every process's `value`, on every process.
+  virtual Expected<int64_t> minimum(int64_t value, std::chrono::milliseconds timeout) = 0;
   // Collective. Returns once every process has called it.
   virtual Status barrier(std::chrono::milliseconds timeout) = 0;
 

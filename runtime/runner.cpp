@@ -1,6 +1,8 @@
 // Running an executable over its mesh, on threads or on MPI processes.
 #include "runtime/runner.h"
 
+#include <cassert>
+#include <cmath>
 #include <cstring>
 
 #include "runtime/blocks.h"
@@ -15,8 +17,9 @@ std::string count(int64_t n, std::string_view noun) {
 }
 
 // Each tensor's block on `device`.
-std::vector<Tensor> blocksOf(const std::vector<Tensor> &global, const std::vector<TensorSpec> &specs,
-                             const Mesh &mesh, int64_t device) {
+std::vector<Tensor> blocksOf(const std::vector<Tensor> &global,
+                             const std::vector<TensorSpec> &specs, const Mesh &mesh,
+                             int64_t device) {
   std::vector<Tensor> local;
   for (size_t i = 0; i < global.size(); ++i)
     local.push_back(blockOf(global[i], specs[i], mesh, device));
@@ -75,11 +78,12 @@ MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vect
     threadOptions.tracer = runner->tracer_.get();
     runner->threads_ = std::make_unique<ThreadMesh>(mesh, std::move(threadOptions));
     for (int64_t device = 0; device < mesh.numDevices(); ++device) {
-      Expected<std::unique_ptr<DeviceProgram>> program =
-          executable->instantiate(device, blocksOf(params, sig.params, mesh, device));
+      std::vector<Tensor> blocks = blocksOf(params, sig.params, mesh, device);
+      Expected<std::unique_ptr<DeviceProgram>> program = executable->instantiate(device, blocks);
       if (!program)
         return makeError(program.error().loc(), "device {}: {}", device, program.error().message());
       runner->programs_.push_back(program.take());
+      runner->paramBlocks_.push_back(std::move(blocks));
     }
     return runner;
   }
@@ -100,11 +104,12 @@ MeshRunner::create(std::shared_ptr<const Executable> executable, const std::vect
     runner->tracer_->setOrigin(Tracer::now());
   }
   int64_t device = group.rank();
-  Expected<std::unique_ptr<DeviceProgram>> program =
-      executable->instantiate(device, blocksOf(params, sig.params, mesh, device));
+  std::vector<Tensor> blocks = blocksOf(params, sig.params, mesh, device);
+  Expected<std::unique_ptr<DeviceProgram>> program = executable->instantiate(device, blocks);
   Status built = program ? Status::ok() : Status(program.error());
   VITC_TRY(group.agree(built, opts.collectiveTimeout));
   runner->programs_.push_back(program.take());
+  runner->paramBlocks_.push_back(std::move(blocks));
   return runner;
 }
 
@@ -113,21 +118,121 @@ Status MeshRunner::setParams(const std::vector<Tensor> &params) {
   VITC_TRY(checkTensors("parameter", sig.params, params));
   if (poisoned_)
     return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
-  auto setDevice = [&](int64_t device, DeviceProgram &program) -> Status {
-    Status s = program.setParams(blocksOf(params, sig.params, sig.mesh, device));
+  auto setDevice = [&](int64_t device, size_t slot) -> Status {
+    std::vector<Tensor> blocks = blocksOf(params, sig.params, sig.mesh, device);
+    Status s = programs_[slot]->setParams(blocks);
     if (!s)
       return makeError(s.error().loc(), "device {}: {}", device, s.error().message());
+    paramBlocks_[slot] = std::move(blocks);
     return Status::ok();
   };
   if (!options_.processes) {
     for (size_t device = 0; device < programs_.size(); ++device)
-      VITC_TRY(setDevice(static_cast<int64_t>(device), *programs_[device]));
+      VITC_TRY(setDevice(static_cast<int64_t>(device), device));
     return Status::ok();
   }
   // Every process learns whether every device took its parameters, so none runs with old ones.
   ProcessGroup &group = *options_.processes;
-  Status set = setDevice(group.rank(), *programs_[0]);
+  Status set = setDevice(group.rank(), 0);
   return group.agree(set, options_.collectiveTimeout);
+}
+
+Expected<MeshRunner::StepResult> MeshRunner::step(const std::vector<Tensor> &inputs,
+                                                  size_t firstUpdate) {
+  const Signature &sig = executable_->signature();
+  if (firstUpdate + sig.params.size() != sig.outputs.size())
+    return makeError(Loc{},
+                     "a training step outputs the params' next values last: {} outputs "
+                     "from #{} for {} params",
+                     sig.outputs.size(), firstUpdate, sig.params.size());
+  for (size_t i = 0; i < sig.params.size(); ++i) {
+    const TensorSpec &p = sig.params[i], &next = sig.outputs[firstUpdate + i];
+    if (next.shape != p.shape || !(next.sharding == p.sharding))
+      return makeError(Loc{}, "the next value of '{}' is {}, unlike the param ({})", p.name,
+                       next.typeString(sig.mesh), p.typeString(sig.mesh));
+  }
+  VITC_TRY(checkTensors("input", sig.inputs, inputs));
+  if (poisoned_)
+    return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
+  VITC_ASSIGN(std::vector<std::vector<Tensor>> blocks, runDevices(inputs));
+  // The first output with a NaN or an infinity on any device, agreed by every process.
+  auto firstNonFinite = [&](const std::vector<Tensor> &outs) -> int64_t {
+    for (size_t i = 0; i < outs.size(); ++i)
+      for (int64_t j = 0; j < outs[i].numel(); ++j)
+        if (!std::isfinite(outs[i].data()[j]))
+          return static_cast<int64_t>(i);
+    return static_cast<int64_t>(outs.size());
+  };
+  int64_t bad = static_cast<int64_t>(sig.outputs.size());
+  for (const std::vector<Tensor> &outs : blocks)
+    bad = std::min(bad, firstNonFinite(outs));
+  if (options_.processes) {
+    Expected<int64_t> agreed = options_.processes->minimum(bad, options_.collectiveTimeout);
+    if (!agreed) {
+      poisoned_ = true;
+      return agreed.error();
+    }
+    bad = *agreed;
+  }
+  StepResult result;
+  std::vector<std::vector<Tensor>> kept(blocks.size());
+  for (size_t d = 0; d < blocks.size(); ++d)
+    kept[d].assign(blocks[d].begin(), blocks[d].begin() + static_cast<std::ptrdiff_t>(firstUpdate));
+  std::vector<TensorSpec> keptSpecs(sig.outputs.begin(),
+                                    sig.outputs.begin() + static_cast<std::ptrdiff_t>(firstUpdate));
+  VITC_ASSIGN(result.outputs, assembleAll(kept, keptSpecs));
+  if (bad < static_cast<int64_t>(sig.outputs.size())) {
+    result.nonFinite = static_cast<size_t>(bad);
+    return result;
+  }
+  Status set = Status::ok();
+  for (size_t d = 0; d < blocks.size() && set; ++d) {
+    std::vector<Tensor> next(blocks[d].begin() + static_cast<std::ptrdiff_t>(firstUpdate),
+                             blocks[d].end());
+    int64_t device = options_.processes ? options_.processes->rank() : static_cast<int64_t>(d);
+    set = programs_[d]->setParams(next);
+    if (!set)
+      set = makeError(set.error().loc(), "device {}: {}", device, set.error().message());
+    else
+      paramBlocks_[d] = std::move(next);
+  }
+  if (options_.processes)
+    set = options_.processes->agree(set, options_.collectiveTimeout);
+  if (!set)
+    return set.error();
+  return result;
+}
+
+Expected<std::vector<Tensor>> MeshRunner::params(bool everywhere) {
+  if (poisoned_)
+    return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
+  const std::vector<TensorSpec> &specs = executable_->signature().params;
+  VITC_ASSIGN(std::vector<Tensor> global, assembleAll(paramBlocks_, specs));
+  if (!options_.processes || !everywhere)
+    return global;
+  // Rank 0 sends the whole tensors to every process, one after the other.
+  std::string bytes;
+  for (const Tensor &t : global)
+    bytes.append(reinterpret_cast<const char *>(t.data()),
+                 static_cast<size_t>(t.numel()) * sizeof(float));
+  Expected<std::string> all = options_.processes->broadcast(bytes, options_.collectiveTimeout);
+  if (!all) {
+    poisoned_ = true;
+    return all.error();
+  }
+  global.clear();
+  size_t offset = 0;
+  for (const TensorSpec &spec : specs) {
+    Tensor t = Tensor::zeros(spec.shape);
+    size_t size = static_cast<size_t>(t.numel()) * sizeof(float);
+    if (offset + size > all->size())
+      return makeError(Loc{}, "device 0 sent {} bytes of parameters, fewer than their size",
+                       all->size());
+    std::memcpy(t.mutableData(), all->data() + offset, size);
+    offset += size;
+    global.push_back(std::move(t));
+  }
+  return global;
 }
 
 bool MeshRunner::isWriter() const { return !options_.processes || options_.processes->rank() == 0; }
@@ -136,35 +241,28 @@ Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs)
   VITC_TRY(checkTensors("input", executable_->signature().inputs, inputs));
   if (poisoned_)
     return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
-  return options_.processes ? runProcesses(inputs) : runThreads(inputs);
+  VITC_ASSIGN(std::vector<std::vector<Tensor>> blocks, runDevices(inputs));
+  return assembleAll(blocks, executable_->signature().outputs);
 }
 
-Expected<std::vector<Tensor>> MeshRunner::runThreads(const std::vector<Tensor> &inputs) {
+Expected<std::vector<std::vector<Tensor>>>
+MeshRunner::runDevices(const std::vector<Tensor> &inputs) {
   const Signature &sig = executable_->signature();
   const Mesh &mesh = sig.mesh;
-  std::vector<std::vector<Tensor>> blocks(static_cast<size_t>(mesh.numDevices()));
-  Tracer *tracer = tracer_.get();
-  VITC_TRY(threads_->run([&](int64_t device, Communicator &comm) -> Status {
-    ScopedSpan span(tracer, device, kProgramTrack, "run");
-    std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
-    VITC_ASSIGN(std::vector<Tensor> outs, programs_[static_cast<size_t>(device)]->run(local, comm));
-    VITC_TRY(checkOutputs(sig, outs));
-    blocks[static_cast<size_t>(device)] = std::move(outs);
-    return Status::ok();
-  }));
-  std::vector<Tensor> global;
-  for (size_t i = 0; i < sig.outputs.size(); ++i) {
-    std::vector<Tensor> perDevice;
-    for (const std::vector<Tensor> &b : blocks)
-      perDevice.push_back(b[i]);
-    global.push_back(assemble(perDevice, sig.outputs[i], mesh));
+  if (!options_.processes) {
+    std::vector<std::vector<Tensor>> blocks(static_cast<size_t>(mesh.numDevices()));
+    Tracer *tracer = tracer_.get();
+    VITC_TRY(threads_->run([&](int64_t device, Communicator &comm) -> Status {
+      ScopedSpan span(tracer, device, kProgramTrack, "run");
+      std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
+      VITC_ASSIGN(std::vector<Tensor> outs,
+                  programs_[static_cast<size_t>(device)]->run(local, comm));
+      VITC_TRY(checkOutputs(sig, outs));
+      blocks[static_cast<size_t>(device)] = std::move(outs);
+      return Status::ok();
+    }));
+    return blocks;
   }
-  return global;
-}
-
-Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor> &inputs) {
-  const Signature &sig = executable_->signature();
-  const Mesh &mesh = sig.mesh;
   ProcessGroup &group = *options_.processes;
   int64_t device = group.rank();
   Expected<std::vector<Tensor>> outs = [&]() -> Expected<std::vector<Tensor>> {
@@ -180,9 +278,28 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
     poisoned_ = true;
     return agreed.error();
   }
-  // Every block of every output, one after the other; all devices' blocks have the same shapes.
+  return std::vector<std::vector<Tensor>>{outs.take()};
+}
+
+Expected<std::vector<Tensor>>
+MeshRunner::assembleAll(const std::vector<std::vector<Tensor>> &blocks,
+                        const std::vector<TensorSpec> &specs) {
+  const Mesh &mesh = executable_->signature().mesh;
+  if (!options_.processes) {
+    std::vector<Tensor> global;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      std::vector<Tensor> perDevice;
+      for (const std::vector<Tensor> &b : blocks)
+        perDevice.push_back(b[i]);
+      global.push_back(assemble(perDevice, specs[i], mesh));
+    }
+    return global;
+  }
+  // Every block of this process's device, one after the other; all devices' blocks have the same
+  // shapes.
+  ProcessGroup &group = *options_.processes;
   std::string bytes;
-  for (const Tensor &t : *outs)
+  for (const Tensor &t : blocks[0])
     bytes.append(reinterpret_cast<const char *>(t.data()),
                  static_cast<size_t>(t.numel()) * sizeof(float));
   Expected<std::vector<std::string>> gathered = group.gather(bytes, options_.collectiveTimeout);
@@ -195,7 +312,7 @@ Expected<std::vector<Tensor>> MeshRunner::runProcesses(const std::vector<Tensor>
     return std::vector<Tensor>{};
   std::vector<Tensor> global;
   size_t offset = 0;
-  for (const TensorSpec &spec : sig.outputs) {
+  for (const TensorSpec &spec : specs) {
     Shape local = spec.localShape(mesh);
     size_t size = static_cast<size_t>(numElements(local)) * sizeof(float);
     std::vector<Tensor> perDevice;

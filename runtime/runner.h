@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 
 #include "runtime/link_model.h"
 #include "runtime/process_group.h"
@@ -42,13 +43,28 @@ public:
                                                       RunnerOptions options = {});
   ~MeshRunner();
 
-  // `inputs` are the global input values, in the order of the signature's inputs. Returns the global
-  // outputs, or an empty list on processes that are not the writer. Collective under MPI.
+  // `inputs` are the global input values, in the order of the signature's inputs. Returns the
+  // global outputs, or an empty list on processes that are not the writer. Collective under MPI.
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs);
   // Replaces the global parameters (in the order of the signature's params, as `create` takes
   // them): each device's program gets its blocks. A training loop calls it between steps.
   // Collective under MPI: every process passes the same values and sets its own device's.
   Status setParams(const std::vector<Tensor> &params);
+
+  // A training step: runs an executable whose outputs from `firstUpdate` on are the next values
+  // of its params, in their order, each laid out as its param (the sharding passes keep them so),
+  // and gives each device its own blocks of them as its params for the next step: no parameter
+  // leaves its device. If any output holds a NaN or an infinity, nothing is replaced and
+  // `nonFinite` says which output (the first). `outputs` are the outputs before `firstUpdate`
+  // (the loss), whole, on the writer. Collective under MPI.
+  struct StepResult {
+    std::vector<Tensor> outputs;
+    std::optional<size_t> nonFinite;
+  };
+  Expected<StepResult> step(const std::vector<Tensor> &inputs, size_t firstUpdate);
+  // The global value of every parameter as the devices hold them now, in the signature's order;
+  // on processes that are not the writer, empty unless `everywhere`. Collective under MPI.
+  Expected<std::vector<Tensor>> params(bool everywhere = false);
 
   // Whether this process gets the outputs and should write files: always with threads, rank 0
   // under MPI.
@@ -69,13 +85,18 @@ public:
 
 private:
   MeshRunner() = default;
-  Expected<std::vector<Tensor>> runThreads(const std::vector<Tensor> &inputs);
-  Expected<std::vector<Tensor>> runProcesses(const std::vector<Tensor> &inputs);
+  // Every device's output blocks (under MPI, this process's device's only).
+  Expected<std::vector<std::vector<Tensor>>> runDevices(const std::vector<Tensor> &inputs);
+  // The global tensors of `specs` from each device's blocks (`blocks`, by device; under MPI this
+  // process's only, gathered on rank 0; the other ranks get an empty list).
+  Expected<std::vector<Tensor>> assembleAll(const std::vector<std::vector<Tensor>> &blocks,
+                                            const std::vector<TensorSpec> &specs);
 
   std::shared_ptr<const Executable> executable_;
   RunnerOptions options_;
   std::unique_ptr<Tracer> tracer_;
   std::vector<std::unique_ptr<DeviceProgram>> programs_; // by device; only its own under MPI
+  std::vector<std::vector<Tensor>> paramBlocks_;         // each program's parameters, likewise
   std::unique_ptr<ThreadMesh> threads_;
   std::unique_ptr<Communicator> comm_; // this process's device, under MPI
   bool poisoned_ = false;

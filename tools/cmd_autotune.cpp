@@ -30,25 +30,37 @@ void printRow(size_t rank, const autotune::Evaluation &e) {
                            duration(e.perStep.exposedCommSeconds));
 }
 
-// Runs a candidate on this machine's thread runtime and returns the median step time.
+// Runs a candidate on this machine's thread runtime and returns the median step time: of the
+// forward pass, or with `train` of the real sharded training step (AdamW, each device updating its
+// own shards of the params), as `vitc train` runs it.
 Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
                          const autotune::Candidate &c, const runtime::LinkModel &link,
-                         const backends::Compiler &compile, int runs) {
+                         const backends::Compiler &compile, int runs, bool train) {
   VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
-              autotune::compileCandidate(config, batch / c.microbatches, c));
+              autotune::compileCandidate(config, batch / c.microbatches, c, 0, train));
   std::shared_ptr<const ir::Module> m = std::move(compiled);
   std::vector<Tensor> params = autotune::timingParams(*m);
   runtime::RunnerOptions options;
   options.link = link;
   VITC_ASSIGN(auto executable, compile(m));
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params, options));
-  Tensor images = Tensor::zeros(m->inputs()[0]->shape());
-  VITC_TRY(runner->run({images})); // warm-up
+  std::vector<Tensor> inputs;
+  for (const ir::Op *in : m->inputs())
+    inputs.push_back(Tensor::zeros(in->shape()));
+  auto once = [&]() -> Status {
+    if (!train) {
+      VITC_ASSIGN(std::vector<Tensor> outputs, runner->run(inputs));
+      return Status::ok();
+    }
+    VITC_ASSIGN(runtime::MeshRunner::StepResult result, runner->step(inputs, 1));
+    return Status::ok();
+  };
+  VITC_TRY(once()); // warm-up
   std::vector<double> times;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t part = 0; part < c.microbatches; ++part)
-      VITC_TRY(runner->run({images}));
+      VITC_TRY(once());
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
@@ -229,7 +241,8 @@ int runAutotune(int argc, char **argv) {
         std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
                                  e.candidate.layoutString())
                   << std::flush;
-      Expected<double> seconds = measure(config, batch, e.candidate, target->links, *compiler, 5);
+      Expected<double> seconds =
+          measure(config, batch, e.candidate, target->links, *compiler, 5, mode == "train");
       if (terminal)
         std::cerr << "\r\033[K" << std::flush;
       if (!seconds)

@@ -7,27 +7,7 @@
 #include "tools/driver.h"
 
 namespace vitc::tools {
-namespace {
-
-// Prints the passes' remarks: one summary line per pass, or with --remarks[=PASS,...] every
-// remark (of those passes), as LLVM's -Rpass= does.
-void printRemarks(const std::vector<std::string> &remarks, const std::string &which,
-                  const std::set<std::string> &passes) {
-  if (which.empty()) {
-    for (const passes::RemarkSummary &s : passes::summarizeRemarks(remarks)) {
-      std::cerr << "remark: " << s.line;
-      if (s.count > 1 && !s.pass.empty())
-        std::cerr << fmt::format(" [{} remarks; --remarks={} lists them]", s.count, s.pass);
-      std::cerr << "\n";
-    }
-    return;
-  }
-  for (const std::string &r : remarks)
-    if (passes.empty() || passes.count(std::string(passes::remarkPass(r))))
-      std::cerr << "remark: " << r << "\n";
-}
-
-} // namespace
+namespace {} // namespace
 
 int runCompile(int argc, char **argv) {
   ModelOptions model;

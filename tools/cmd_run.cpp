@@ -66,10 +66,10 @@ Tensor joinBatch(const std::vector<Tensor> &parts) {
 }
 
 struct RunFlags {
-  std::string weights, input, output, backend = "llvm", runtime = "threads", link, trace;
+  std::string weights, input, output, backend = "llvm";
+  MeshRunFlags mesh;
   int repeat = 0;
   int threads = 0; // per device; 0: the host's cores shared by the devices
-  double timeoutSeconds = 60;
   bool allowUnusedWeights = false, allowNonfinite = false;
 };
 
@@ -92,16 +92,9 @@ int runRun(int argc, char **argv) {
       "llvm (JIT-compiled kernels) or interpreter (the reference)")(
       "threads", po::value(&f.threads)->default_value(0),
       "threads per device for the llvm backend (default: the cores shared by the devices)")(
-      "runtime", po::value(&f.runtime)->default_value("threads"),
-      "threads (one thread per device) or mpi (one process per device, under mpirun)")(
-      "link", po::value(&f.link),
-      "emulated interconnect for the thread runtime: GBps[,latency_us], or per axis "
-      "model=GBps[,us],data=...")("trace", po::value(&f.trace),
-                                  "write a Chrome/Perfetto trace of the run")(
       "repeat", po::value(&f.repeat)->default_value(0),
-      "run the forward pass N more times after a warm-up and print the median latency")(
-      "collective-timeout", po::value(&f.timeoutSeconds)->default_value(60),
-      "seconds a collective may wait for the other devices");
+      "run the forward pass N more times after a warm-up and print the median latency");
+  f.mesh.add(desc);
   desc.add_options()("allow-unused-weights", po::bool_switch(&f.allowUnusedWeights),
                      "run although the weights file holds tensors the model does not use")(
       "allow-nonfinite", po::bool_switch(&f.allowNonfinite),
@@ -118,26 +111,17 @@ int runRun(int argc, char **argv) {
     return usageError(s.error().message());
   if (f.threads < 0)
     return usageError("--threads must not be negative");
-  if (f.runtime != "threads" && f.runtime != "mpi")
-    return usageError(fmt::format("unknown --runtime={} (expected threads or mpi)", f.runtime));
+  if (Status s = f.mesh.check(); !s)
+    return usageErrorOf(s.error());
   if (f.repeat < 0)
     return usageError("--repeat must not be negative");
   if (f.threads > kMaxThreads)
     return usageError(fmt::format("--threads must be at most {}, got {}", kMaxThreads, f.threads));
-  if (!(f.timeoutSeconds > 0 && f.timeoutSeconds <= kMaxCollectiveTimeoutSeconds))
-    return usageError(fmt::format("--collective-timeout must be more than 0 and at most {} "
-                                  "seconds, got {}",
-                                  kMaxCollectiveTimeoutSeconds, f.timeoutSeconds));
   // Every value from the command line is checked before a file is read or anything compiled.
   if (Status s = model.check(); !s)
     return usageError(s.error());
   if (Status s = passFlags.check(vm); !s)
     return usageError(s.error());
-  if (!f.link.empty())
-    if (Expected<runtime::LinkModel> link =
-            runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
-        !link)
-      return usageError(link.error());
   if (f.weights == "random" || f.weights.rfind("random:", 0) == 0)
     if (Expected<std::unique_ptr<frontend::WeightSource>> random = frontend::openWeights(f.weights);
         !random)
@@ -146,36 +130,19 @@ int runRun(int argc, char **argv) {
   inputs.emplace_back("--input", f.input);
   inputs.emplace_back("--weights", f.weights);
   for (const auto &[flag, path] :
-       {std::pair<const char *, const std::string &>{"--output", f.output}, {"--trace", f.trace}}) {
+       {std::pair<const char *, const std::string &>{"--output", f.output},
+        {"--trace", f.mesh.trace}}) {
     if (Status s = checkNotAnInput(flag, path, inputs); !s)
       return usageError(s.error());
     if (Status s = checkWritable(path); !s)
       return report(s.error());
   }
 
-  runtime::RunnerOptions runnerOptions;
-  runnerOptions.collectiveTimeout =
-      std::chrono::milliseconds(static_cast<int64_t>(f.timeoutSeconds * 1000));
-  runnerOptions.trace = !f.trace.empty();
-  if (f.runtime == "mpi") {
-    Expected<std::shared_ptr<runtime::ProcessGroup>> world = runtime::initMpi(nullptr, nullptr);
-    if (!world)
-      return report(world.error());
-    runnerOptions.processes = *world;
-  }
-  // Under MPI every rank meets the same errors (the runtime makes them agree): rank 0 speaks. After
-  // a collective timed out they no longer agree, and every rank speaks for itself.
-  auto report = [&runnerOptions](const Error &e) {
-    const std::shared_ptr<runtime::ProcessGroup> &world = runnerOptions.processes;
-    bool speaks = !world || world->rank() == 0 || world->abandoned();
-    return speaks ? tools::report(e) : kExitError;
-  };
-  if (!f.link.empty()) {
-    Expected<runtime::LinkModel> link = runtime::LinkModel::parse(f.link, Loc::inFile("--link"));
-    if (!link)
-      return report(link.error());
-    runnerOptions.link = *link;
-  }
+  Expected<runtime::RunnerOptions> options = f.mesh.runnerOptions();
+  if (!options)
+    return report(options.error());
+  runtime::RunnerOptions &runnerOptions = *options;
+  auto report = [&runnerOptions](const Error &e) { return reportOnce(runnerOptions, e); };
 
   Expected<Tensor> images = formats::readNpy(f.input);
   if (!images)
@@ -260,9 +227,8 @@ int runRun(int argc, char **argv) {
   // The weights bind by name to the signature of what the backend compiles, before it compiles:
   // a file that does not fit fails at once, not after seconds of code generation.
   Signature signature = ir::signatureOf(*module);
-  Expected<std::vector<Tensor>> params =
-      bindParams(signature, **source, {f.allowUnusedWeights, f.allowNonfinite},
-                 warns ? &std::cerr : nullptr);
+  Expected<std::vector<Tensor>> params = bindParams(
+      signature, **source, {f.allowUnusedWeights, f.allowNonfinite}, warns ? &std::cerr : nullptr);
   if (!params)
     return report(params.error());
 
@@ -307,8 +273,8 @@ int runRun(int argc, char **argv) {
       return report(again.error());
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  if (!f.trace.empty())
-    if (Status s = (*runner)->writeTrace(f.trace); !s)
+  if (!f.mesh.trace.empty())
+    if (Status s = (*runner)->writeTrace(f.mesh.trace); !s)
       return report(s.error());
   if (!(*runner)->isWriter())
     return 0;

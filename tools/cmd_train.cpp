@@ -1,4 +1,5 @@
 // `vitc train`: compile a training step (forward, loss, autodiff, optimizer) and run it over data.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "frontend/formats/safetensors.h"
 #include "ir/signature.h"
+#include "passes/analysis.h"
 #include "passes/optimizer.h"
 #include "passes/registry.h"
 #include "tools/model_run.h"
@@ -27,6 +29,7 @@ struct TrainFlags {
   int64_t steps = 0, epochs = 0, warmup = 0, cooldown = 0, checkpointEvery = 0;
   uint64_t seed = 0;
   int threads = 0;
+  MeshRunFlags mesh;
   bool allowUnusedWeights = false, noShuffle = false;
 };
 
@@ -75,18 +78,6 @@ Expected<StepInputs> findStepInputs(const Signature &sig) {
   return in;
 }
 
-// The first parameter of the step (a weight or optimizer state) whose next value is not finite.
-std::optional<std::string> firstNonFinite(const Signature &sig, const std::vector<Tensor> &next) {
-  for (size_t i = 0; i < next.size(); ++i) {
-    const float *p = next[i].data();
-    for (int64_t j = 0; j < next[i].numel(); ++j)
-      if (!std::isfinite(p[j]))
-        return fmt::format("'{}' ({} at index {})", sig.params[i].name,
-                           std::isnan(p[j]) ? "nan" : "inf", j);
-  }
-  return std::nullopt;
-}
-
 // Checkpoint metadata: where the run stands, so that a resumed run continues exactly.
 struct Progress {
   int64_t step = 0;
@@ -128,7 +119,7 @@ Status writeWeights(const std::string &path, const Signature &sig,
 }
 
 // The share of `data` whose argmax of the logits the model gets right, `batch` images per run;
-// the last batch is padded with zeros and its padding ignored.
+// the last batch is padded with zeros and its padding ignored. (On the writer; collective.)
 Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset &data,
                               int64_t batch) {
   int64_t image = data.channels * data.height * data.width, correct = 0;
@@ -139,6 +130,8 @@ Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset 
     std::copy(data.images.begin() + start * image, data.images.begin() + (start + n) * image, dst);
     std::fill(dst + n * image, dst + batch * image, 0.0f);
     VITC_ASSIGN(std::vector<Tensor> out, runner.run({pixels}));
+    if (out.empty())
+      continue; // an MPI process that is not the writer: rank 0 counts
     const Tensor &logits = out[0];
     int64_t classes = logits.dim(1);
     for (int64_t i = 0; i < n; ++i) {
@@ -151,12 +144,12 @@ Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset 
 }
 
 // `module` compiled by `compile`, ready to run with `params` on its mesh.
-Expected<std::unique_ptr<runtime::MeshRunner>> compileRunner(const backends::Compiler &compile,
-                                                             std::unique_ptr<ir::Module> module,
-                                                             const std::vector<Tensor> &params) {
+Expected<std::unique_ptr<runtime::MeshRunner>>
+compileRunner(const backends::Compiler &compile, std::unique_ptr<ir::Module> module,
+              const std::vector<Tensor> &params, const runtime::RunnerOptions &options) {
   VITC_ASSIGN(std::shared_ptr<const runtime::Executable> exe,
               compile(std::shared_ptr<const ir::Module>(std::move(module))));
-  return runtime::MeshRunner::create(exe, params);
+  return runtime::MeshRunner::create(exe, params, options);
 }
 
 } // namespace
@@ -170,6 +163,8 @@ int runTrain(int argc, char **argv) {
   desc.add_options()("help,h", "show this help")(
       "model", po::value(&model.model)->required(),
       "a spec (.vit), a Hugging Face checkpoint directory, or IR text")(
+      "mesh", po::value(&model.mesh), "device mesh, e.g. data=2,model=2 (default: one device)")(
+      "layout", po::value(&model.layout), "sharding layout (JSON, as vitc autotune writes it)")(
       "data", po::value(&f.data)->required(),
       "training data: a .npz with images and labels, or a directory of MNIST-format IDX files")(
       "weights", po::value(&f.weights),
@@ -204,6 +199,7 @@ int runTrain(int argc, char **argv) {
       "resume", po::value(&f.resume), "continue from a checkpoint")(
       "allow-unused-weights", po::bool_switch(&f.allowUnusedWeights),
       "train although the weights file holds tensors the model does not use");
+  f.mesh.add(desc, "training");
   passFlags.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -241,6 +237,11 @@ int runTrain(int argc, char **argv) {
     return usageError(fmt::format("--batch must be between 1 and {}", kMaxBatch));
   if (Status s = passFlags.check(vm); !s)
     return usageError(s.error());
+  if (Status s = f.mesh.check(); !s)
+    return usageErrorOf(s.error());
+  if (!model.mesh.empty())
+    if (Expected<ir::Mesh> mesh = ir::parseMesh(model.mesh, Loc::inFile("--mesh")); !mesh)
+      return usageError(mesh.error());
   if (f.checkpoint.empty()) {
     std::string base = f.output;
     if (base.size() > 12 && base.substr(base.size() - 12) == ".safetensors")
@@ -252,7 +253,8 @@ int runTrain(int argc, char **argv) {
   inputs.emplace_back("--weights", f.weights);
   inputs.emplace_back("--resume", f.resume);
   for (const auto &[flag, path] : {std::pair<const char *, const std::string &>{"-o", f.output},
-                                   {"--checkpoint", f.checkpoint}}) {
+                                   {"--checkpoint", f.checkpoint},
+                                   {"--trace", f.mesh.trace}}) {
     if (Status s = checkNotAnInput(flag, path, inputs); !s)
       return usageError(s.error());
     if (Status s = checkWritable(path); !s)
@@ -260,6 +262,11 @@ int runTrain(int argc, char **argv) {
   }
   if (f.checkpoint == f.output)
     return usageError("--checkpoint and -o name the same file");
+  Expected<runtime::RunnerOptions> options = f.mesh.runnerOptions();
+  if (!options)
+    return report(options.error());
+  runtime::RunnerOptions &runnerOptions = *options;
+  auto report = [&runnerOptions](const Error &e) { return reportOnce(runnerOptions, e); };
 
   // The data first: its image size and classes are checked against the model once it is built.
   Expected<train::DataSplits> data = train::loadDataset(f.data);
@@ -317,10 +324,6 @@ int runTrain(int argc, char **argv) {
   if (!loaded)
     return report(loaded.error());
   ir::Module &forward = *loaded->module;
-  if (forward.mesh.numDevices() != 1)
-    return report(makeError(Loc::inFile("--mesh"),
-                            "vitc train runs on one device for now (the mesh has {} devices)",
-                            forward.mesh.numDevices()));
   if (Status s = checkClassifier(forward, Loc::inFile(loaded->path)); !s)
     return report(s.error());
   const Shape &imageShape = forward.inputs()[0]->shape();
@@ -349,13 +352,18 @@ int runTrain(int argc, char **argv) {
   Expected<passes::PipelineOptions> pipeline = passFlags.toOptions();
   if (!pipeline)
     return report(pipeline.error());
-  Expected<std::unique_ptr<ir::Module>> step =
-      lowerTrainingStep(forward,
-                        f.loss == "softmax" ? passes::LossKind::SoftmaxCrossEntropy
-                                            : passes::LossKind::SigmoidCrossEntropy,
-                        *pipeline, passOptions, opt, Loc::inFile(loaded->path), std::cerr);
+  std::vector<std::string> remarks;
+  Expected<std::unique_ptr<ir::Module>> step = lowerTrainingStep(
+      forward,
+      f.loss == "softmax" ? passes::LossKind::SoftmaxCrossEntropy
+                          : passes::LossKind::SigmoidCrossEntropy,
+      *pipeline, passOptions, opt, Loc::inFile(loaded->path), std::cerr, &remarks);
   if (!step)
     return report(step.error());
+  // On a mesh, what the sharding passes did (how the gradients are reduced) is worth a line each.
+  bool speaks = !runnerOptions.processes || runnerOptions.processes->rank() == 0;
+  if (forward.mesh.numDevices() > 1 && speaks)
+    printRemarks(remarks, "", {});
   // The forward pass alone, for the test accuracy.
   passes::PassContext evalCtx;
   evalCtx.options = passOptions;
@@ -425,26 +433,31 @@ int runTrain(int argc, char **argv) {
       params[order[i]] = Tensor::zeros(stepSig.params[order[i]].shape);
   }
 
-  int threads = f.threads > 0 ? f.threads : defaultThreads(1);
-  Expected<backends::Compiler> compile = backendCompiler(f.backend, threads, &std::cerr);
+  int64_t devices = forward.mesh.numDevices();
+  // What the memory plan says a device needs: weights and optimizer state (the step's params),
+  // and the peak of its gradients and activations (its workspace).
+  passes::ModuleStats planned = passes::analyze(**step);
+  int threads = f.threads > 0 ? f.threads : defaultThreads(runnerOptions.processes ? 1 : devices);
+  // MPI ranks compile alike: only a single process says what it compiled.
+  Expected<backends::Compiler> compile =
+      backendCompiler(f.backend, threads, runnerOptions.processes ? nullptr : &std::cerr);
   if (!compile)
     return report(compile.error());
   Expected<std::unique_ptr<runtime::MeshRunner>> runner =
-      compileRunner(*compile, std::move(*step), params);
+      compileRunner(*compile, std::move(*step), params, runnerOptions);
   if (!runner)
     return report(runner.error());
-
-  // The weights as the step's params hold them, in the forward module's order: what -o writes.
-  auto weightValues = [&] {
-    std::vector<Tensor> w;
-    for (size_t i = 0; i < weightSig.params.size(); ++i)
-      w.push_back(params[order[i]]);
-    return w;
-  };
+  bool writer = (*runner)->isWriter();
+  // Each device keeps its shards of the params from step to step; they are gathered only to be
+  // written.
+  params.clear();
   auto writeCheckpoint = [&]() -> Status {
+    VITC_ASSIGN(std::vector<Tensor> all, (*runner)->params());
+    if (!writer)
+      return Status::ok();
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (size_t i = 0; i < stepSig.params.size(); ++i)
-      tensors.emplace_back(stepSig.params[i].name, params[i]);
+      tensors.emplace_back(stepSig.params[i].name, all[i]);
     return formats::writeSafetensors(f.checkpoint, tensors,
                                      checkpointMetadata(*loaded, opt, progress, f.seed, batch));
   };
@@ -453,7 +466,7 @@ int runTrain(int argc, char **argv) {
   stepIn[stepInputs->pixels] = Tensor::zeros(stepSig.inputs[stepInputs->pixels].shape);
   stepIn[stepInputs->labels] = Tensor::zeros(stepSig.inputs[stepInputs->labels].shape);
   std::vector<int32_t> labels(static_cast<size_t>(batch));
-  bool terminal = isatty(STDERR_FILENO);
+  bool terminal = writer && isatty(STDERR_FILENO);
   int64_t reportEvery = std::max<int64_t>(1, steps / 20);
   std::vector<double> stepSeconds;
   double loss = 0;
@@ -480,30 +493,25 @@ int runTrain(int argc, char **argv) {
       t.mutableData()[0] = static_cast<float>(it->second);
       stepIn[index] = t;
     }
-    Expected<std::vector<Tensor>> out = (*runner)->run(stepIn);
+    Expected<runtime::MeshRunner::StepResult> out = (*runner)->step(stepIn, 1);
     if (!out)
       return report(out.error());
-    loss = (*out)[0].data()[0];
-    std::vector<Tensor> next(out->begin() + 1, out->end());
-    std::optional<std::string> bad;
-    if (!std::isfinite(loss))
-      bad = fmt::format("the loss is {}", loss);
-    else if (auto which = firstNonFinite(stepSig, next))
-      bad = fmt::format("the update made {} non-finite", *which);
-    if (bad) {
-      // The parameters before this step are the last good ones: keep them.
+    if (writer)
+      loss = out->outputs[0].data()[0];
+    if (out->nonFinite) {
+      // Nothing was updated: the params before this step are the last good ones.
+      std::string bad = *out->nonFinite == 0
+                            ? fmt::format("the loss is {}", loss)
+                            : fmt::format("the update made '{}' non-finite",
+                                          stepSig.params[*out->nonFinite - 1].name);
       Status saved = writeCheckpoint();
       std::string where =
           saved ? fmt::format("; the last good state is in {}", f.checkpoint)
                 : fmt::format("; writing the last good state failed: {}", saved.error().str());
       if (terminal)
         std::cerr << "\n";
-      return report(
-          makeError(Loc::inFile(f.data), "step {}: {}{}", progress.step + 1, *bad, where));
+      return report(makeError(Loc::inFile(f.data), "step {}: {}{}", progress.step + 1, bad, where));
     }
-    params = std::move(next);
-    if (Status s = (*runner)->setParams(params); !s)
-      return report(s.error());
     progress.position = sampler.position();
     stepSeconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     int64_t done = progress.step + 1;
@@ -516,6 +524,8 @@ int runTrain(int argc, char **argv) {
       if (!s)
         return report(s.error());
     }
+    if (!writer)
+      continue;
     double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     double perStep = elapsed / static_cast<double>(stepSeconds.size());
     std::string line = fmt::format("step {}/{}  loss {:.4f}  lr {:.3g}  {:.1f} images/s  ETA {}",
@@ -529,9 +539,38 @@ int runTrain(int argc, char **argv) {
   if (terminal)
     std::cerr << "\n";
 
-  if (Status s = writeWeights(f.output, weightSig, weightValues(), {{"format", "pt"}}); !s)
-    return report(s.error());
-  if (!stepSeconds.empty()) {
+  // The weights as the devices hold them, in the forward module's order: what -o writes. The test
+  // set runs on every process (under MPI), so every process gets them.
+  Expected<std::vector<Tensor>> trained = (*runner)->params(/*everywhere=*/true);
+  if (!trained)
+    return report(trained.error());
+  std::vector<Tensor> weights;
+  for (size_t i = 0; i < weightSig.params.size(); ++i)
+    weights.push_back((*trained)[order[i]]);
+  if (writer)
+    if (Status s = writeWeights(f.output, weightSig, weights, {{"format", "pt"}}); !s)
+      return report(s.error());
+  if (!f.mesh.trace.empty())
+    if (Status s = (*runner)->writeTrace(f.mesh.trace); !s)
+      return report(s.error());
+  if (writer) {
+    // The plan against what this process holds: its devices' programs (their weights, prepared
+    // weights and workspaces, as allocated) and its peak resident set, which also holds the data,
+    // the compiler and the libraries.
+    int64_t held = 0;
+    for (const runtime::DeviceProgram::Memory &m : (*runner)->memory())
+      held += m.weightBytes + m.activationPeakBytes;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    int64_t local = runnerOptions.processes ? 1 : devices;
+    std::cout << fmt::format(
+        "memory: plan {} per device ({} weights and optimizer state + {} gradients and "
+        "activations); the {} device{} of this process hold {}; peak resident set {}\n",
+        byteSize(planned.weightBytesPerDevice + planned.activationPeakBytesPerDevice),
+        byteSize(planned.weightBytesPerDevice), byteSize(planned.activationPeakBytesPerDevice),
+        local, local == 1 ? "" : "s", byteSize(held), byteSize(int64_t{usage.ru_maxrss} * 1024));
+  }
+  if (writer && !stepSeconds.empty()) {
     std::vector<double> sorted = stepSeconds;
     std::sort(sorted.begin(), sorted.end());
     double median = sorted[sorted.size() / 2];
@@ -540,22 +579,23 @@ int runTrain(int argc, char **argv) {
                              static_cast<double>(batch) / median);
   }
   if (data->test) {
+    runner->reset(); // one mesh at a time
     Signature evalSig = ir::signatureOf(*eval);
     std::vector<Tensor> evalParams;
     for (const TensorSpec &p : evalSig.params) {
       const TensorSpec *w = weightSig.param(p.name);
-      size_t i = static_cast<size_t>(w - weightSig.params.data());
-      evalParams.push_back(params[order[i]]);
+      evalParams.push_back(weights[static_cast<size_t>(w - weightSig.params.data())]);
     }
     Expected<std::unique_ptr<runtime::MeshRunner>> evalRunner =
-        compileRunner(*compile, std::move(eval), evalParams);
+        compileRunner(*compile, std::move(eval), evalParams, runnerOptions);
     if (!evalRunner)
       return report(evalRunner.error());
     Expected<double> accuracy = testAccuracy(**evalRunner, *data->test, batch);
     if (!accuracy)
       return report(accuracy.error());
-    std::cout << fmt::format("test accuracy: {:.2f}% ({} images)\n", *accuracy * 100,
-                             data->test->count);
+    if (writer)
+      std::cout << fmt::format("test accuracy: {:.2f}% ({} images)\n", *accuracy * 100,
+                               data->test->count);
   }
   return 0;
 }

@@ -28,6 +28,10 @@ int usageError(const Error &error) {
   return kExitUsage;
 }
 
+int usageErrorOf(const Error &error) {
+  return error.loc().file ? usageError(error) : usageError(error.message());
+}
+
 void ModelOptions::add(po::options_description &desc, const char *batchHelp,
                        const char *batchDefault) {
   desc.add_options()("model", po::value(&model)->required(),
@@ -263,6 +267,24 @@ bool parseArgs(int argc, char **argv, const po::options_description &desc,
     return false;
   }
   return true;
+}
+
+// Prints the passes' remarks: one summary line per pass, or with --remarks[=PASS,...] every
+// remark (of those passes), as LLVM's -Rpass= does.
+void printRemarks(const std::vector<std::string> &remarks, const std::string &which,
+                  const std::set<std::string> &passes) {
+  if (which.empty()) {
+    for (const passes::RemarkSummary &s : passes::summarizeRemarks(remarks)) {
+      std::cerr << "remark: " << s.line;
+      if (s.count > 1 && !s.pass.empty())
+        std::cerr << fmt::format(" [{} remarks; --remarks={} lists them]", s.count, s.pass);
+      std::cerr << "\n";
+    }
+    return;
+  }
+  for (const std::string &r : remarks)
+    if (passes.empty() || passes.count(std::string(passes::remarkPass(r))))
+      std::cerr << "remark: " << r << "\n";
 }
 
 } // namespace vitc::tools

@@ -3,6 +3,7 @@
 
 #include <iostream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ int report(const Error &error);
 int usageError(const std::string &message);
 // A bad command-line value, located at its flag (`--mesh: error: ...`): returns kExitUsage.
 int usageError(const Error &error);
+// Either: located at its flag when the error names one, else as vitc's own.
+int usageErrorOf(const Error &error);
 
 // Bounds on command-line numbers: beyond them a value is a typo, not a request.
 constexpr int64_t kMaxBatch = 1 << 20;
@@ -105,5 +108,10 @@ int runRun(int argc, char **argv);
 int runTrain(int argc, char **argv);
 int runInitWeights(int argc, char **argv);
 int runAutotune(int argc, char **argv);
+
+// Prints the passes' remarks on stderr: one summary line per pass, or with `which` (the value of
+// --remarks[=PASS,...]) every remark of `passes` (all when empty), as LLVM's -Rpass= does.
+void printRemarks(const std::vector<std::string> &remarks, const std::string &which,
+                  const std::set<std::string> &passes);
 
 } // namespace vitc::tools

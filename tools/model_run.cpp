@@ -12,6 +12,7 @@
 #include "backends/interpreter/interpreter.h"
 #include "backends/llvm/llvm_backend.h"
 #include "passes/registry.h"
+#include "runtime/mpi/mpi_runtime.h"
 
 namespace vitc::tools {
 
@@ -88,7 +89,8 @@ Status checkClassifier(const ir::Module &forward, const Loc &where) {
 Expected<std::unique_ptr<ir::Module>>
 lowerTrainingStep(const ir::Module &forward, passes::LossKind loss,
                   passes::PipelineOptions pipeline, passes::PassOptions options,
-                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out) {
+                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out,
+                  std::vector<std::string> *remarks) {
   VITC_TRY(checkClassifier(forward, where));
   std::unique_ptr<ir::Module> step = forward.clone();
   passes::appendLoss(*step, loss);
@@ -99,6 +101,8 @@ lowerTrainingStep(const ir::Module &forward, passes::LossKind loss,
   ctx.options = std::move(options);
   ctx.options.optimizer = optimizer;
   VITC_TRY(passes::PassManager(std::move(pipeline), out).run(*step, ctx));
+  if (remarks)
+    *remarks = std::move(ctx.remarks);
   return step;
 }
 
@@ -106,6 +110,51 @@ Status checkBackendName(const std::string &name) {
   if (name == "llvm" || name == "interpreter")
     return Status::ok();
   return Error(fmt::format("unknown --backend={} (expected llvm or interpreter)", name));
+}
+
+void MeshRunFlags::add(po::options_description &desc, const char *what) {
+  desc.add_options()("runtime", po::value(&runtime)->default_value("threads"),
+                     "threads (one thread per device) or mpi (one process per device, under "
+                     "mpirun)")(
+      "link", po::value(&link),
+      "emulated interconnect for the thread runtime: GBps[,latency_us], or per axis "
+      "model=GBps[,us],data=...")(
+      "trace", po::value(&trace),
+      fmt::format("write a Chrome/Perfetto trace of the {}", what).c_str())(
+      "collective-timeout", po::value(&timeoutSeconds)->default_value(60),
+      "seconds a collective may wait for the other devices");
+}
+
+Status MeshRunFlags::check() const {
+  if (runtime != "threads" && runtime != "mpi")
+    return Error(fmt::format("unknown --runtime={} (expected threads or mpi)", runtime));
+  if (!(timeoutSeconds > 0 && timeoutSeconds <= kMaxCollectiveTimeoutSeconds))
+    return Error(fmt::format("--collective-timeout must be more than 0 and at most {} seconds, "
+                             "got {}",
+                             kMaxCollectiveTimeoutSeconds, timeoutSeconds));
+  if (!link.empty())
+    VITC_TRY(runtime::LinkModel::parse(link, Loc::inFile("--link")));
+  return Status::ok();
+}
+
+Expected<runtime::RunnerOptions> MeshRunFlags::runnerOptions() const {
+  runtime::RunnerOptions options;
+  options.collectiveTimeout =
+      std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));
+  options.trace = !trace.empty();
+  if (runtime == "mpi") {
+    VITC_ASSIGN(options.processes, runtime::initMpi(nullptr, nullptr));
+  }
+  if (!link.empty()) {
+    VITC_ASSIGN(options.link, runtime::LinkModel::parse(link, Loc::inFile("--link")));
+  }
+  return options;
+}
+
+int reportOnce(const runtime::RunnerOptions &options, const Error &e) {
+  const std::shared_ptr<runtime::ProcessGroup> &world = options.processes;
+  bool speaks = !world || world->rank() == 0 || world->abandoned();
+  return speaks ? report(e) : kExitError;
 }
 
 int defaultThreads(int64_t devices) {

@@ -42,11 +42,28 @@ int defaultThreads(int64_t devices);
 Status checkClassifier(const ir::Module &forward, const Loc &where);
 // The training step of a classifier's forward module: a copy with the loss appended, lowered by
 // `pipeline` (the training pipeline when it names no passes) with `options` and `optimizer`; the
-// pass manager prints what its flags ask for on `out`.
+// pass manager prints what its flags ask for on `out`, and the passes' remarks go to `remarks`.
 Expected<std::unique_ptr<ir::Module>>
 lowerTrainingStep(const ir::Module &forward, passes::LossKind loss,
                   passes::PipelineOptions pipeline, passes::PassOptions options,
-                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out);
+                  const passes::OptimizerOptions &optimizer, const Loc &where, std::ostream &out,
+                  std::vector<std::string> *remarks = nullptr);
+
+// How a command runs its mesh: --runtime, --link, --trace, --collective-timeout.
+struct MeshRunFlags {
+  std::string runtime = "threads", link, trace;
+  double timeoutSeconds = 60;
+
+  void add(po::options_description &desc, const char *what = "run");
+  // Usage errors (before any file is read).
+  Status check() const;
+  // The runner's options; under --runtime=mpi this initializes MPI (once per process).
+  Expected<runtime::RunnerOptions> runnerOptions() const;
+};
+// Under MPI every rank meets the same errors (the runtime makes them agree): rank 0 speaks. After
+// a collective timed out they no longer agree, and every rank speaks for itself. Returns the exit
+// status.
+int reportOnce(const runtime::RunnerOptions &options, const Error &e);
 
 // Refuses work that needs more memory than the machine has, before allocating it.
 Status checkMemory(int64_t bytes, const std::string &what);

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cstring>
@@ -181,6 +182,40 @@ public:
       out.push_back(call->all.substr(static_cast<size_t>(call->offsets[r]),
                                      static_cast<size_t>(call->lengths[r])));
     return out;
+  }
+
+  Expected<std::string> broadcast(std::string_view bytes,
+                                  std::chrono::milliseconds timeout) override {
+    std::string_view what = "receiving device 0's data (MPI_Ibcast)";
+    if (abandoned())
+      return unusable(what);
+    auto call = std::make_unique<ControlCall>();
+    if (rank_ == 0)
+      call->bytes.assign(bytes);
+    // The size first, as a 64-bit count: a model's parameters can pass 2 GiB.
+    call->send[0] = static_cast<int64_t>(call->bytes.size());
+    MPI_Ibcast(call->send, 1, MPI_INT64_T, 0, control_, &call->request);
+    VITC_TRY(wait(call, what, timeout));
+    call->bytes.resize(static_cast<size_t>(call->send[0]));
+    // In pieces of at most 1 GiB: MPI counts are ints.
+    constexpr int64_t kPiece = int64_t{1} << 30;
+    for (int64_t at = 0; at < call->send[0]; at += kPiece) {
+      int count = static_cast<int>(std::min(kPiece, call->send[0] - at));
+      MPI_Ibcast(call->bytes.data() + at, count, MPI_CHAR, 0, control_, &call->request);
+      VITC_TRY(wait(call, what, timeout));
+    }
+    return std::move(call->bytes);
+  }
+
+  Expected<int64_t> minimum(int64_t value, std::chrono::milliseconds timeout) override {
+    std::string_view what = "the smallest of every process's values (MPI_Iallreduce)";
+    if (abandoned())
+      return unusable(what);
+    auto call = std::make_unique<ControlCall>();
+    call->send[0] = value;
+    MPI_Iallreduce(call->send, call->recv, 1, MPI_INT64_T, MPI_MIN, control_, &call->request);
+    VITC_TRY(wait(call, what, timeout));
+    return call->recv[0];
   }
 
   Status barrier(std::chrono::milliseconds timeout) override {

@@ -40,9 +40,15 @@ TEST(AppendLoss, MakesTheMeanLossOverTheBatchTheOnlyOutput) {
     ASSERT_EQ(out->operands.size(), 1u);
     ir::Op *loss = out->operand(0);
     EXPECT_EQ(loss->name, "loss");
-    EXPECT_TRUE(loss->is(OpKind::Mean));
+    // The mean as a sum scaled by 1/B: on a mesh, the sum over a split batch is each device's
+    // partial sum.
+    ASSERT_TRUE(loss->is(OpKind::Scale));
+    EXPECT_DOUBLE_EQ(loss->attrs.getFloat("factor"), 1.0 / 3);
     EXPECT_EQ(loss->shape(), Shape{});
-    ir::Op *perExample = loss->operand(0);
+    ir::Op *total = loss->operand(0);
+    ASSERT_TRUE(total->is(OpKind::Sum));
+    EXPECT_EQ(total->attrs.getInt("axis"), 0);
+    ir::Op *perExample = total->operand(0);
     EXPECT_TRUE(perExample->is(kind == passes::LossKind::SoftmaxCrossEntropy
                                    ? OpKind::SoftmaxCrossEntropy
                                    : OpKind::SigmoidCrossEntropy));

@@ -203,39 +203,22 @@ double cpuSeconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-class MpiRunStalledRank : public ::testing::TestWithParam<int> {};
+// What became of an mpirun job of `args` after rank `stopped` was stopped (SIGSTOP: alive, never
+// answering) once it had worked for a while (past MPI_Init, which no timeout can bound: a process
+// stopped before it would hold the others in MPI's own start-up).
+struct StalledJob {
+  bool started = false, ended = false;
+  int status = 0;
+  double seconds = 0; // from the stop to mpirun's end
+  std::string err;
+};
 
-// A process that stops (SIGSTOP: alive, never answering) must not hang the others: they give up
-// at --collective-timeout with a one-line error, exit non-zero, and mpirun ends the job.
-TEST_P(MpiRunStalledRank, EndsTheRunWithATimeout) {
-  int stopped = GetParam(), other = 1 - stopped;
-  std::string dir = test::makeTempDir(fmt::format("mpi-stall{}", stopped));
-  std::string fx = test::sourcePath("tests/fixtures/parallel_map");
-  // A run far longer than the test, so that the stop finds it running.
-  pid_t pid = spawn({"mpirun",
-                     "--allow-run-as-root",
-                     "--oversubscribe",
-                     "-np",
-                     "2",
-                     VITC_BINARY,
-                     "run",
-                     fx + "/model.vit",
-                     "--weights",
-                     "random:0",
-                     "--input",
-                     fx + "/input.npy",
-                     "--output",
-                     dir + "/out.npy",
-                     "--mesh",
-                     "data=1,model=2",
-                     "--runtime=mpi",
-                     "--backend=interpreter",
-                     "--repeat",
-                     "10000000",
-                     "--collective-timeout",
-                     "3"},
-                    dir + "/err.txt");
-  ASSERT_GT(pid, 0);
+StalledJob stallOneRank(const std::vector<std::string> &args, int stopped, const std::string &dir,
+                        double workSeconds = 1.0) {
+  StalledJob job;
+  pid_t pid = spawn(args, dir + "/err.txt");
+  if (pid <= 0)
+    return job;
   std::map<int, pid_t> ranks;
   // Ends whatever is left of the job; a rank is killed only while it is still this binary, in
   // case mpirun ended it and its pid was reused.
@@ -253,46 +236,131 @@ TEST_P(MpiRunStalledRank, EndsTheRunWithATimeout) {
       waitpid(pid, nullptr, 0);
     }
   };
-  // Stop the rank once it has worked for a while: past MPI_Init, which no timeout can bound (a
-  // process stopped before it would hold the others in MPI's own start-up).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   while (std::chrono::steady_clock::now() < deadline &&
-         (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < 1.0)) {
+         (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < workSeconds)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (ranks.size() < 2)
       ranks = ranksOf(pid);
   }
-  if (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < 1.0) {
+  if (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < workSeconds) {
     cleanUp(false);
-    FAIL() << "the ranks never got going: " << test::slurp(dir + "/err.txt");
+    job.err = test::slurp(dir + "/err.txt");
+    return job;
   }
+  job.started = true;
   kill(ranks[stopped], SIGSTOP);
   auto start = std::chrono::steady_clock::now();
-  int status = 0;
-  bool ended = false;
-  // 3 s in a collective, 3 s more to agree on it, then mpirun ends the job.
+  // A timeout in a collective, as long again to agree on it, then mpirun ends the job.
   while (std::chrono::steady_clock::now() - start < std::chrono::seconds(45)) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      ended = true;
+    if (waitpid(pid, &job.status, WNOHANG) == pid) {
+      job.ended = true;
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  cleanUp(ended);
-  std::string err = test::slurp(dir + "/err.txt");
-  ASSERT_TRUE(ended) << "mpirun still running 45 s after rank " << stopped << " stopped: " << err;
-  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
-  EXPECT_GT(seconds, 2.5) << "ended before the timeout: " << err;
-  // The live rank's one line, naming the timeout and itself.
-  std::string line;
+  job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  cleanUp(job.ended);
+  job.err = test::slurp(dir + "/err.txt");
+  return job;
+}
+
+// Whether `err` holds the live rank's one line, naming the 3 s timeout and itself.
+bool namesTheTimeout(const std::string &err, int device) {
   std::istringstream lines(err);
   for (std::string l; std::getline(lines, l);)
     if (l.rfind("error: ", 0) == 0 &&
-        l.find("timed out after 3 s on device " + std::to_string(other)) != std::string::npos)
-      line = l;
-  EXPECT_FALSE(line.empty()) << err;
+        l.find("timed out after 3 s on device " + std::to_string(device)) != std::string::npos)
+      return true;
+  return false;
+}
+
+class MpiRunStalledRank : public ::testing::TestWithParam<int> {};
+
+// A process that stops must not hang the others: they give up at --collective-timeout with a
+// one-line error, exit non-zero, and mpirun ends the job.
+TEST_P(MpiRunStalledRank, EndsTheRunWithATimeout) {
+  int stopped = GetParam(), other = 1 - stopped;
+  std::string dir = test::makeTempDir(fmt::format("mpi-stall{}", stopped));
+  std::string fx = test::sourcePath("tests/fixtures/parallel_map");
+  // A run far longer than the test, so that the stop finds it running.
+  StalledJob job = stallOneRank({"mpirun",
+                                 "--allow-run-as-root",
+                                 "--oversubscribe",
+                                 "-np",
+                                 "2",
+                                 VITC_BINARY,
+                                 "run",
+                                 fx + "/model.vit",
+                                 "--weights",
+                                 "random:0",
+                                 "--input",
+                                 fx + "/input.npy",
+                                 "--output",
+                                 dir + "/out.npy",
+                                 "--mesh",
+                                 "data=1,model=2",
+                                 "--runtime=mpi",
+                                 "--backend=interpreter",
+                                 "--repeat",
+                                 "10000000",
+                                 "--collective-timeout",
+                                 "3"},
+                                stopped, dir);
+  ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
+  ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank " << stopped
+                         << " stopped: " << job.err;
+  EXPECT_FALSE(WIFEXITED(job.status) && WEXITSTATUS(job.status) == 0) << job.err;
+  EXPECT_GT(job.seconds, 2.5) << "ended before the timeout: " << job.err;
+  EXPECT_TRUE(namesTheTimeout(job.err, other)) << job.err;
   EXPECT_FALSE(fs::exists(dir + "/out.npy"));
+}
+
+// The same in a training run that writes a checkpoint every step: the job ends at the timeout,
+// and the last checkpoint written is whole (written atomically, it is the old one or the new).
+TEST(MpiTrainStalledRank, EndsTheRunAndKeepsTheLastCheckpoint) {
+  std::string dir = test::makeTempDir("mpi-train-stall");
+  std::string fx = test::sourcePath("tests/fixtures/parallel_map");
+  std::string ckpt = dir + "/run.ckpt.safetensors";
+  StalledJob job = stallOneRank({"mpirun",
+                                 "--allow-run-as-root",
+                                 "--oversubscribe",
+                                 "-np",
+                                 "2",
+                                 VITC_BINARY,
+                                 "train",
+                                 fx + "/model.vit",
+                                 "--data",
+                                 fx + "/train.npz",
+                                 "--batch",
+                                 "2",
+                                 "--steps",
+                                 "10000000",
+                                 "--checkpoint-every",
+                                 "1",
+                                 "--checkpoint",
+                                 ckpt,
+                                 "-o",
+                                 dir + "/out.safetensors",
+                                 "--mesh",
+                                 "data=1,model=2",
+                                 "--runtime=mpi",
+                                 "--backend=interpreter",
+                                 "--collective-timeout",
+                                 "3"},
+                                1, dir, 3.0);
+  ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
+  ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank 1 stopped: " << job.err;
+  EXPECT_FALSE(WIFEXITED(job.status) && WEXITSTATUS(job.status) == 0) << job.err;
+  EXPECT_TRUE(namesTheTimeout(job.err, 0)) << job.err;
+  EXPECT_FALSE(fs::exists(dir + "/out.safetensors"));
+  // The checkpoint resumes: every tensor of the step is in it, whole.
+  auto resumed =
+      test::runCommand({VITC_BINARY, "train", fx + "/model.vit", "--data", fx + "/train.npz",
+                        "--batch", "2", "--resume", ckpt, "--steps", "0", "-o",
+                        dir + "/resumed.safetensors", "--backend=interpreter"},
+                       {}, 120);
+  EXPECT_EQ(resumed.exit, 0) << resumed.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MpiRunStalledRank, ::testing::Values(0, 1),

@@ -12,56 +12,18 @@
 #include "frontend/formats/npz.h"
 #include "frontend/formats/safetensors.h"
 #include "tests/common/subprocess.h"
+#include "tests/common/training.h"
 
 namespace vitc {
 namespace {
 
 using test::makeTempDir;
 using test::runVitc;
+using test::expectUpdates;
+using test::fixture;
+using test::fixtureModel;
+using test::readAll;
 using test::sourcePath;
-
-std::string fixture(const std::string &name, const std::string &file = "") {
-  return sourcePath("tests/fixtures/" + name + (file.empty() ? "" : "/" + file));
-}
-
-// The model of a fixture as `vitc` takes it: a spec, or a Hugging Face directory.
-std::string fixtureModel(const std::string &name) {
-  return name == "tv_tok" ? fixture(name) : fixture(name, "model.vit");
-}
-
-std::map<std::string, Tensor> readAll(const std::string &path) {
-  std::map<std::string, Tensor> out;
-  auto file = formats::SafetensorsFile::open(path);
-  EXPECT_TRUE(file) << (file ? "" : file.error().str());
-  if (!file)
-    return out;
-  for (const formats::SafetensorsEntry &e : file->entries())
-    out[e.name] = *file->load(e.name);
-  return out;
-}
-
-// Every weight of `got` equals `want` within `tolerance` of the update's size (want - initial),
-// at least `floor` absolutely; entries for which `noisy(name, index)` holds within `noiseScale`.
-void expectUpdates(const std::map<std::string, Tensor> &initial,
-                   const std::map<std::string, Tensor> &got,
-                   const std::map<std::string, Tensor> &want, double tolerance, double floor,
-                   double noiseScale,
-                   const std::function<bool(const std::string &, int64_t)> &noisy) {
-  ASSERT_EQ(got.size(), want.size());
-  for (const auto &[name, w] : want) {
-    ASSERT_TRUE(got.count(name)) << name;
-    const Tensor &g = got.at(name), &w0 = initial.at(name);
-    ASSERT_EQ(g.shape(), w.shape()) << name;
-    double update = 0;
-    for (int64_t i = 0; i < w.numel(); ++i)
-      update = std::max(update, std::abs(double(w.data()[i]) - w0.data()[i]));
-    for (int64_t i = 0; i < w.numel(); ++i) {
-      double bound = noisy(name, i) ? noiseScale : std::max(floor, tolerance * update);
-      ASSERT_NEAR(g.data()[i], w.data()[i], bound) << name << "[" << i << "] (update " << update
-                                                   << ")";
-    }
-  }
-}
 
 class TrainFixtures : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
@@ -89,24 +51,10 @@ TEST_P(TrainFixtures, ThreeAdamWStepsArePyTorchs) {
                     "2", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay", "0.1",
                     "--backend", backend, "-o", dir + "/out.safetensors"});
   ASSERT_EQ(r.exit, 0) << r.err;
-  // AdamW divides each gradient by its own size, so the float32 rounding of a gradient entry much
-  // smaller than its tensor's largest (1e-7 of the largest is 1e-3 of an entry 1e-4 of it) moves
-  // that entry's step by as much: such entries, and the key biases whose gradients are rounding
-  // noise alone, may differ by a few lr. PyTorch's own float32 steps differ from its float64 steps
-  // by up to 0.0021 lr (tests/fixtures/README.md); the rest must agree within 1e-3 of the update
-  // (about 3 lr).
-  std::map<std::string, Tensor> grads = readAll(fixture(name, "grads.safetensors"));
-  std::map<std::string, double> largest;
-  for (const auto &[n, g] : grads)
-    for (int64_t i = 0; i < g.numel(); ++i)
-      largest[n] = std::max(largest[n], double(std::abs(g.data()[i])));
-  auto noisy = [&](const std::string &n, int64_t i) {
-    // Key biases get no gradient in exact arithmetic (a softmax ignores a shift of all of a
-    // query's scores), whatever the size of their rounding noise.
-    bool keyBias = n.find("key.bias") != std::string::npos ||
-                   (n == "head.attention.in_proj_bias" && i >= 64 && i < 128);
-    return keyBias || std::abs(grads.at(n).data()[i]) < 1e-3 * largest.at(n);
-  };
+  // Entries whose steps are rounding noise (adamwNoise) may differ by a few lr. PyTorch's own
+  // float32 steps differ from its float64 steps by up to 0.0021 lr (tests/fixtures/README.md); the
+  // rest must agree within 1e-3 of the update (about 3 lr).
+  auto noisy = test::adamwNoise(name);
   expectUpdates(readAll(fixture(name, "model.safetensors")), readAll(dir + "/out.safetensors"),
                 readAll(fixture(name, "adamw_3steps.safetensors")), 1e-3, 1e-6, 5e-2, noisy);
 }
@@ -184,7 +132,8 @@ TEST(Train, ResumingReproducesTheUninterruptedRun) {
   ASSERT_EQ(resumed.exit, 0) << resumed.err;
   EXPECT_EQ(test::slurp(dir + "/whole.safetensors"), test::slurp(dir + "/resumed.safetensors"));
   auto finalLoss = [](const std::string &out) {
-    return out.substr(out.find("final loss:"), out.find('\n', out.find("final loss:")));
+    size_t start = out.find("final loss:");
+    return out.substr(start, out.find('\n', start) - start);
   };
   EXPECT_EQ(finalLoss(whole.out), finalLoss(resumed.out));
   // The trained weights are the model's, under its names: `vitc run` reads them back.

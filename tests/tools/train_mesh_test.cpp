@@ -1,0 +1,222 @@
+// `vitc train --mesh`: a sharded training step writes what the single-device step writes (one SGD
+// step, three AdamW steps) on every mesh of the test set, threads and MPI, and PyTorch's numbers;
+// checkpoints move between meshes; a mesh that does not divide the model is refused.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "tests/common/subprocess.h"
+#include "tests/common/training.h"
+
+namespace vitc {
+namespace {
+
+using test::expectUpdates;
+using test::fixture;
+using test::fixtureModel;
+using test::makeTempDir;
+using test::readAll;
+using test::runVitc;
+
+// The arguments of a run of `optimizer` on a fixture's data from its weights: one SGD step at lr
+// 0.5, or three AdamW steps at lr 1e-2 with decoupled decay (the fixtures' recipes).
+std::vector<std::string> trainArgs(const std::string &name, const std::string &optimizer,
+                                   const std::string &out) {
+  bool sgd = optimizer == "sgd";
+  return {"train",
+          fixtureModel(name),
+          "--data",
+          fixture(name, "train.npz"),
+          "--weights",
+          fixture(name, "model.safetensors"),
+          "--steps",
+          sgd ? "1" : "3",
+          "--batch",
+          "2",
+          "--optimizer",
+          optimizer,
+          "--lr",
+          sgd ? "0.5" : "1e-2",
+          "--weight-decay",
+          sgd ? "0" : "0.1",
+          "--seed",
+          "3",
+          "-o",
+          out};
+}
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string> &more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// The single-device result of `optimizer` on a fixture, computed once per test program.
+const std::string &reference(const std::string &name, const std::string &optimizer) {
+  static std::map<std::string, std::string> made;
+  std::string &path = made[name + optimizer];
+  if (path.empty()) {
+    std::string dir = makeTempDir("train_mesh_ref_" + name + optimizer);
+    auto r = runVitc(trainArgs(name, optimizer, dir + "/out.safetensors"));
+    EXPECT_EQ(r.exit, 0) << r.err;
+    path = dir + "/out.safetensors";
+  }
+  return path;
+}
+
+// The bar: within 1e-5 of the update of every entry for SGD, whose step is linear in the
+// gradient. AdamW divides each gradient entry by its own size, which turns the rounding of a
+// gradient summed in another order (over devices instead of in one loop) into a relative change
+// of the step as large as the entry is small against its tensor's largest: 1e-5 of the update
+// holds for entries at least 0.1 of the largest, 1e-4 for the rest above 1e-3 of it, and rounding
+// noise (test::adamwNoise) may move by a few lr.
+void expectSameAsOneDevice(const std::string &name, const std::string &optimizer,
+                           const std::string &got) {
+  auto initial = readAll(fixture(name, "model.safetensors"));
+  auto want = readAll(reference(name, optimizer));
+  auto trained = readAll(got);
+  // The floor is the rounding of a stored weight (1e-7 is a few units in the last place of the
+  // fixtures' weights): the key biases' updates are that rounding alone.
+  if (optimizer == "sgd") {
+    expectUpdates(initial, trained, want, 1e-5, 1e-7, 0,
+                  [](const std::string &, int64_t) { return false; });
+    return;
+  }
+  expectUpdates(initial, trained, want, 1e-5, 1e-7, 5e-2, test::adamwNoise(name, 0.1));
+  expectUpdates(initial, trained, want, 1e-4, 1e-7, 5e-2, test::adamwNoise(name, 1e-3));
+}
+
+struct MeshCase {
+  const char *fixture;
+  const char *mesh;
+  const char *optimizer;
+};
+
+class TrainMesh : public ::testing::TestWithParam<MeshCase> {};
+
+TEST_P(TrainMesh, EqualsOneDeviceAndPyTorch) {
+  const MeshCase &c = GetParam();
+  std::string dir = makeTempDir(std::string("train_mesh_") + c.fixture + c.optimizer);
+  std::string out = dir + "/out.safetensors";
+  auto r = runVitc(with(trainArgs(c.fixture, c.optimizer, out), {"--mesh", c.mesh}));
+  ASSERT_EQ(r.exit, 0) << r.err;
+  // The data-parallel gradients are reduced once per step, and the passes say how.
+  if (std::string(c.mesh).find("data=2") != std::string::npos) {
+    EXPECT_NE(r.err.find("data-parallel gradients all-reduced"), std::string::npos) << r.err;
+  }
+  expectSameAsOneDevice(c.fixture, c.optimizer, out);
+  // And the fixtures' PyTorch steps, as the single-device tests check them.
+  auto initial = readAll(fixture(c.fixture, "model.safetensors"));
+  if (std::string(c.optimizer) == "sgd")
+    expectUpdates(initial, readAll(out), readAll(fixture(c.fixture, "sgd_step.safetensors")), 1e-4,
+                  1e-7, 0, [](const std::string &, int64_t) { return false; });
+  else
+    expectUpdates(initial, readAll(out), readAll(fixture(c.fixture, "adamw_3steps.safetensors")),
+                  1e-3, 1e-6, 5e-2, test::adamwNoise(c.fixture));
+}
+
+std::vector<MeshCase> meshCases() {
+  std::vector<MeshCase> cases;
+  for (const char *f : {"parallel_map", "tv_tok"})
+    for (const char *mesh :
+         {"data=1,model=2", "data=2,model=1", "data=2,model=2", "data=1,model=4"})
+      for (const char *o : {"sgd", "adamw"})
+        cases.push_back({f, mesh, o});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, TrainMesh, ::testing::ValuesIn(meshCases()),
+                         [](const auto &info) {
+                           std::string mesh = info.param.mesh;
+                           std::replace(mesh.begin(), mesh.end(), '=', '_');
+                           std::replace(mesh.begin(), mesh.end(), ',', '_');
+                           return std::string(info.param.fixture) + "_" + mesh + "_" +
+                                  info.param.optimizer;
+                         });
+
+// One process per device under mpirun, on a 2x2 mesh: rank 0 writes what one device writes.
+TEST(TrainMeshMpi, TwoByTwoEqualsOneDevice) {
+  for (const char *optimizer : {"sgd", "adamw"}) {
+    std::string dir = makeTempDir(std::string("train_mesh_mpi_") + optimizer);
+    std::string out = dir + "/out.safetensors";
+    std::vector<std::string> args{"mpirun",   "--allow-run-as-root", "--oversubscribe", "-np", "4",
+                                  VITC_BINARY};
+    std::vector<std::string> train = trainArgs("parallel_map", optimizer, out);
+    args.insert(args.end(), train.begin() + 0, train.end());
+    args.insert(args.end(), {"--mesh", "data=2,model=2", "--runtime=mpi", "--threads", "1"});
+    auto r = test::runCommand(args, {}, 300);
+    ASSERT_EQ(r.exit, 0) << r.err;
+    expectSameAsOneDevice("parallel_map", optimizer, out);
+  }
+}
+
+// Checkpoints hold whole tensors under their names, whatever the mesh: a run on a 2x2 mesh resumes
+// on one device, and the reverse, and both end where the uninterrupted one-device run ends.
+TEST(TrainMesh, CheckpointsMoveBetweenMeshes) {
+  std::string dir = makeTempDir("train_mesh_resume");
+  auto args = [&](const std::string &out, const std::string &steps) {
+    std::vector<std::string> a = trainArgs("parallel_map", "adamw", out);
+    auto it = std::find(a.begin(), a.end(), "--steps");
+    *(it + 1) = steps;
+    return a;
+  };
+  std::string whole = dir + "/whole.safetensors";
+  ASSERT_EQ(runVitc(args(whole, "3")).exit, 0);
+  for (auto [first, second] :
+       {std::pair<const char *, const char *>{"data=2,model=2", ""}, {"", "data=2,model=2"}}) {
+    std::string tag = std::string(first).empty() ? "one_first" : "mesh_first";
+    std::string ckpt = dir + "/" + tag + ".ckpt.safetensors";
+    std::vector<std::string> a = with(args(dir + "/" + tag + "_part.safetensors", "3"),
+                                      {"--checkpoint-every", "2", "--checkpoint", ckpt});
+    if (*first)
+      a = with(a, {"--mesh", first});
+    auto r = runVitc(a);
+    ASSERT_EQ(r.exit, 0) << r.err;
+    std::string out = dir + "/" + tag + "_resumed.safetensors";
+    std::vector<std::string> b = with(args(out, "3"), {"--resume", ckpt});
+    if (*second)
+      b = with(b, {"--mesh", second});
+    r = runVitc(b);
+    ASSERT_EQ(r.exit, 0) << r.err;
+    auto initial = readAll(fixture("parallel_map", "model.safetensors"));
+    expectUpdates(initial, readAll(out), readAll(whole), 1e-4, 1e-7, 5e-2,
+                  test::adamwNoise("parallel_map"));
+  }
+}
+
+// Parameters also split over the data axis (ViT-22B's): their gradients are reduce-scattered and
+// each device updates its shard of them and of their AdamW state; the result is unchanged.
+TEST(TrainMesh, ParamsOverDataReduceScatterTheirGradients) {
+  std::string dir = makeTempDir("train_mesh_pod");
+  std::string out = dir + "/out.safetensors";
+  auto r =
+      runVitc(with(trainArgs("parallel_map", "adamw", out),
+                   {"--mesh", "data=2,model=2", "--pass-option", "layout.params-over-data=true",
+                    "--pass-option", "layout.params-over-data-min-bytes=4096"}));
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_EQ(r.err.find(" 0 reduce-scattered"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("reduce-scattered over 'data'"), std::string::npos) << r.err;
+  expectSameAsOneDevice("parallel_map", "adamw", out);
+}
+
+TEST(TrainMesh, AMeshThatDoesNotDivideTheModelIsRefused) {
+  std::string dir = makeTempDir("train_mesh_bad");
+  struct Bad {
+    const char *mesh;
+    const char *says;
+  };
+  for (const Bad &b : {Bad{"data=4,model=1", "does not divide the batch (2)"},
+                       Bad{"data=1,model=3", "does not divide width (64)"}}) {
+    std::string out = dir + "/out.safetensors";
+    auto r = runVitc(with(trainArgs("parallel_map", "sgd", out), {"--mesh", b.mesh}));
+    EXPECT_EQ(r.exit, 1) << b.mesh;
+    EXPECT_NE(r.err.find(b.says), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
+}
+
+} // namespace
+} // namespace vitc
