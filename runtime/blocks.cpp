@@ -75,9 +75,13 @@ Tensor blockOf(const Tensor &global, const TensorSpec &spec, const Mesh &mesh, i
 
 Tensor assemble(const std::vector<Tensor> &blocks, const TensorSpec &spec, const Mesh &mesh) {
   Shape local = spec.localShape(mesh);
-  Tensor global = Tensor::zeros(spec.shape);
   const Sharding &sharding = spec.sharding;
   bool partial = sharding.partial != 0;
+  // A whole value every device holds alike is device 0's block, shared rather than copied: a
+  // training run gathers its replicated params so for checkpoints, without a second copy.
+  if (local == spec.shape && !partial && !blocks.empty())
+    return blocks[0];
+  Tensor global = Tensor::zeros(spec.shape);
   for (int64_t device = 0; device < mesh.numDevices(); ++device) {
     // Devices that differ only along axes the value is replicated over hold the same block.
     bool representative = true;

@@ -13,7 +13,8 @@ namespace vitc::runtime {
 Tensor blockOf(const Tensor &global, const TensorSpec &spec, const Mesh &mesh, int64_t device);
 
 // The global tensor from every device's block. Replicated dimensions are taken from the devices
-// at coordinate 0; partial sums are summed.
+// at coordinate 0; partial sums are summed. (Device 0's block itself, storage shared, when it is
+// the whole value.)
 Tensor assemble(const std::vector<Tensor> &blocks, const TensorSpec &spec, const Mesh &mesh);
 
 // Copies the box of `whole` that starts at `offset` and has `boxShape` into `box`.

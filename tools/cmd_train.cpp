@@ -324,6 +324,12 @@ int runTrain(int argc, char **argv) {
   if (!loaded)
     return report(loaded.error());
   ir::Module &forward = *loaded->module;
+  if (int64_t micro = passOptions.layout.microbatches; micro > 1)
+    return report(makeError(Loc::inFile(model.layout.empty() ? "--pass-option" : model.layout),
+                            "the layout runs {} micro-batches: vitc train does not accumulate "
+                            "gradients over micro-batches yet (give the whole batch, or a "
+                            "larger data axis)",
+                            micro));
   if (Status s = checkClassifier(forward, Loc::inFile(loaded->path)); !s)
     return report(s.error());
   const Shape &imageShape = forward.inputs()[0]->shape();

@@ -203,7 +203,8 @@ double cpuSeconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// What became of an mpirun job of `args` after rank `stopped` was stopped (SIGSTOP: alive, never
+// What became of a 2-process mpirun job of vitc with `vitcArgs` (on a data=1,model=2 mesh, the
+// interpreter, a 3 s collective timeout) after rank `stopped` was stopped (SIGSTOP: alive, never
 // answering) once it had worked for a while (past MPI_Init, which no timeout can bound: a process
 // stopped before it would hold the others in MPI's own start-up).
 struct StalledJob {
@@ -213,9 +214,14 @@ struct StalledJob {
   std::string err;
 };
 
-StalledJob stallOneRank(const std::vector<std::string> &args, int stopped, const std::string &dir,
-                        double workSeconds = 1.0) {
+StalledJob stallOneRank(const std::vector<std::string> &vitcArgs, int stopped,
+                        const std::string &dir, double workSeconds = 1.0) {
   StalledJob job;
+  std::vector<std::string> args{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                VITC_BINARY};
+  args.insert(args.end(), vitcArgs.begin(), vitcArgs.end());
+  args.insert(args.end(), {"--mesh", "data=1,model=2", "--runtime=mpi", "--backend=interpreter",
+                           "--collective-timeout", "3"});
   pid_t pid = spawn(args, dir + "/err.txt");
   if (pid <= 0)
     return job;
@@ -284,28 +290,9 @@ TEST_P(MpiRunStalledRank, EndsTheRunWithATimeout) {
   std::string dir = test::makeTempDir(fmt::format("mpi-stall{}", stopped));
   std::string fx = test::sourcePath("tests/fixtures/parallel_map");
   // A run far longer than the test, so that the stop finds it running.
-  StalledJob job = stallOneRank({"mpirun",
-                                 "--allow-run-as-root",
-                                 "--oversubscribe",
-                                 "-np",
-                                 "2",
-                                 VITC_BINARY,
-                                 "run",
-                                 fx + "/model.vit",
-                                 "--weights",
-                                 "random:0",
-                                 "--input",
-                                 fx + "/input.npy",
-                                 "--output",
-                                 dir + "/out.npy",
-                                 "--mesh",
-                                 "data=1,model=2",
-                                 "--runtime=mpi",
-                                 "--backend=interpreter",
-                                 "--repeat",
-                                 "10000000",
-                                 "--collective-timeout",
-                                 "3"},
+  StalledJob job = stallOneRank({"run", fx + "/model.vit", "--weights", "random:0", "--input",
+                                 fx + "/input.npy", "--output", dir + "/out.npy", "--repeat",
+                                 "10000000"},
                                 stopped, dir);
   ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
   ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank " << stopped
@@ -322,32 +309,9 @@ TEST(MpiTrainStalledRank, EndsTheRunAndKeepsTheLastCheckpoint) {
   std::string dir = test::makeTempDir("mpi-train-stall");
   std::string fx = test::sourcePath("tests/fixtures/parallel_map");
   std::string ckpt = dir + "/run.ckpt.safetensors";
-  StalledJob job = stallOneRank({"mpirun",
-                                 "--allow-run-as-root",
-                                 "--oversubscribe",
-                                 "-np",
-                                 "2",
-                                 VITC_BINARY,
-                                 "train",
-                                 fx + "/model.vit",
-                                 "--data",
-                                 fx + "/train.npz",
-                                 "--batch",
-                                 "2",
-                                 "--steps",
-                                 "10000000",
-                                 "--checkpoint-every",
-                                 "1",
-                                 "--checkpoint",
-                                 ckpt,
-                                 "-o",
-                                 dir + "/out.safetensors",
-                                 "--mesh",
-                                 "data=1,model=2",
-                                 "--runtime=mpi",
-                                 "--backend=interpreter",
-                                 "--collective-timeout",
-                                 "3"},
+  StalledJob job = stallOneRank({"train", fx + "/model.vit", "--data", fx + "/train.npz",
+                                 "--batch", "2", "--steps", "10000000", "--checkpoint-every", "1",
+                                 "--checkpoint", ckpt, "-o", dir + "/out.safetensors"},
                                 1, dir, 3.0);
   ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
   ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank 1 stopped: " << job.err;

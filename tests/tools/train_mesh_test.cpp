@@ -201,17 +201,22 @@ TEST(TrainMesh, ParamsOverDataReduceScatterTheirGradients) {
   expectSameAsOneDevice("parallel_map", "adamw", out);
 }
 
+// A mesh that does not divide the model, and micro-batches (whose gradient accumulation is not
+// built), are refused in one line, before anything is written.
 TEST(TrainMesh, AMeshThatDoesNotDivideTheModelIsRefused) {
   std::string dir = makeTempDir("train_mesh_bad");
   struct Bad {
-    const char *mesh;
+    std::vector<std::string> args;
     const char *says;
   };
-  for (const Bad &b : {Bad{"data=4,model=1", "does not divide the batch (2)"},
-                       Bad{"data=1,model=3", "does not divide width (64)"}}) {
+  for (const Bad &b :
+       {Bad{{"--mesh", "data=4,model=1"}, "does not divide the batch (2)"},
+        Bad{{"--mesh", "data=1,model=3"}, "does not divide width (64)"},
+        Bad{{"--mesh", "data=2,model=1", "--pass-option", "layout.microbatches=2"},
+            "does not accumulate gradients over micro-batches"}}) {
     std::string out = dir + "/out.safetensors";
-    auto r = runVitc(with(trainArgs("parallel_map", "sgd", out), {"--mesh", b.mesh}));
-    EXPECT_EQ(r.exit, 1) << b.mesh;
+    auto r = runVitc(with(trainArgs("parallel_map", "sgd", out), b.args));
+    EXPECT_EQ(r.exit, 1) << b.says;
     EXPECT_NE(r.err.find(b.says), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(std::filesystem::exists(out));
