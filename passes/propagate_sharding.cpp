@@ -344,6 +344,20 @@ private:
     return r;
   }
 
+  // `x` with only its batch split kept (batchOnly), for `user`: one reshard for every op that
+  // falls back to it (a backward pass reads an activation's gradient in several such ops).
+  Op *gathered(Op *x, const Op *user) {
+    Sharding want = batchOnly(*x);
+    if (x->type.sharding == want)
+      return x;
+    for (Op *r : gathered_[x])
+      if (r->type.sharding == want)
+        return r;
+    Op *r = reshard(x, want, user);
+    gathered_[x].push_back(r);
+    return r;
+  }
+
   // The sharding of `x` with its batch split kept and everything else whole and summed.
   Sharding batchOnly(const Op &x) const {
     Sharding s = Sharding::replicated(x.type.rank());
@@ -663,7 +677,7 @@ private:
     for (size_t i = 0; i < op->operands.size(); ++i) {
       Op *o = op->operand(i);
       if (!weightOnly_.count(o))
-        require(op, i, batchOnly(*o));
+        op->operands[i] = gathered(o, op);
       else if (batch && batch->dims.size() == o->type.rank())
         require(op, i, *batch);
       else
@@ -740,6 +754,7 @@ private:
   std::unordered_map<const Op *, std::vector<const Op *>> homes_; // value -> params it updates
   std::unordered_map<size_t, const Op *> updateParamAt_; // output operand -> the param it updates
   std::unordered_set<const Op *> settled_;
+  std::unordered_map<const Op *, std::vector<Op *>> gathered_; // an activation's batch-only copies
   int columns_ = 0, rows_ = 0, tokenParallel_ = 0, reshards_ = 0;
   int gradientsReduced_ = 0, gradientsScattered_ = 0;
 };
