@@ -83,6 +83,8 @@ Expected<TensorType> inferMatMul(const Op &op, const Mesh &mesh) {
   Shape shape(a.shape.begin(), a.shape.end() - 1);
   shape.push_back(b.shape[bn]);
   TensorType r = withShape(a, shape);
+  // Products accumulate in f32 whatever the operands hold (bf16 inputs, f32 accumulation).
+  r.dtype = DType::F32;
   if (rb == ra) {
     for (size_t d = 0; d + 2 < ra; ++d) {
       if (a.shape[d] != b.shape[d])
@@ -287,6 +289,16 @@ std::vector<ReshapeGroup> reshapeGroups(const Shape &in, const Shape &out) {
   return groups;
 }
 
+Expected<TensorType> inferConvert(const Op &op, const Mesh &) {
+  const TensorType &x = op.operand(0)->type;
+  if (op.type.shape != x.shape)
+    return fail("convert changes only the element type: {} cannot become {}", shapeString(x.shape),
+                shapeString(op.type.shape));
+  TensorType r = x;
+  r.dtype = op.type.dtype;
+  return r;
+}
+
 Expected<TensorType> inferReshape(const Op &op, const Mesh &mesh) {
   const TensorType &x = op.operand(0)->type;
   const Shape &target = op.type.shape;
@@ -431,9 +443,9 @@ Expected<TensorType> inferFusedLinear(const Op &op, const Mesh &mesh) {
   VITC_ASSIGN(TensorType r, inferMatMul(product, mesh));
   if (hasBias) {
     const TensorType &b = op.operand(2)->type;
-    if (b.shape != Shape{r.shape.back()})
-      return fail("fused_linear bias has shape {}, expected [{}]", shapeString(b.shape),
-                  r.shape.back());
+    if (b.shape != Shape{r.shape.back()} || b.dtype != r.dtype)
+      return fail("fused_linear bias has type {}{}, expected {}[{}]", dtypeName(b.dtype),
+                  shapeString(b.shape), dtypeName(r.dtype), r.shape.back());
     if (!(b.sharding.dims[0] == r.sharding.dims.back()) || b.sharding.partial)
       return fail("fused_linear bias is split differently from the output features");
     VITC_TRY(requireNotPartial(r, mesh, "a product that gets a bias"));
