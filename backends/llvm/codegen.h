@@ -21,6 +21,9 @@ struct CodegenTarget {
   std::string cpu;
   std::string features;
   int64_t vectorWidth = 16; // floats per vector: 16 (AVX-512), 8 (AVX) or 4
+  // bf16 products: vdpbf16ps where the CPU has AVX512-BF16 (and 16-float vectors), else f32 math
+  // on the bf16 values.
+  bool avx512Bf16 = false;
 };
 
 std::string kernelSymbol(const Plan &plan, size_t kernel);

@@ -98,6 +98,14 @@ TileConfig defaultTiles(int64_t vw, const Tiles &user) {
   return t;
 }
 
+// What compiling says about the plan's bf16 matmuls (CompileReport::bf16Kernels).
+std::string bf16KernelsOf(const Plan &plan, const Target &t) {
+  for (const KernelDesc &k : plan.kernels)
+    if (const auto *mm = std::get_if<MatmulDesc>(&k); mm && mm->bf16)
+      return t.avx512Bf16 ? "vdpbf16ps (avx512bf16)" : "f32 FMAs on bf16 values (no avx512bf16)";
+  return "";
+}
+
 // The kernels of `plan` in a new module for `tm`, verified when asked.
 Expected<std::unique_ptr<llvm::Module>> generate(llvm::LLVMContext &ctx, const Plan &plan,
                                                  const Target &t, llvm::TargetMachine &tm,
@@ -105,7 +113,7 @@ Expected<std::unique_ptr<llvm::Module>> generate(llvm::LLVMContext &ctx, const P
   auto m = std::make_unique<llvm::Module>("vitc", ctx);
   m->setTargetTriple(t.triple);
   m->setDataLayout(tm.createDataLayout());
-  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth});
+  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth, t.avx512Bf16});
   if (table)
     emitProgramTable(*m, plan);
   if (t.verify) {
@@ -180,6 +188,7 @@ Expected<Target> resolveTarget(const Options &options) {
       t.vectorWidth = 16;
     else if (sti->checkFeatures("+avx"))
       t.vectorWidth = 8;
+    t.avx512Bf16 = t.vectorWidth == 16 && sti->checkFeatures("+avx512bf16");
   }
   t.tiles = defaultTiles(t.vectorWidth, options.tiles);
   t.tiles.threads = std::max(1, options.threads);
@@ -209,6 +218,7 @@ Expected<std::unique_ptr<JitKernels>> compileJit(const Plan &plan, const Target 
   auto t0 = Clock::now();
   auto ctx = std::make_unique<llvm::LLVMContext>();
   VITC_ASSIGN(std::unique_ptr<llvm::Module> m, generate(*ctx, plan, t, **tm, /*table=*/false));
+  report.bf16Kernels = bf16KernelsOf(plan, t);
   report.codegenSeconds = since(t0);
   t0 = Clock::now();
   optimize(*m, **tm, t.optLevel);
@@ -256,6 +266,7 @@ Expected<std::string> compileToBuffer(const Plan &plan, const Target &t, bool ta
   auto t0 = Clock::now();
   llvm::LLVMContext ctx;
   VITC_ASSIGN(std::unique_ptr<llvm::Module> m, generate(ctx, plan, t, *tm, table));
+  report.bf16Kernels = bf16KernelsOf(plan, t);
   report.codegenSeconds = since(t0);
   t0 = Clock::now();
   optimize(*m, *tm, t.optLevel);

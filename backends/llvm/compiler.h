@@ -21,6 +21,7 @@ struct Target {
   std::string cpu;
   std::string features; // comma-separated, as LLVM takes them
   int64_t vectorWidth = 16;
+  bool avx512Bf16 = false; // bf16 matmuls with vdpbf16ps (else f32 math on bf16 values)
   TileConfig tiles;
   int optLevel = 2;
   bool verify = false;
