@@ -24,6 +24,8 @@ struct CodegenTarget {
   // bf16 products: vdpbf16ps where the CPU has AVX512-BF16 (and 16-float vectors), else f32 math
   // on the bf16 values.
   bool avx512Bf16 = false;
+  // bf16 products on AMX tiles (tdpbf16ps) where the CPU has AMX-BF16.
+  bool amxBf16 = false;
 };
 
 std::string kernelSymbol(const Plan &plan, size_t kernel);

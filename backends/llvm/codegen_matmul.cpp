@@ -37,8 +37,16 @@ using Values = std::vector<Value *>;
 constexpr size_t kGeluGroup = 8;
 
 // How a tile multiplies: f32 FMAs, or (MatmulDesc::bf16) one step per pair of the depth, either
-// with vdpbf16ps or, on CPUs without AVX512-BF16, as two f32 FMAs on the widened pair.
-enum class Product : uint8_t { F32, Bf16Dot, Bf16Widened };
+// with vdpbf16ps or, on CPUs without AVX512-BF16, as two f32 FMAs on the widened pair; or, on CPUs
+// with AMX, with tdpbf16ps on tiles of 16 pairs (the pairs left over with vdpbf16ps).
+enum class Product : uint8_t { F32, Bf16Dot, Bf16Widened, Amx };
+
+// AMX tiles: rows of 64 bytes (16 words: 16 pairs of A's depth, or 16 columns of a B panel's
+// pairs), and eight tile registers, which hold one A tile, up to three B tiles and their three
+// C tiles.
+constexpr int64_t kAmxPairs = 16;
+constexpr int64_t kAmxMaxRows = 16;
+constexpr int64_t kAmxMaxVecs = 3;
 
 struct TileShape {
   Product product = Product::F32;
@@ -72,9 +80,62 @@ struct TileShape {
       s += ".bf16dot";
     if (product == Product::Bf16Widened)
       s += ".bf16wide";
+    if (product == Product::Amx)
+      s += ".amx";
     return s;
   }
 };
+
+// The product of the first depth & ~15 pairs of a tile on AMX: one A tile (the tile's rows, 16
+// pairs each, read in place) and per 16 columns one B tile (16 rows of pairs of a panel) and one
+// C tile, C += A B with tdpbf16ps. The C tiles are carried through the loop as vectors (LLVM's
+// AMX lowering turns the casts back into tile registers) and end in a stack buffer, from which
+// they come back as the accumulator vectors the epilogue takes.
+Values amxProduct(Emitter &e, const TileShape &t, Value *a, Value *bp, Value *depth) {
+  auto &b = e.b;
+  assert(t.aCol == 1 && t.rows <= kAmxMaxRows && t.vecs <= kAmxMaxVecs && e.vw == 16 &&
+         "not an AMX tile");
+  auto *tileVector = llvm::FixedVectorType::get(e.i32, 256);
+  auto toVector = [&](Value *tile) {
+    return b.CreateIntrinsic(llvm::Intrinsic::x86_cast_tile_to_vector, {tileVector}, {tile});
+  };
+  auto toTile = [&](Value *v) {
+    return b.CreateIntrinsic(llvm::Intrinsic::x86_cast_vector_to_tile, {tileVector}, {v});
+  };
+  Value *rows = b.getInt16(static_cast<uint16_t>(t.rows)), *rowBytes = b.getInt16(64);
+  Value *pairs = b.getInt16(kAmxPairs);
+  Values zero;
+  for (int64_t v = 0; v < t.vecs; ++v)
+    zero.push_back(
+        toVector(b.CreateIntrinsic(llvm::Intrinsic::x86_tilezero_internal, {}, {rows, rowBytes})));
+  Value *blocked = b.CreateAnd(depth, e.c64(~(kAmxPairs - 1)));
+  Values c = e.loop(e.c64(0), blocked, kAmxPairs, zero, [&](Value *k, const Values &in) {
+    Value *aTile = b.CreateIntrinsic(llvm::Intrinsic::x86_tileloadd64_internal, {},
+                                     {rows, rowBytes, e.at(a, k), e.c64(t.aRow * 4)});
+    Values out;
+    for (int64_t v = 0; v < t.vecs; ++v) {
+      Value *panel = e.at(bp, b.CreateAdd(b.CreateMul(k, e.c64(t.bStride)), e.c64(v * e.vw)));
+      Value *bTile = b.CreateIntrinsic(llvm::Intrinsic::x86_tileloadd64_internal, {},
+                                       {pairs, rowBytes, panel, e.c64(t.bStride * 4)});
+      out.push_back(toVector(b.CreateIntrinsic(
+          llvm::Intrinsic::x86_tdpbf16ps_internal, {},
+          {rows, rowBytes, rowBytes, toTile(in[static_cast<size_t>(v)]), aTile, bTile})));
+    }
+    return out;
+  });
+  int64_t ldc = t.vecs * e.vw;
+  auto *buffer = b.CreateAlloca(llvm::ArrayType::get(e.f32, static_cast<uint64_t>(t.rows * ldc)));
+  buffer->setAlignment(llvm::Align(64));
+  for (int64_t v = 0; v < t.vecs; ++v)
+    b.CreateIntrinsic(llvm::Intrinsic::x86_tilestored64_internal, {},
+                      {rows, rowBytes, e.at(buffer, v * e.vw), e.c64(ldc * 4),
+                       toTile(c[static_cast<size_t>(v)])});
+  Values acc;
+  for (int64_t i = 0; i < t.rows; ++i)
+    for (int64_t v = 0; v < t.vecs; ++v)
+      acc.push_back(e.load(e.at(buffer, i * ldc + v * e.vw)));
+  return acc;
+}
 
 // void tile(ptr a, ptr b, ptr c, ptr extra, ptr residual, ptr next, i64 depth, i1 accumulate)
 // `extra` is the bias (at the tile's first column) or the row scales (at its first row); `next`
@@ -129,6 +190,7 @@ llvm::Function *tileFunction(Emitter &e, const TileShape &t) {
                 out[at] = e.fma(s, x, out[at]);
                 break;
               case Product::Bf16Dot:
+              case Product::Amx: // the pairs after the last whole tile
                 out[at] = b.CreateIntrinsic(
                     llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512, {},
                     {out[at], b.CreateBitCast(s, pairs), b.CreateBitCast(x, pairs)});
@@ -146,7 +208,11 @@ llvm::Function *tileFunction(Emitter &e, const TileShape &t) {
           return out;
         };
         Values acc;
-        if (t.prefetchEvery > 0) {
+        if (t.product == Product::Amx) {
+          // Whole tiles of 16 pairs with tdpbf16ps, then the rest with vdpbf16ps.
+          acc = amxProduct(e, t, a, bp, depth);
+          acc = e.loop(b.CreateAnd(depth, e.c64(~(kAmxPairs - 1))), depth, 1, acc, step);
+        } else if (t.prefetchEvery > 0) {
           // `prefetchEvery` steps at a time with one line prefetched, then the steps left over.
           int64_t every = t.prefetchEvery;
           Value *blocked = b.CreateAnd(depth, e.c64(~(every - 1)));
@@ -327,6 +393,7 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
   llvm::Function *pack =
       d.bPacked ? nullptr : packFunction(e, d.n, d.k, d.transposeB, t.nr, d.bf16);
   Product product = !d.bf16               ? Product::F32
+                    : e.target.amxBf16    ? Product::Amx
                     : e.target.avx512Bf16 ? Product::Bf16Dot
                                           : Product::Bf16Widened;
 
@@ -378,7 +445,9 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
       Value *depth = e.c64(kc);
       auto columnPanel = [&](Value *jr, int64_t vecs, int64_t lastLanes) {
         TileShape shape;
-        shape.product = product;
+        // Tiles larger than AMX's registers hold use vdpbf16ps (every AMX CPU has it).
+        bool amxFits = t.mr <= kAmxMaxRows && vecs <= kAmxMaxVecs;
+        shape.product = product == Product::Amx && !amxFits ? Product::Bf16Dot : product;
         shape.rows = t.mr;
         shape.vecs = vecs;
         shape.lastLanes = lastLanes;

@@ -100,10 +100,11 @@ TileConfig defaultTiles(int64_t vw, const Tiles &user) {
 
 // What compiling says about the plan's bf16 matmuls (CompileReport::bf16Kernels).
 std::string bf16KernelsOf(const Plan &plan, const Target &t) {
-  for (const KernelDesc &k : plan.kernels)
-    if (const auto *mm = std::get_if<MatmulDesc>(&k); mm && mm->bf16)
-      return t.avx512Bf16 ? "vdpbf16ps (avx512bf16)" : "f32 FMAs on bf16 values (no avx512bf16)";
-  return "";
+  if (!hasBf16Matmuls(plan))
+    return "";
+  return t.amxBf16      ? "AMX tdpbf16ps tiles (amx-bf16)"
+         : t.avx512Bf16 ? "vdpbf16ps (avx512bf16)"
+                        : "f32 FMAs on bf16 values (no avx512bf16)";
 }
 
 // The kernels of `plan` in a new module for `tm`, verified when asked.
@@ -113,7 +114,7 @@ Expected<std::unique_ptr<llvm::Module>> generate(llvm::LLVMContext &ctx, const P
   auto m = std::make_unique<llvm::Module>("vitc", ctx);
   m->setTargetTriple(t.triple);
   m->setDataLayout(tm.createDataLayout());
-  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth, t.avx512Bf16});
+  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth, t.avx512Bf16, t.amxBf16});
   if (table)
     emitProgramTable(*m, plan);
   if (t.verify) {
@@ -161,6 +162,13 @@ public:
 
 } // namespace
 
+bool hasBf16Matmuls(const Plan &plan) {
+  for (const KernelDesc &k : plan.kernels)
+    if (const auto *mm = std::get_if<MatmulDesc>(&k); mm && mm->bf16)
+      return true;
+  return false;
+}
+
 Expected<Target> resolveTarget(const Options &options) {
   initializeLlvm();
   Target t;
@@ -189,6 +197,8 @@ Expected<Target> resolveTarget(const Options &options) {
     else if (sti->checkFeatures("+avx"))
       t.vectorWidth = 8;
     t.avx512Bf16 = t.vectorWidth == 16 && sti->checkFeatures("+avx512bf16");
+    // The AMX tiles finish a depth that is not whole tiles with vdpbf16ps.
+    t.amxBf16 = t.avx512Bf16 && sti->checkFeatures("+amx-bf16") && sti->checkFeatures("+amx-tile");
   }
   t.tiles = defaultTiles(t.vectorWidth, options.tiles);
   t.tiles.threads = std::max(1, options.threads);

@@ -8,6 +8,7 @@
 
 #include "support/bfloat16.h"
 #include "tests/backends/llvm/llvm_test_util.h"
+#include "tests/common/fixtures.h"
 
 namespace vitc {
 namespace {
@@ -235,21 +236,41 @@ TEST(Bf16Kernels, PolicyErrorAgainstF32IsSmall) {
   EXPECT_GT(diff / scale, 1e-5) << "bf16 against f32: " << diff / scale;
 }
 
-// The kernels are chosen from the target CPU, and the report says which: vdpbf16ps for CPUs with
-// AVX512-BF16 (Sapphire Rapids, Zen 4), f32 math on bf16 values for those without. Compiled, not
-// run, so that it holds on any x86 host.
+// The kernels are chosen from the target CPU, and the report says which: AMX tiles for CPUs with
+// AMX-BF16 (Sapphire Rapids), vdpbf16ps for those with AVX512-BF16 only (Zen 4, Cooper Lake), f32
+// math on bf16 values for the rest. Compiled (the module verified, assembly and an object
+// emitted), not run, so that it holds on any x86 host: this is the only check of the AMX kernels
+// on a host without AMX.
 TEST(Bf16Kernels, TheTargetCpuChoosesTheProduct) {
-  auto m = test::parseAndPlan(kEpilogues);
+  // Depths of whole AMX tiles (32 pairs), of a tile and some pairs (18), and of less than a tile.
+  std::string text = R"(module @mixed mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[2,13,64]
+  %w = param {name = "w"} : f32[33,64]
+  %b = param {name = "b"} : f32[33]
+  %xb = convert %x : bf16[2,13,64]
+  %wb = convert %w : bf16[33,64]
+  %y = fused_linear %xb, %wb, %b {bias = true, gelu = true, transpose_b = true} : f32[2,13,33]
+  %u = input {name = "u"} : f32[20,36]
+  %v = param {name = "v"} : f32[36,50]
+  %ub = convert %u : bf16[20,36]
+  %vb = convert %v : bf16[36,50]
+  %z = matmul %ub, %vb : f32[20,50]
+  output %y, %z
+}
+)";
+  auto m = test::parseAndPlan(text);
   ASSERT_TRUE(m) << m.error().str();
   struct Want {
     const char *cpu;
     const char *kernels;
-    bool dot;
+    bool amx, dot;
   };
-  for (Want w : {Want{"sapphirerapids", "vdpbf16ps (avx512bf16)", true},
-                 Want{"znver4", "vdpbf16ps (avx512bf16)", true},
-                 Want{"x86-64-v4", "f32 FMAs on bf16 values (no avx512bf16)", false},
-                 Want{"x86-64-v3", "f32 FMAs on bf16 values (no avx512bf16)", false}}) {
+  test::ScopedTempDir tmp("bf16_targets");
+  for (Want w : {Want{"sapphirerapids", "AMX tdpbf16ps tiles (amx-bf16)", true, true},
+                 Want{"cooperlake", "vdpbf16ps (avx512bf16)", false, true},
+                 Want{"znver4", "vdpbf16ps (avx512bf16)", false, true},
+                 Want{"x86-64-v4", "f32 FMAs on bf16 values (no avx512bf16)", false, false},
+                 Want{"x86-64-v3", "f32 FMAs on bf16 values (no avx512bf16)", false, false}}) {
     SCOPED_TRACE(w.cpu);
     llvmbe::Options o = test::verifiedOptions();
     o.cpu = w.cpu;
@@ -258,6 +279,11 @@ TEST(Bf16Kernels, TheTargetCpuChoosesTheProduct) {
     ASSERT_TRUE(assembly) << assembly.error().str();
     EXPECT_EQ(report.bf16Kernels, w.kernels);
     EXPECT_EQ(assembly->find("vdpbf16ps") != std::string::npos, w.dot);
+    for (const char *amx : {"tdpbf16ps", "ldtilecfg", "tileloadd", "tilestored"})
+      EXPECT_EQ(assembly->find(amx) != std::string::npos, w.amx) << amx;
+    std::string object = tmp.path + "/" + w.cpu + ".o";
+    ASSERT_TRUE(llvmbe::emitObject(**m, object, o));
+    EXPECT_GT(std::filesystem::file_size(object), 0u);
   }
   // A module of f32 matmuls reports no bf16 kernels.
   auto f32 = test::parseAndPlan(R"(module @f mesh(data=1, model=1) {
@@ -305,6 +331,39 @@ TEST(Bf16Kernels, OtherBf16WorkIsRefused) {
             std::string::npos)
       << r.error().str();
 }
+
+// Every fixture (torchvision, Hugging Face and big_vision models) through the default pipeline
+// with dtype=bf16, on one device and on a mesh: within 2e-2 of its largest logit of the PyTorch
+// (or JAX) reference.
+class Bf16Fixture : public ::testing::TestWithParam<std::string> {};
+
+double largest(const Tensor &t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    m = std::max(m, std::fabs(static_cast<double>(t.data()[i])));
+  return m;
+}
+
+TEST_P(Bf16Fixture, LogitsWithinTwoPercentOfTheLargest) {
+  auto factory = llvmbe::compiler(test::verifiedOptions());
+  for (std::string mesh : {"", "data=2,model=2"}) {
+    SCOPED_TRACE(mesh);
+    auto run = test::runFixture(GetParam(), factory, {}, mesh, ir::DType::BF16);
+    if (!run && run.error().message().find("does not divide heads") != std::string::npos)
+      run = test::runFixture(GetParam(), factory, {}, "data=2,model=1", ir::DType::BF16);
+    ASSERT_TRUE(run) << run.error().str();
+    double scale = largest(run->expected);
+    EXPECT_LE(run->maxAbsDiff, 2e-2 * scale) << GetParam() << ": " << run->maxAbsDiff / scale;
+    // bf16 changes the logits (the products really are of bf16 values), by far less than that.
+    EXPECT_GT(run->maxAbsDiff, 1e-4 * scale) << GetParam();
+    if (std::getenv("VITC_TEST_VERBOSE"))
+      std::printf("%s %s: max |bf16 - reference| = %.3g of the largest logit\n", GetParam().c_str(),
+                  mesh.c_str(), run->maxAbsDiff / scale);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Bf16Fixture, ::testing::ValuesIn(test::fixtureNames()),
+                         [](const auto &info) { return info.param; });
 
 } // namespace
 } // namespace vitc
