@@ -44,6 +44,14 @@ Expected<size_t> dimAttr(const Op &op, std::string_view attr, size_t rank) {
   return static_cast<size_t>(d);
 }
 
+// Operands that an op combines element by element must hold one element type.
+Status requireSameDType(const TensorType &a, const TensorType &b, std::string_view what) {
+  if (a.dtype != b.dtype)
+    return fail("{} is {}, unlike the {} it goes with", what, dtypeName(b.dtype),
+                dtypeName(a.dtype));
+  return Status::ok();
+}
+
 TensorType withShape(const TensorType &like, Shape shape) {
   TensorType t = like;
   t.shape = std::move(shape);
@@ -193,6 +201,7 @@ Expected<TensorType> inferLayerNorm(const Op &op, const Mesh &mesh) {
       return fail("layer_norm {} has shape {}, expected [{}]", what, shapeString(p.shape), d);
     if (!p.sharding.isReplicated())
       return fail("layer_norm {} must be replicated", what);
+    VITC_TRY(requireSameDType(x, p, fmt::format("layer_norm {}", what)));
   }
   return x;
 }
@@ -202,7 +211,7 @@ Expected<TensorType> inferLayerNormGrad(const Op &op, const Mesh &mesh) {
   const TensorType &dy = op.operand(2)->type;
   if (x.rank() < 1)
     return fail("layer_norm_grad needs rank 1 or more");
-  if (dy.shape != x.shape || !(dy.sharding == x.sharding))
+  if (dy.shape != x.shape || !(dy.sharding == x.sharding) || dy.dtype != x.dtype)
     return fail("layer_norm_grad's gradient has type {}, unlike its input's {}",
                 typeString(dy.dtype, dy.shape, dy.sharding, mesh),
                 typeString(x.dtype, x.shape, x.sharding, mesh));
@@ -232,6 +241,7 @@ Expected<TensorType> inferLoss(const Op &op, const Mesh &mesh) {
   if (labels.shape != logits.shape)
     return fail("labels {} do not match logits {}: labels are per-class probabilities",
                 shapeString(labels.shape), shapeString(logits.shape));
+  VITC_TRY(requireSameDType(logits, labels, "the labels"));
   VITC_TRY(requireNotPartial(logits, mesh, "the logits"));
   VITC_TRY(requireDimLocal(logits, logits.rank() - 1, mesh, "the loss sums over the classes"));
   TensorType r = logits;
@@ -476,6 +486,8 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
     return fail("heads ({}) must divide the feature size ({})", heads, d);
   for (const TensorType *t : {&q, &k, &v})
     VITC_TRY(requireNotPartial(*t, mesh, "an attention operand"));
+  VITC_TRY(requireSameDType(q, k, "attention's keys"));
+  VITC_TRY(requireSameDType(q, v, "attention's values"));
   if (!(q.sharding.dims[0] == k.sharding.dims[0]) || !(k.sharding == v.sharding) ||
       !(q.sharding.dims[2] == k.sharding.dims[2]))
     return fail("attention queries, keys and values are split differently");
@@ -489,6 +501,7 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
     if (p.shape != Shape{d / heads} || !p.sharding.isReplicated())
       return fail("qk_norm parameters must be replicated [{}], got {}", d / heads,
                   shapeString(p.shape));
+    VITC_TRY(requireSameDType(q, p, "a qk_norm parameter"));
   }
   if (!op.attrs.has("eps") && qkNorm)
     return fail("attention with qk_norm needs eps");

@@ -112,17 +112,21 @@ public:
 
   Expected<Plan> plan() {
     const ir::Mesh &mesh = m_.mesh;
-    // bf16 values are matmul inputs: converts (and reshapes of them) that only matmuls read.
+    // bf16 values are matmul inputs: converts (and reshapes of them) that only matmuls, converts
+    // and reshapes read.
     for (const auto &op : m_.ops()) {
       bool bf16Result = op->hasResult() && op->type.dtype != ir::DType::F32;
-      if (bf16Result && !op->is(OpKind::Convert) && !op->is(OpKind::Reshape))
+      bool movesBf16 = op->is(OpKind::Convert) || op->is(OpKind::Reshape);
+      if (bf16Result && !movesBf16)
         return makeError(op->loc, "%{}: the llvm backend computes f32 only, got {}", op->name,
                          ir::dtypeName(op->type.dtype));
-      if (op->is(OpKind::Output))
-        for (const Op *o : op->operands)
-          if (o->type.dtype != ir::DType::F32)
-            return makeError(op->loc, "the llvm backend outputs f32 only, got {} %{}",
-                             ir::dtypeName(o->type.dtype), o->name);
+      if (movesBf16 || op->is(OpKind::MatMul) || op->is(OpKind::FusedLinear))
+        continue;
+      for (const Op *o : op->operands)
+        if (o->type.dtype != ir::DType::F32)
+          return makeError(op->loc,
+                           "'{}' reads {} %{}: the llvm backend reads bf16 only in matmuls",
+                           op->keyword(), ir::dtypeName(o->type.dtype), o->name);
     }
     plan_.mesh = mesh;
     if (const ir::AttrValue *ws = m_.attrs.find("workspace_bytes"))

@@ -62,7 +62,14 @@ TEST(Bf16, OperandsMustAgreeOnTheirElementType) {
   %wb = convert %w : bf16[8,6]
   %b = param {name = "b"} : bf16[6]
   %l = fused_linear %x, %wb, %b {bias = true} : f32[4,6]
-  output %y, %s, %c, %l
+  %g = param {name = "g"} : bf16[8]
+  %n = layer_norm %f, %g {eps = 1e-06} : f32[4,8]
+  %lab = input {name = "lab"} : bf16[4,6]
+  %e = softmax_cross_entropy %y, %lab : f32[4]
+  %q = input {name = "q"} : f32[1,4,8]
+  %k = input {name = "k"} : bf16[1,4,8]
+  %a = attention %q, %k, %q {heads = 2, scale = 0.5} : f32[1,4,8]
+  output %y, %s, %c, %l, %n, %e, %a
 })");
   std::string text = d.str();
   EXPECT_NE(text.find("'%y' (matmul): matmul operands have different element types"),
@@ -75,6 +82,10 @@ TEST(Bf16, OperandsMustAgreeOnTheirElementType) {
       << text;
   EXPECT_NE(text.find("fused_linear bias has type bf16[6], expected f32[6]"), std::string::npos)
       << text;
+  EXPECT_NE(text.find("layer_norm scale is bf16, unlike the f32 it goes with"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("the labels is bf16, unlike the f32"), std::string::npos) << text;
+  EXPECT_NE(text.find("attention's keys is bf16, unlike the f32"), std::string::npos) << text;
 }
 
 TEST(Bf16, BuilderConvertsAndItsGradientConvertsBack) {

@@ -324,6 +324,31 @@ TEST(Bf16Kernels, OtherBf16WorkIsRefused) {
   output %y
 }
 )");
+  // Data movement of bf16 values, and bf16 outputs, are refused too.
+  for (auto [text, message] :
+       {std::pair<std::string, std::string>{
+            R"(module @moved mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[4,8]
+  %xb = convert %x : bf16[4,8]
+  %t = transpose %xb {perm = [1, 0]} : bf16[8,4]
+  %tt = convert %t : f32[8,4]
+  output %tt
+}
+)",
+            "%t: the llvm backend computes f32 only, got bf16"},
+        {R"(module @out mesh(data=1, model=1) {
+  %x = input {name = "x"} : f32[4,8]
+  %xb = convert %x : bf16[4,8]
+  output %xb
+}
+)",
+         "'output' reads bf16 %xb: the llvm backend reads bf16 only in matmuls"}}) {
+    auto m = test::parseAndPlan(text);
+    ASSERT_TRUE(m) << m.error().str();
+    r = llvmbe::emitLlvmIr(**m, test::verifiedOptions());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find(message), std::string::npos) << r.error().str();
+  }
   ASSERT_TRUE(odd) << odd.error().str();
   r = llvmbe::emitLlvmIr(**odd, test::verifiedOptions());
   ASSERT_FALSE(r);
