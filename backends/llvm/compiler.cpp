@@ -1,8 +1,12 @@
 // Target selection, optimization, ORC LLJIT and object emission.
 #include "backends/llvm/compiler.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -161,6 +165,24 @@ public:
 };
 
 } // namespace
+
+// Linux hands out the AMX tile state only to processes that ask for it (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); before that, a tile instruction faults. Asked once
+// per process, the first time a program with AMX kernels is compiled.
+Status requestAmxState() {
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  static std::once_flag once;
+  static int error = 0;
+  std::call_once(once, [] {
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+      error = errno;
+  });
+  if (error != 0)
+    return Error(fmt::format("the kernel refused this process the AMX tile state (arch_prctl "
+                             "ARCH_REQ_XCOMP_PERM): {}; compile with --cpu for a CPU without AMX",
+                             std::strerror(error)));
+  return Status::ok();
+}
 
 bool hasBf16Matmuls(const Plan &plan) {
   for (const KernelDesc &k : plan.kernels)

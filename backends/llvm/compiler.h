@@ -32,6 +32,8 @@ Expected<Target> resolveTarget(const Options &options);
 
 // Whether the plan multiplies bf16 (on a target with AMX, those kernels use its tiles).
 bool hasBf16Matmuls(const Plan &plan);
+// Asks Linux, once per process, for the AMX tile state that AMX kernels need before they run.
+Status requestAmxState();
 
 // Kernels JIT-compiled into this process; the functions live as long as this object.
 class JitKernels {

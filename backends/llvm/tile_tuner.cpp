@@ -85,6 +85,8 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
   plan.keys = {kernelKey(s.matmul), kernelKey(s.pack)};
   CompileReport report;
   VITC_ASSIGN(s.kernels, compileJit(plan, target, "", report));
+  if (bf16 && target.amxBf16)
+    VITC_TRY(requestAmxState());
   return s;
 }
 
