@@ -1,7 +1,8 @@
 """Whole-model speed: vitc (LLVM backend) against ONNX Runtime and PyTorch on ViT-Ti/16 and
 ViT-B/16, batch 1 and 8, 1 and 2 threads. Prints a table of median latency, images/s, achieved
-GFLOP/s, percentage of the FMA limit (per thread x threads) and vitc's speed-up over each peer.
-The three take turns ROUNDS times (default 3) for every configuration; each reports its median.
+GFLOP/s, percentage of the FMA limit (per thread x threads) and vitc's speed-up over each peer,
+then vitc with bf16 matmul inputs (`--dtype bf16`) and its speed-up over ORT's fp32.
+The four take turns ROUNDS times (default 3) for every configuration; each reports its median.
 
 Usage (bench/run.sh does all of it): python3 bench/models.py FMA_GFLOPS [VITC]
 Needs: bench/peers/models/*.onnx (export_onnx.py), node with onnxruntime-node in bench/peers,
@@ -31,9 +32,9 @@ def runs_for(model, batch):
     return 20 if model == "vit-ti16" and batch == 1 else 9 if model == "vit-ti16" or batch == 1 else 5
 
 
-def vitc(model, batch, threads, images):
+def vitc(model, batch, threads, images, dtype="f32"):
     out = subprocess.run([VITC, "run", os.path.join(ROOT, "examples", model + ".vit"), "--weights", "random:0",
-                          "--input", images, "--output", images + ".out.npy",
+                          "--input", images, "--output", images + ".out.npy", "--dtype", dtype,
                           "--threads", str(threads), "--repeat", str(runs_for(model, batch))],
                          check=True, capture_output=True, text=True).stdout
     return float(re.search(r"median latency ([0-9.]+) ms", out).group(1)) / 1e3
@@ -52,9 +53,9 @@ def pytorch(model, batch, threads):
 
 
 def main():
-    print("%-9s %5s %7s | %10s %9s %8s %7s | %10s %6s | %10s %6s" % (
+    print("%-9s %5s %7s | %10s %9s %8s %7s | %10s %6s | %10s %6s | %10s %8s %6s" % (
         "model", "batch", "threads", "vitc ms", "images/s", "GFLOP/s", "% FMA", "ORT ms", "x ORT",
-        "torch ms", "x torch"))
+        "torch ms", "x torch", "bf16 ms", "GFLOP/s", "x ORT"))
     with tempfile.TemporaryDirectory() as d:
         for model in ("vit-ti16", "vit-b16"):
             for batch in (1, 8):
@@ -64,17 +65,19 @@ def main():
                 for threads in (1, 2):
                     # The peers take turns, ROUNDS times, so that a noisy minute of the machine
                     # falls on all of them; each takes the median of its rounds.
-                    times = {"vitc": [], "ort": [], "torch": []}
+                    times = {"vitc": [], "ort": [], "torch": [], "bf16": []}
                     for _ in range(ROUNDS):
                         times["vitc"].append(vitc(model, batch, threads, images))
                         times["ort"].append(onnxruntime(model, batch, threads))
                         times["torch"].append(pytorch(model, batch, threads))
-                    v, o, t = (statistics.median(times[k]) for k in ("vitc", "ort", "torch"))
+                        times["bf16"].append(vitc(model, batch, threads, images, "bf16"))
+                    v, o, t, h = (statistics.median(times[k]) for k in ("vitc", "ort", "torch", "bf16"))
                     gflops = GFLOPS[model] * batch / v
-                    print("%-9s %5d %7d | %10.2f %9.2f %8.1f %6.1f%% | %10.2f %5.2fx | %10.2f %5.2fx" % (
-                        model, batch, threads, v * 1e3, batch / v, gflops,
-                        100 * gflops / (PEAK * threads) if PEAK else 0, o * 1e3, o / v, t * 1e3, t / v),
-                        flush=True)
+                    print("%-9s %5d %7d | %10.2f %9.2f %8.1f %6.1f%% | %10.2f %5.2fx | %10.2f %5.2fx "
+                          "| %10.2f %8.1f %5.2fx" % (
+                              model, batch, threads, v * 1e3, batch / v, gflops,
+                              100 * gflops / (PEAK * threads) if PEAK else 0, o * 1e3, o / v, t * 1e3, t / v,
+                              h * 1e3, GFLOPS[model] * batch / h, o / h), flush=True)
 
 
 if __name__ == "__main__":

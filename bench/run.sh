@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DVITC_BUILD_BENCH=ON
 build=${BUILD_DIR:-build}
-ninja -C "$build" vitc_fma_peak vitc_gemm_bench >/dev/null
+ninja -C "$build" vitc_fma_peak vitc_gemm_bench vitc_gemm_bf16_bench >/dev/null
 if [ ! -d bench/peers/node_modules/onnxruntime-node ]; then
   (cd bench/peers && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save --no-audit --no-fund \
     onnxruntime-node@1.30.0 >/dev/null)
@@ -20,6 +20,9 @@ echo "$peak GFLOP/s"
 echo
 echo "== matmul: vitc against OpenBLAS and oneDNN (one thread)"
 "$build/bench/vitc_gemm_bench" "$peak" || true
+echo
+echo "== bf16 matmul: vitc against oneDNN (one thread)"
+"$build/bench/vitc_gemm_bf16_bench" || true
 echo
 echo "== whole models: vitc against ONNX Runtime and PyTorch"
 python3 bench/models.py "$peak" "$build/tools/vitc"

@@ -2,7 +2,9 @@
 torch.optim.AdamW, softmax cross-entropy) on the same model and batch: ViT-Ti/16 at batch 8 and
 the Fashion-MNIST model (examples/fashion-mnist.vit, at its recipe's batch), 1 and 2 threads.
 Prints a table of median step times, vitc's speed-up over PyTorch and each one's GFLOP/s as a
-percentage of the FMA limit (per thread x threads). Training FLOPs come from `vitc stats --train`
+percentage of the FMA limit (per thread x threads), and the step with bf16 matmul inputs
+(`vitc train --dtype bf16`: f32 master weights, loss and optimizer state) with its speed-up over
+vitc's fp32 step. Training FLOPs come from `vitc stats --train`
 (forward + backward = 3x the forward). The two take turns ROUNDS times (default 3) for every
 configuration; each reports the median of its rounds' medians.
 
@@ -94,9 +96,10 @@ def training_gflops(spec_path, batch):
     return 3 * forward, "no 'train GFLOPs' line from vitc stats --train: 3x the forward's GFLOPs"
 
 
-def vitc(model, threads, data, out_dir):
+def vitc(model, threads, data, out_dir, dtype="f32"):
     """vitc's median step time in seconds, or the last line of its error output."""
     out = subprocess.run([VITC, "train", model.spec_path, "--data", data, "--weights", "random:0",
+                          "--dtype", dtype,
                           "--batch", str(model.batch), "--steps", str(STEPS + 1), "--optimizer", "adamw",
                           "--lr", LR, "--threads", str(threads), "-o", os.path.join(out_dir, "trained.safetensors")],
                          capture_output=True, text=True)
@@ -136,8 +139,9 @@ def main():
             model.name, model.batch, model.gflops, " (%s)" % model.flops_note if model.flops_note else ""))
         if model.torch_skip:
             print("%s: no PyTorch peer, torchvision's VisionTransformer differs: %s" % (model.name, model.torch_skip))
-    print("%-13s %5s %7s | %10s %8s %7s | %10s %8s %7s | %8s" % (
-        "model", "batch", "threads", "vitc ms", "GFLOP/s", "% FMA", "torch ms", "GFLOP/s", "% FMA", "x torch"))
+    print("%-13s %5s %7s | %10s %8s %7s | %10s %8s %7s | %8s | %10s %8s %7s | %8s" % (
+        "model", "batch", "threads", "vitc ms", "GFLOP/s", "% FMA", "torch ms", "GFLOP/s", "% FMA", "x torch",
+        "bf16 ms", "GFLOP/s", "% FMA", "x fp32"))
     with tempfile.TemporaryDirectory() as d:
         for model in models:
             data = os.path.join(d, model.name + ".npz")
@@ -145,19 +149,26 @@ def main():
             for threads in (1, 2):
                 # vitc and PyTorch take turns, ROUNDS times, so that a noisy minute of the machine
                 # falls on both; each takes the median of its rounds.
-                times = {"vitc": [], "torch": []}
+                times = {"vitc": [], "torch": [], "bf16": []}
                 for _ in range(ROUNDS):
                     times["vitc"].append(vitc(model, threads, data, d))
                     if model.torch_config:
                         times["torch"].append(pytorch(model, threads))
-                errors = [t for t in times["vitc"] if not isinstance(t, float)]
-                if errors:
-                    failures.append("%s, %d thread(s): vitc train failed: %s" % (model.name, threads, errors[0]))
-                v = statistics.median(times["vitc"]) if not errors else None
+                    times["bf16"].append(vitc(model, threads, data, d, "bf16"))
+                medians = {}
+                for key in ("vitc", "bf16"):
+                    errors = [t for t in times[key] if not isinstance(t, float)]
+                    if errors:
+                        failures.append("%s, %d thread(s): vitc train (%s) failed: %s" % (
+                            model.name, threads, "fp32" if key == "vitc" else "bf16", errors[0]))
+                    medians[key] = statistics.median(times[key]) if not errors else None
+                v, h = medians["vitc"], medians["bf16"]
                 t = statistics.median(times["torch"]) if times["torch"] else None
                 speedup = "%7.2fx" % (t / v) if v and t else "%8s" % "-"
-                print("%-13s %5d %7d | %s | %s | %s" % (model.name, model.batch, threads, column(v, model, threads),
-                                                        column(t, model, threads), speedup), flush=True)
+                bf16_speedup = "%7.2fx" % (v / h) if v and h else "%8s" % "-"
+                print("%-13s %5d %7d | %s | %s | %s | %s | %s" % (
+                    model.name, model.batch, threads, column(v, model, threads), column(t, model, threads),
+                    speedup, column(h, model, threads), bf16_speedup), flush=True)
     for failure in failures:
         print(failure)
     sys.exit(1 if failures else 0)

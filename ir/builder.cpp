@@ -134,6 +134,10 @@ Op *Builder::softmaxGrad(Op *y, Op *dy, std::string name) {
   return create(OpKind::SoftmaxGrad, {y, dy}, {}, std::move(name));
 }
 
+Op *Builder::convert(Op *x, DType dtype, std::string name) {
+  return create(OpKind::Convert, {x}, {}, std::move(name), TensorType::of(x->shape(), dtype));
+}
+
 Op *Builder::reshape(Op *x, Shape shape, std::string name) {
   return create(OpKind::Reshape, {x}, {}, std::move(name), TensorType::of(std::move(shape)));
 }

@@ -48,6 +48,7 @@ public:
   Op *geluGrad(Op *x, Op *dy, bool approximate, std::string name = "");
   Op *layerNormGrad(Op *x, Op *scale, Op *dy, double eps, std::string name = "");
   Op *softmaxGrad(Op *y, Op *dy, std::string name = "");
+  Op *convert(Op *x, DType dtype, std::string name = "");
   Op *reshape(Op *x, Shape shape, std::string name = "");
   Op *transpose(Op *x, std::vector<int64_t> perm, std::string name = "");
   Op *broadcast(Op *x, Shape shape, std::string name = "");

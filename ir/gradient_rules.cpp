@@ -176,6 +176,11 @@ Expected<std::vector<Op *>> gradSum(Builder &b, const Op &op, Op *dy) {
   return std::vector<Op *>{spread(b, dy, *op.operand(0), op.attrs.getInt("axis"), bwd(op))};
 }
 
+// y = convert(x): the gradient goes back to x's element type.
+Expected<std::vector<Op *>> gradConvert(Builder &b, const Op &op, Op *dy) {
+  return std::vector<Op *>{b.convert(dy, op.operand(0)->type.dtype, bwd(op))};
+}
+
 Expected<std::vector<Op *>> gradReshape(Builder &b, const Op &op, Op *dy) {
   return std::vector<Op *>{b.reshape(dy, op.operand(0)->shape(), bwd(op))};
 }

@@ -44,6 +44,14 @@ Expected<size_t> dimAttr(const Op &op, std::string_view attr, size_t rank) {
   return static_cast<size_t>(d);
 }
 
+// Operands that an op combines element by element must hold one element type.
+Status requireSameDType(const TensorType &a, const TensorType &b, std::string_view what) {
+  if (a.dtype != b.dtype)
+    return fail("{} is {}, unlike the {} it goes with", what, dtypeName(b.dtype),
+                dtypeName(a.dtype));
+  return Status::ok();
+}
+
 TensorType withShape(const TensorType &like, Shape shape) {
   TensorType t = like;
   t.shape = std::move(shape);
@@ -83,6 +91,8 @@ Expected<TensorType> inferMatMul(const Op &op, const Mesh &mesh) {
   Shape shape(a.shape.begin(), a.shape.end() - 1);
   shape.push_back(b.shape[bn]);
   TensorType r = withShape(a, shape);
+  // Products accumulate in f32 whatever the operands hold (bf16 inputs, f32 accumulation).
+  r.dtype = DType::F32;
   if (rb == ra) {
     for (size_t d = 0; d + 2 < ra; ++d) {
       if (a.shape[d] != b.shape[d])
@@ -191,6 +201,7 @@ Expected<TensorType> inferLayerNorm(const Op &op, const Mesh &mesh) {
       return fail("layer_norm {} has shape {}, expected [{}]", what, shapeString(p.shape), d);
     if (!p.sharding.isReplicated())
       return fail("layer_norm {} must be replicated", what);
+    VITC_TRY(requireSameDType(x, p, fmt::format("layer_norm {}", what)));
   }
   return x;
 }
@@ -200,7 +211,7 @@ Expected<TensorType> inferLayerNormGrad(const Op &op, const Mesh &mesh) {
   const TensorType &dy = op.operand(2)->type;
   if (x.rank() < 1)
     return fail("layer_norm_grad needs rank 1 or more");
-  if (dy.shape != x.shape || !(dy.sharding == x.sharding))
+  if (dy.shape != x.shape || !(dy.sharding == x.sharding) || dy.dtype != x.dtype)
     return fail("layer_norm_grad's gradient has type {}, unlike its input's {}",
                 typeString(dy.dtype, dy.shape, dy.sharding, mesh),
                 typeString(x.dtype, x.shape, x.sharding, mesh));
@@ -234,6 +245,7 @@ Expected<TensorType> inferLoss(const Op &op, const Mesh &mesh) {
     return fail("labels are split as {}, unlike the logits ({})",
                 typeString(labels.dtype, labels.shape, labels.sharding, mesh),
                 typeString(logits.dtype, logits.shape, logits.sharding, mesh));
+  VITC_TRY(requireSameDType(logits, labels, "the labels"));
   VITC_TRY(requireNotPartial(logits, mesh, "the logits"));
   VITC_TRY(requireDimLocal(logits, logits.rank() - 1, mesh, "the loss sums over the classes"));
   TensorType r = logits;
@@ -302,6 +314,16 @@ std::vector<ReshapeGroup> reshapeGroups(const Shape &in, const Shape &out) {
     groups.push_back(g);
   }
   return groups;
+}
+
+Expected<TensorType> inferConvert(const Op &op, const Mesh &) {
+  const TensorType &x = op.operand(0)->type;
+  if (op.type.shape != x.shape)
+    return fail("convert changes only the element type: {} cannot become {}", shapeString(x.shape),
+                shapeString(op.type.shape));
+  TensorType r = x;
+  r.dtype = op.type.dtype;
+  return r;
 }
 
 Expected<TensorType> inferReshape(const Op &op, const Mesh &mesh) {
@@ -448,9 +470,9 @@ Expected<TensorType> inferFusedLinear(const Op &op, const Mesh &mesh) {
   VITC_ASSIGN(TensorType r, inferMatMul(product, mesh));
   if (hasBias) {
     const TensorType &b = op.operand(2)->type;
-    if (b.shape != Shape{r.shape.back()})
-      return fail("fused_linear bias has shape {}, expected [{}]", shapeString(b.shape),
-                  r.shape.back());
+    if (b.shape != Shape{r.shape.back()} || b.dtype != r.dtype)
+      return fail("fused_linear bias has type {}{}, expected {}[{}]", dtypeName(b.dtype),
+                  shapeString(b.shape), dtypeName(r.dtype), r.shape.back());
     if (!(b.sharding.dims[0] == r.sharding.dims.back()) || b.sharding.partial)
       return fail("fused_linear bias is split differently from the output features");
     VITC_TRY(requireNotPartial(r, mesh, "a product that gets a bias"));
@@ -481,6 +503,8 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
     return fail("heads ({}) must divide the feature size ({})", heads, d);
   for (const TensorType *t : {&q, &k, &v})
     VITC_TRY(requireNotPartial(*t, mesh, "an attention operand"));
+  VITC_TRY(requireSameDType(q, k, "attention's keys"));
+  VITC_TRY(requireSameDType(q, v, "attention's values"));
   if (!(q.sharding.dims[0] == k.sharding.dims[0]) || !(k.sharding == v.sharding) ||
       !(q.sharding.dims[2] == k.sharding.dims[2]))
     return fail("attention queries, keys and values are split differently");
@@ -494,6 +518,7 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
     if (p.shape != Shape{d / heads} || !p.sharding.isReplicated())
       return fail("qk_norm parameters must be replicated [{}], got {}", d / heads,
                   shapeString(p.shape));
+    VITC_TRY(requireSameDType(q, p, "a qk_norm parameter"));
   }
   if (!op.attrs.has("eps") && qkNorm)
     return fail("attention with qk_norm needs eps");

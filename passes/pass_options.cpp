@@ -10,7 +10,7 @@ namespace {
 
 // Where a setting's value lives; the alternatives are in the order of PassSetting::Value's.
 using Field = std::variant<std::string Layout::*, bool Layout::*, int64_t Layout::*,
-                           Layout::Activations Layout::*>;
+                           Layout::Activations Layout::*, ir::DType PassOptions::*>;
 static_assert(std::variant_size_v<Field> == std::variant_size_v<PassSetting::Value>);
 
 struct SettingSpec {
@@ -24,6 +24,7 @@ constexpr int64_t kMaxMicrobatches = 1 << 20;
 
 // Sorted by key. A string is a mesh axis name.
 const SettingSpec kSettings[] = {
+    {"dtype", &PassOptions::dtype},
     {"layout.activations", &Layout::activations},
     {"layout.collective-matmul", &Layout::collectiveMatmul},
     {"layout.data-axis", &Layout::dataAxis},
@@ -63,7 +64,25 @@ std::string activationChoices() {
 }
 
 // The type of the field a setting sets: std::string (a mesh axis name), bool, int64_t or an enum.
-template <typename Member> using FieldType = std::remove_cvref_t<decltype(Layout{}.*Member{})>;
+template <typename Member> struct FieldTypeOf;
+template <typename T, typename Owner> struct FieldTypeOf<T Owner::*> { using type = T; };
+template <typename Member> using FieldType = typename FieldTypeOf<Member>::type;
+
+// The field itself: a layout's field lives in options.layout, the others in options.
+template <typename T> T &fieldOf(PassOptions &options, T Layout::*member) {
+  return options.layout.*member;
+}
+template <typename T> T &fieldOf(PassOptions &options, T PassOptions::*member) {
+  return options.*member;
+}
+template <typename T> const T &fieldOf(const PassOptions &options, T Layout::*member) {
+  return options.layout.*member;
+}
+template <typename T> const T &fieldOf(const PassOptions &options, T PassOptions::*member) {
+  return options.*member;
+}
+
+constexpr ir::DType kDTypes[] = {ir::DType::F32, ir::DType::BF16};
 
 // The value of the setting's type that `text` spells, or an error naming the setting.
 Expected<PassSetting::Value> parseValue(const SettingSpec &spec, std::string_view text) {
@@ -88,6 +107,11 @@ Expected<PassSetting::Value> parseValue(const SettingSpec &spec, std::string_vie
             return makeError(Loc{}, "pass option {}={} is out of range: expected {} to {}", key,
                              text, spec.min, spec.max);
           return PassSetting::Value(n);
+        } else if constexpr (std::is_same_v<T, ir::DType>) {
+          for (ir::DType t : kDTypes)
+            if (ir::dtypeName(t) == text)
+              return PassSetting::Value(t);
+          return makeError(Loc{}, "pass option {}='{}': expected one of: f32 bf16", key, text);
         } else {
           for (Layout::Activations a : kActivations)
             if (activationsName(a) == text)
@@ -111,12 +135,15 @@ std::string_view PassSetting::key() const { return kSettings[index_].key; }
 
 bool PassSetting::isWord() const {
   return std::holds_alternative<std::string>(value_) ||
-         std::holds_alternative<Layout::Activations>(value_);
+         std::holds_alternative<Layout::Activations>(value_) ||
+         std::holds_alternative<ir::DType>(value_);
 }
 
 void PassSetting::applyTo(PassOptions &options) const {
   std::visit(
-      [&](auto member) { options.layout.*member = std::get<FieldType<decltype(member)>>(value_); },
+      [&](auto member) {
+        fieldOf(options, member) = std::get<FieldType<decltype(member)>>(value_);
+      },
       kSettings[index_].field);
 }
 
@@ -132,6 +159,8 @@ Expected<std::string> describePassSetting(std::string_view key) {
           return "true or false";
         else if constexpr (std::is_same_v<T, int64_t>)
           return fmt::format("an integer from {} to {}", spec.min, spec.max);
+        else if constexpr (std::is_same_v<T, ir::DType>)
+          return "one of: f32 bf16";
         else
           return "one of: " + activationChoices();
       },
@@ -143,7 +172,7 @@ std::vector<std::pair<std::string, std::string>> passSettingsOf(const PassOption
   for (const SettingSpec &spec : kSettings) {
     std::string text = std::visit(
         [&](auto member) -> std::string {
-          const auto &value = options.layout.*member;
+          const auto &value = fieldOf(options, member);
           using T = FieldType<decltype(member)>;
           if constexpr (std::is_same_v<T, std::string>)
             return value;
@@ -151,6 +180,8 @@ std::vector<std::pair<std::string, std::string>> passSettingsOf(const PassOption
             return value ? "true" : "false";
           else if constexpr (std::is_same_v<T, int64_t>)
             return std::to_string(value);
+          else if constexpr (std::is_same_v<T, ir::DType>)
+            return std::string(ir::dtypeName(value));
           else
             return std::string(activationsName(value));
         },

@@ -39,6 +39,8 @@ bool parseOptimizerKind(std::string_view word, OptimizerOptions::Kind &kind);
 struct PassOptions {
   Layout layout;
   OptimizerOptions optimizer = {};
+  // The element type of matmul inputs: bf16 has convert-bf16 round them (f32 accumulation).
+  ir::DType dtype = ir::DType::F32;
   // Where the module's mesh came from (`--mesh`, a layout file, an IR header), for errors about
   // the mesh; unknown (no location) when a test or a tool sets the mesh itself.
   Loc meshLoc = Loc{};
@@ -55,7 +57,7 @@ public:
   bool isWord() const;
   void applyTo(PassOptions &options) const;
 
-  using Value = std::variant<std::string, bool, int64_t, Layout::Activations>;
+  using Value = std::variant<std::string, bool, int64_t, Layout::Activations, ir::DType>;
 
 private:
   PassSetting(size_t index, Value value) : index_(index), value_(std::move(value)) {}

@@ -4,6 +4,7 @@
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/collective_matmul.h"
+#include "passes/convert_bf16.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_parallel_linear.h"
 #include "passes/insert_collectives.h"
@@ -36,6 +37,7 @@ const std::vector<PassInfo> &passRegistry() {
             "fold reshapes, transposes and no-op ops; remove dead and duplicate values"),
       entry(createCollectiveMatmul,
             "decompose all-gather+matmul and matmul+reduce-scatter into rings"),
+      entry(createConvertBf16, "bf16 matmul inputs, f32 accumulation (only with dtype=bf16)"),
       entry(createFuseElementwise,
             "fold bias, GELU and residual adds into matmuls; attention into one kernel"),
       entry(createFuseParallelLinear,
@@ -70,6 +72,9 @@ const std::vector<PipelineStep> &defaultPipeline() {
       // Kernels the backends run fast: epilogues in matmuls, attention without a score matrix.
       step(createFuseElementwise,
            "bias, GELU, residual into matmul epilogues; softmax, QK-norm into attention"),
+      // With dtype=bf16: after fusion, so that the epilogues stay f32 and only the products'
+      // inputs are rounded; after the sharding passes, so that collectives move f32 values.
+      step(createConvertBf16, "bf16 matmul inputs with f32 accumulation, weights cast at load"),
       // Last: the backend allocates one workspace and every value has its place in it.
       step(createPlanMemory,
            "buffer liveness and reuse; the peak is the activation memory per device"),

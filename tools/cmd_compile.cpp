@@ -91,6 +91,9 @@ int runCompile(int argc, char **argv) {
     std::cerr << fmt::format("remark: llvm: {} kernels ({} calls) for {} in {:.2f} s\n",
                              compiled.uniqueKernels, compiled.kernels, compiled.cpu,
                              compiled.seconds);
+    if (!compiled.bf16Kernels.empty())
+      std::cerr << fmt::format("remark: llvm: bf16 matmuls use {} on {}\n", compiled.bf16Kernels,
+                               compiled.cpu);
     return 0;
   }
   std::string text;

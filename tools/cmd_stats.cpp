@@ -23,13 +23,16 @@ int runStats(int argc, char **argv) {
   bool train = false;
   std::string optimizer = "adamw";
   double momentum = 0;
+  std::string dtype = "f32";
   po::options_description desc("vitc stats options");
   desc.add_options()("help,h", "show this help")(
       "train", po::bool_switch(&train),
       "also the training step: its FLOPs, optimizer state and memory per device")(
       "optimizer", po::value(&optimizer)->default_value("adamw"),
       "with --train: sgd, adamw or adafactor")("momentum", po::value(&momentum)->default_value(0),
-                                               "with --train: adafactor's momentum");
+                                               "with --train: adafactor's momentum")(
+      "dtype", po::value(&dtype)->default_value("f32"),
+      "element type of matmul inputs: f32 or bf16 (bytes of weights and activations)");
   model.add(desc);
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -47,11 +50,15 @@ int runStats(int argc, char **argv) {
   if (!(momentum >= 0 && momentum < 1))
     return usageError("--momentum must be in [0, 1)");
   opt.momentum = momentum;
+  Expected<passes::PassSetting> dtypeSetting = parseDTypeFlag(dtype);
+  if (!dtypeSetting)
+    return usageError(dtypeSetting.error());
 
   passes::PassContext ctx;
   Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, nullptr, &ctx.options);
   if (!loaded)
     return report(loaded.error());
+  dtypeSetting->applyTo(ctx.options);
   ir::Module &m = *loaded->module;
   // Model FLOPs and parameters come from the program as written; memory from the compiled one.
   passes::ModuleStats before = passes::analyze(m);
@@ -78,6 +85,8 @@ int runStats(int argc, char **argv) {
   std::cout << fmt::format("mesh           {} ({} device{})\n", m.mesh.str(), m.mesh.numDevices(),
                            m.mesh.numDevices() == 1 ? "" : "s");
   std::cout << fmt::format("batch          {}\n", batch);
+  std::cout << fmt::format("dtype          {}\n",
+                           dtype == "bf16" ? "bf16 matmul inputs, f32 accumulation" : "f32");
   if (const ir::AttrValue *t = m.attrs.find("tokens"); t && std::holds_alternative<int64_t>(*t))
     std::cout << fmt::format("tokens         {} per image\n", std::get<int64_t>(*t));
   std::cout << fmt::format("parameters     {} total, {} without head ({} in the pooling head and "

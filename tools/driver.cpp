@@ -75,7 +75,9 @@ void PassFlags::add(po::options_description &desc) {
       "stop-after-pass-num", po::value(&stopAfterPassNum), "run only the first N passes (N >= 0)")(
       "time-passes", po::bool_switch(&timePasses), "report the time each pass took")(
       "dump-dir", po::value(&dumpDir), "write the IR before and after each pass to numbered files")(
-      "pass-option", po::value(&settings)->composing(), "a pass setting, key=value (repeatable)");
+      "pass-option", po::value(&settings)->composing(), "a pass setting, key=value (repeatable)")(
+      "dtype", po::value(&dtype),
+      "element type of matmul inputs: f32 (default) or bf16 (f32 accumulation)");
 }
 
 namespace {
@@ -167,6 +169,13 @@ Expected<passes::PipelineOptions> PassFlags::toOptions() const {
   return o;
 }
 
+Expected<passes::PassSetting> parseDTypeFlag(const std::string &value) {
+  Expected<passes::PassSetting> setting = passes::PassSetting::parse("dtype", value);
+  if (!setting)
+    return makeError(Loc::inFile("--dtype"), "expected f32 or bf16, got '{}'", value);
+  return setting;
+}
+
 Status PassFlags::check(const po::variables_map &vm) {
   VITC_TRY(toOptions());
   // -1, the default, means every pass; given on the command line it is a mistake.
@@ -174,6 +183,11 @@ Status PassFlags::check(const po::variables_map &vm) {
     return makeError(Loc::inFile("--stop-after-pass-num"),
                      "expected a number of passes >= 0, got {}", stopAfterPassNum);
   parsed_.clear();
+  // Before the --pass-option settings, so that one of those given with it wins.
+  if (!dtype.empty()) {
+    VITC_ASSIGN(passes::PassSetting setting, parseDTypeFlag(dtype));
+    parsed_.push_back(std::move(setting));
+  }
   for (const std::string &s : settings) {
     size_t eq = s.find('=');
     if (eq == std::string::npos)

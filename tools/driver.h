@@ -58,6 +58,7 @@ struct PassFlags {
   bool verifyEach = false;
   int stopAfterPassNum = -1;
   std::vector<std::string> settings; // --pass-option key=value, as given
+  std::string dtype;                 // --dtype: the pass setting `dtype`, under its own flag
   void add(po::options_description &desc);
   // Checks pass names and --stop-after-pass-num, and parses every --pass-option, before anything
   // is loaded; errors are usage errors.
@@ -71,6 +72,9 @@ struct PassFlags {
 private:
   std::vector<passes::PassSetting> parsed_;
 };
+
+// The value of --dtype (f32 or bf16) as the pass setting `dtype`; errors are located at the flag.
+Expected<passes::PassSetting> parseDTypeFlag(const std::string &value);
 
 // Refuses an output that is one of `inputs` ({flag, path}) by identity (device and inode, so
 // symlinks, hard links and other spellings of one file are caught): a usage error at `flag`.

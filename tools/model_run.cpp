@@ -70,6 +70,9 @@ Expected<backends::Compiler> backendCompiler(const std::string &name, int thread
         *remarks << fmt::format(
             "remark: llvm: {} kernels ({} calls) JIT-compiled for {} in {:.2f} s\n",
             r.uniqueKernels, r.kernels, r.cpu, r.seconds);
+        if (!r.bf16Kernels.empty())
+          *remarks << fmt::format("remark: llvm: bf16 matmuls use {} on {}\n", r.bf16Kernels,
+                                  r.cpu);
       };
     return llvmbe::compiler(options);
   }

@@ -209,6 +209,9 @@ private:
       return layerNormGrad(in(0), in(1), in(2), static_cast<float>(op.attrs.getFloat("eps")));
     case OpKind::SoftmaxGrad:
       return softmaxGrad(in(0), in(1));
+    case OpKind::Convert:
+      // Widening is exact: a bf16 value already is the float it stands for.
+      return op.type.dtype == ir::DType::BF16 ? roundToBfloat16(in(0)) : in(0);
     case OpKind::Reshape:
       return in(0).reshaped(local);
     case OpKind::Transpose:

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "runtime/blocks.h"
+#include "support/bfloat16.h"
 
 namespace vitc::interp {
 namespace {
@@ -187,6 +188,13 @@ Tensor sqrt(const Tensor &x) {
 
 Tensor sigmoid(const Tensor &x) {
   return map(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); });
+}
+
+Tensor roundToBfloat16(const Tensor &x) {
+  Tensor r = Tensor::zeros(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i)
+    r.mutableData()[i] = vitc::roundToBfloat16(x.data()[i]);
+  return r;
 }
 
 Tensor scale(const Tensor &x, float factor) {

@@ -23,6 +23,9 @@ Tensor maximum(const Tensor &a, const Tensor &b);
 Tensor sqrt(const Tensor &x);
 Tensor sigmoid(const Tensor &x);
 Tensor scale(const Tensor &x, float factor);
+// Every element rounded to the nearest bfloat16 (ties to even, NaN kept): the interpreter holds a
+// bf16 value as the float it stands for.
+Tensor roundToBfloat16(const Tensor &x);
 // Exact GELU, x * Phi(x), or its tanh approximation.
 Tensor gelu(const Tensor &x, bool approximate);
 // Over the last dimension: (x - mean) / sqrt(var + eps) * scale (+ bias); bias may be empty.

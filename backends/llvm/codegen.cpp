@@ -22,6 +22,8 @@ void emitKernels(llvm::Module &module, const Plan &plan, const CodegenTarget &ta
     const KernelDesc &desc = plan.kernels[i];
     if (const auto *d = std::get_if<MatmulDesc>(&desc))
       emitMatmul(e, *d, name);
+    else if (const auto *d = std::get_if<ConvertDesc>(&desc))
+      emitConvert(e, *d, name);
     else if (const auto *d = std::get_if<PackDesc>(&desc))
       emitPack(e, *d, name);
     else if (const auto *d = std::get_if<AttentionDesc>(&desc))

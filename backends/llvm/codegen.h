@@ -21,6 +21,11 @@ struct CodegenTarget {
   std::string cpu;
   std::string features;
   int64_t vectorWidth = 16; // floats per vector: 16 (AVX-512), 8 (AVX) or 4
+  // bf16 products: vdpbf16ps where the CPU has AVX512-BF16 (and 16-float vectors), else f32 math
+  // on the bf16 values.
+  bool avx512Bf16 = false;
+  // bf16 products on AMX tiles (tdpbf16ps) where the CPU has AMX-BF16.
+  bool amxBf16 = false;
 };
 
 std::string kernelSymbol(const Plan &plan, size_t kernel);

@@ -22,6 +22,8 @@
 #include <cassert>
 #include <limits>
 
+#include <llvm/IR/IntrinsicsX86.h>
+
 #include "backends/llvm/ir_emitter.h"
 
 namespace vitc::llvmbe {
@@ -34,7 +36,20 @@ using Values = std::vector<Value *>;
 // to 24 measured the same).
 constexpr size_t kGeluGroup = 8;
 
+// How a tile multiplies: f32 FMAs, or (MatmulDesc::bf16) one step per pair of the depth, either
+// with vdpbf16ps or, on CPUs without AVX512-BF16, as two f32 FMAs on the widened pair; or, on CPUs
+// with AMX, with tdpbf16ps on tiles of 16 pairs (the pairs left over with vdpbf16ps).
+enum class Product : uint8_t { F32, Bf16Dot, Bf16Widened, Amx };
+
+// AMX tiles: rows of 64 bytes (16 words: 16 pairs of A's depth, or 16 columns of a B panel's
+// pairs), and eight tile registers, which hold one A tile, up to three B tiles and their three
+// C tiles.
+constexpr int64_t kAmxPairs = 16;
+constexpr int64_t kAmxMaxRows = 16;
+constexpr int64_t kAmxMaxVecs = 3;
+
 struct TileShape {
+  Product product = Product::F32;
   int64_t rows = 0;           // accumulator rows
   int64_t vecs = 0;           // accumulator vectors per row
   int64_t lastLanes = 0;      // valid lanes of the last vector
@@ -61,9 +76,66 @@ struct TileShape {
       s += ".rowscale";
     if (prefetchEvery > 0)
       s += ".pf" + std::to_string(prefetchEvery);
+    if (product == Product::Bf16Dot)
+      s += ".bf16dot";
+    if (product == Product::Bf16Widened)
+      s += ".bf16wide";
+    if (product == Product::Amx)
+      s += ".amx";
     return s;
   }
 };
+
+// The product of the first depth & ~15 pairs of a tile on AMX: one A tile (the tile's rows, 16
+// pairs each, read in place) and per 16 columns one B tile (16 rows of pairs of a panel) and one
+// C tile, C += A B with tdpbf16ps. The C tiles are carried through the loop as vectors (LLVM's
+// AMX lowering turns the casts back into tile registers) and end in a stack buffer, from which
+// they come back as the accumulator vectors the epilogue takes.
+Values amxProduct(Emitter &e, const TileShape &t, Value *a, Value *bp, Value *depth) {
+  auto &b = e.b;
+  assert(t.aCol == 1 && t.rows <= kAmxMaxRows && t.vecs <= kAmxMaxVecs && e.vw == 16 &&
+         "not an AMX tile");
+  auto *tileVector = llvm::FixedVectorType::get(e.i32, 256);
+  auto toVector = [&](Value *tile) {
+    return b.CreateIntrinsic(llvm::Intrinsic::x86_cast_tile_to_vector, {tileVector}, {tile});
+  };
+  auto toTile = [&](Value *v) {
+    return b.CreateIntrinsic(llvm::Intrinsic::x86_cast_vector_to_tile, {tileVector}, {v});
+  };
+  Value *rows = b.getInt16(static_cast<uint16_t>(t.rows)), *rowBytes = b.getInt16(64);
+  Value *pairs = b.getInt16(kAmxPairs);
+  Values zero;
+  for (int64_t v = 0; v < t.vecs; ++v)
+    zero.push_back(
+        toVector(b.CreateIntrinsic(llvm::Intrinsic::x86_tilezero_internal, {}, {rows, rowBytes})));
+  Value *blocked = b.CreateAnd(depth, e.c64(~(kAmxPairs - 1)));
+  Values c = e.loop(e.c64(0), blocked, kAmxPairs, zero, [&](Value *k, const Values &in) {
+    Value *aTile = b.CreateIntrinsic(llvm::Intrinsic::x86_tileloadd64_internal, {},
+                                     {rows, rowBytes, e.at(a, k), e.c64(t.aRow * 4)});
+    Values out;
+    for (int64_t v = 0; v < t.vecs; ++v) {
+      Value *panel = e.at(bp, b.CreateAdd(b.CreateMul(k, e.c64(t.bStride)), e.c64(v * e.vw)));
+      Value *bTile = b.CreateIntrinsic(llvm::Intrinsic::x86_tileloadd64_internal, {},
+                                       {pairs, rowBytes, panel, e.c64(t.bStride * 4)});
+      out.push_back(toVector(b.CreateIntrinsic(
+          llvm::Intrinsic::x86_tdpbf16ps_internal, {},
+          {rows, rowBytes, rowBytes, toTile(in[static_cast<size_t>(v)]), aTile, bTile})));
+    }
+    return out;
+  });
+  int64_t ldc = t.vecs * e.vw;
+  auto *buffer = b.CreateAlloca(llvm::ArrayType::get(e.f32, static_cast<uint64_t>(t.rows * ldc)));
+  buffer->setAlignment(llvm::Align(64));
+  for (int64_t v = 0; v < t.vecs; ++v)
+    b.CreateIntrinsic(llvm::Intrinsic::x86_tilestored64_internal, {},
+                      {rows, rowBytes, e.at(buffer, v * e.vw), e.c64(ldc * 4),
+                       toTile(c[static_cast<size_t>(v)])});
+  Values acc;
+  for (int64_t i = 0; i < t.rows; ++i)
+    for (int64_t v = 0; v < t.vecs; ++v)
+      acc.push_back(e.load(e.at(buffer, i * ldc + v * e.vw)));
+  return acc;
+}
 
 // void tile(ptr a, ptr b, ptr c, ptr extra, ptr residual, ptr next, i64 depth, i1 accumulate)
 // `extra` is the bias (at the tile's first column) or the row scales (at its first row); `next`
@@ -82,25 +154,65 @@ llvm::Function *tileFunction(Emitter &e, const TileShape &t) {
         auto lanesOf = [&](int64_t v) { return v + 1 == t.vecs ? t.lastLanes : e.vw; };
         size_t n = static_cast<size_t>(t.rows * t.vecs);
         Values zero(n, e.vf(0.0f));
-        // One step of the depth: `vecs` vectors of B's row k, one broadcast of A per row.
+        // bf16 pairs: a 32-bit word holds two bf16 of the depth, the even one in the low half.
+        auto *pairs = llvm::FixedVectorType::get(b.getBFloatTy(), static_cast<unsigned>(2 * e.vw));
+        auto *words = llvm::FixedVectorType::get(e.i32, static_cast<unsigned>(e.vw));
+        Value *highHalf = llvm::ConstantInt::get(words, 0xffff0000u);
+        // The f32 values of a vector of pairs: the even elements and the odd ones.
+        auto widen = [&](Value *v) {
+          Value *bits = b.CreateBitCast(v, words);
+          return std::make_pair(b.CreateBitCast(b.CreateShl(bits, 16), e.vec),
+                                b.CreateBitCast(b.CreateAnd(bits, highHalf), e.vec));
+        };
+        // One step of the depth: `vecs` vectors of B's row k, one broadcast of A per row (with
+        // bf16, row k of B and column k of A hold pairs).
         auto step = [&](Value *k, const Values &in) {
           Values out = in;
           Value *brow = e.at(bp, b.CreateMul(k, e.c64(t.bStride)));
           Values bv;
           for (int64_t v = 0; v < t.vecs; ++v)
             bv.push_back(e.load(e.at(brow, v * e.vw)));
+          std::vector<std::pair<Value *, Value *>> bWide;
+          if (t.product == Product::Bf16Widened)
+            for (Value *v : bv)
+              bWide.push_back(widen(v));
           Value *acol = e.at(a, t.aCol == 1 ? k : b.CreateMul(k, e.c64(t.aCol)));
           for (int64_t i = 0; i < t.rows; ++i) {
             Value *s = e.splat(e.loadScalar(e.at(acol, i * t.aRow)));
+            std::pair<Value *, Value *> sWide;
+            if (t.product == Product::Bf16Widened)
+              sWide = widen(s);
             for (int64_t v = 0; v < t.vecs; ++v) {
               size_t at = static_cast<size_t>(i * t.vecs + v);
-              out[at] = e.fma(s, bv[static_cast<size_t>(v)], out[at]);
+              Value *x = bv[static_cast<size_t>(v)];
+              switch (t.product) {
+              case Product::F32:
+                out[at] = e.fma(s, x, out[at]);
+                break;
+              case Product::Bf16Dot:
+              case Product::Amx: // the pairs after the last whole tile
+                out[at] = b.CreateIntrinsic(
+                    llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512, {},
+                    {out[at], b.CreateBitCast(s, pairs), b.CreateBitCast(x, pairs)});
+                break;
+              case Product::Bf16Widened: {
+                // In vdpbf16ps's order: the odd products first. Products of bf16 are exact in
+                // f32, so only the two additions round.
+                const auto &[even, odd] = bWide[static_cast<size_t>(v)];
+                out[at] = e.fma(sWide.first, even, e.fma(sWide.second, odd, out[at]));
+                break;
+              }
+              }
             }
           }
           return out;
         };
         Values acc;
-        if (t.prefetchEvery > 0) {
+        if (t.product == Product::Amx) {
+          // Whole tiles of 16 pairs with tdpbf16ps, then the rest with vdpbf16ps.
+          acc = amxProduct(e, t, a, bp, depth);
+          acc = e.loop(b.CreateAnd(depth, e.c64(~(kAmxPairs - 1))), depth, 1, acc, step);
+        } else if (t.prefetchEvery > 0) {
           // `prefetchEvery` steps at a time with one line prefetched, then the steps left over.
           int64_t every = t.prefetchEvery;
           Value *blocked = b.CreateAnd(depth, e.c64(~(every - 1)));
@@ -165,10 +277,13 @@ void callTile(Emitter &e, const TileShape &t, Value *a, Value *bp, Value *c, Val
 }
 
 // Packs one panel (nr columns starting at p * nr) of a k x n B (n x k when transposed) into
-// dst[k][nr], zero past column n: void pack(ptr src, ptr dst, i64 panel).
-llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, int64_t nr) {
+// dst[k][nr], zero past column n: void pack(ptr src, ptr dst, i64 panel). With `bf16`, k counts
+// pairs of B's depth (PackDesc): a transposed B already holds each column's pairs as 32-bit words
+// and packs as f32 does; rows 2kk and 2kk + 1 of one that is not are interleaved.
+llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, int64_t nr,
+                             bool bf16) {
   std::string name = "vitc.pack.n" + std::to_string(n) + ".k" + std::to_string(k) +
-                     (transposeB ? ".t" : "") + ".nr" + std::to_string(nr);
+                     (transposeB ? ".t" : "") + ".nr" + std::to_string(nr) + (bf16 ? ".bf16" : "");
   return e.helper(name, e.b.getVoidTy(), {e.ptr, e.ptr, e.i64}, [&](llvm::Function *f) {
     auto &b = e.b;
     f->addFnAttr(llvm::Attribute::NoInline);
@@ -176,6 +291,26 @@ llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, 
     Value *src = &*it++, *dst = &*it++, *panel = &*it;
     Value *n0 = b.CreateMul(panel, e.c64(nr));
     Value *dstPanel = e.at(dst, b.CreateMul(panel, e.c64(k * nr)));
+    // Pairs of `lanes` bf16 columns from the row starting at element `at` and the row below it,
+    // as a vector of 32-bit words (the even row's element in the low half).
+    llvm::Type *i16 = b.getInt16Ty();
+    auto *halves = llvm::FixedVectorType::get(i16, static_cast<unsigned>(e.vw));
+    std::vector<int> zip;
+    for (int i = 0; i < e.vw; ++i) {
+      zip.push_back(i);
+      zip.push_back(static_cast<int>(e.vw) + i);
+    }
+    auto interleavedRows = [&](Value *at, int64_t lanes) {
+      auto row = [&](Value *first) {
+        Value *p = b.CreateGEP(i16, src, first);
+        if (lanes >= e.vw)
+          return static_cast<Value *>(b.CreateAlignedLoad(halves, p, llvm::Align(2)));
+        return static_cast<Value *>(b.CreateMaskedLoad(halves, p, llvm::Align(2), e.mask(lanes),
+                                                       llvm::Constant::getNullValue(halves)));
+      };
+      Value *pairs = b.CreateShuffleVector(row(at), row(b.CreateAdd(at, e.c64(n))), zip);
+      return b.CreateBitCast(pairs, e.vec);
+    };
     // The columns this panel holds are static for every panel but a ragged last one.
     auto emitPanel = [&](int64_t cols) {
       e.loop(0, k, 1, [&](Value *kk) {
@@ -185,9 +320,12 @@ llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, 
           Value *x = e.vf(0.0f);
           if (lanes > 0) {
             Value *col = b.CreateAdd(n0, e.c64(v * e.vw));
-            x = transposeB
-                    ? e.gather(e.at(src, b.CreateAdd(b.CreateMul(col, e.c64(k)), kk)), k, lanes)
-                    : e.load(e.at(src, b.CreateAdd(b.CreateMul(kk, e.c64(n)), col)), lanes);
+            if (transposeB)
+              x = e.gather(e.at(src, b.CreateAdd(b.CreateMul(col, e.c64(k)), kk)), k, lanes);
+            else if (bf16)
+              x = interleavedRows(b.CreateAdd(b.CreateMul(kk, e.c64(2 * n)), col), lanes);
+            else
+              x = e.load(e.at(src, b.CreateAdd(b.CreateMul(kk, e.c64(n)), col)), lanes);
           }
           e.store(x, e.at(out, v * e.vw));
         }
@@ -220,7 +358,7 @@ void emitPack(Emitter &e, const PackDesc &d, const std::string &name) {
   auto &b = e.b;
   e.beginKernel(name);
   Value *dst = e.arg(0), *src = e.arg(1);
-  llvm::Function *pack = packFunction(e, d.n, d.k, d.transposeB, d.nr);
+  llvm::Function *pack = packFunction(e, d.n, d.k, d.transposeB, d.nr, d.bf16);
   int64_t panels = ceilDiv(d.n, d.nr);
   e.forEachWorkItem([&](Value *w) {
     Value *batch = b.CreateUDiv(w, e.c64(panels));
@@ -252,7 +390,12 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
   // ragged, one partial panel after them.
   int64_t blockPanels = t.nc / t.nr;
   int64_t lastFull = (d.n - (nBlocks - 1) * t.nc) / t.nr, nRem = d.n % t.nr;
-  llvm::Function *pack = d.bPacked ? nullptr : packFunction(e, d.n, d.k, d.transposeB, t.nr);
+  llvm::Function *pack =
+      d.bPacked ? nullptr : packFunction(e, d.n, d.k, d.transposeB, t.nr, d.bf16);
+  Product product = !d.bf16               ? Product::F32
+                    : e.target.amxBf16    ? Product::Amx
+                    : e.target.avx512Bf16 ? Product::Bf16Dot
+                                          : Product::Bf16Widened;
 
   e.forEachWorkItem([&](Value *w) {
     Value *batch = b.CreateUDiv(w, e.c64(mBlocks * nBlocks));
@@ -302,6 +445,9 @@ void emitMatmul(Emitter &e, const MatmulDesc &d, const std::string &name) {
       Value *depth = e.c64(kc);
       auto columnPanel = [&](Value *jr, int64_t vecs, int64_t lastLanes) {
         TileShape shape;
+        // Tiles larger than AMX's registers hold use vdpbf16ps (every AMX CPU has it).
+        bool amxFits = t.mr <= kAmxMaxRows && vecs <= kAmxMaxVecs;
+        shape.product = product == Product::Amx && !amxFits ? Product::Bf16Dot : product;
         shape.rows = t.mr;
         shape.vecs = vecs;
         shape.lastLanes = lastLanes;

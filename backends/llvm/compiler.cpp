@@ -1,8 +1,12 @@
 // Target selection, optimization, ORC LLJIT and object emission.
 #include "backends/llvm/compiler.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -98,6 +102,15 @@ TileConfig defaultTiles(int64_t vw, const Tiles &user) {
   return t;
 }
 
+// What compiling says about the plan's bf16 matmuls (CompileReport::bf16Kernels).
+std::string bf16KernelsOf(const Plan &plan, const Target &t) {
+  if (!hasBf16Matmuls(plan))
+    return "";
+  return t.amxBf16      ? "AMX tdpbf16ps tiles (amx-bf16)"
+         : t.avx512Bf16 ? "vdpbf16ps (avx512bf16)"
+                        : "f32 FMAs on bf16 values (no avx512bf16)";
+}
+
 // The kernels of `plan` in a new module for `tm`, verified when asked.
 Expected<std::unique_ptr<llvm::Module>> generate(llvm::LLVMContext &ctx, const Plan &plan,
                                                  const Target &t, llvm::TargetMachine &tm,
@@ -105,7 +118,7 @@ Expected<std::unique_ptr<llvm::Module>> generate(llvm::LLVMContext &ctx, const P
   auto m = std::make_unique<llvm::Module>("vitc", ctx);
   m->setTargetTriple(t.triple);
   m->setDataLayout(tm.createDataLayout());
-  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth});
+  emitKernels(*m, plan, CodegenTarget{t.cpu, t.features, t.vectorWidth, t.avx512Bf16, t.amxBf16});
   if (table)
     emitProgramTable(*m, plan);
   if (t.verify) {
@@ -153,6 +166,31 @@ public:
 
 } // namespace
 
+// Linux hands out the AMX tile state only to processes that ask for it (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); before that, a tile instruction faults. Asked once
+// per process, the first time a program with AMX kernels is compiled.
+Status requestAmxState() {
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  static std::once_flag once;
+  static int error = 0;
+  std::call_once(once, [] {
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+      error = errno;
+  });
+  if (error != 0)
+    return Error(fmt::format("the kernel refused this process the AMX tile state (arch_prctl "
+                             "ARCH_REQ_XCOMP_PERM): {}; compile with --cpu for a CPU without AMX",
+                             std::strerror(error)));
+  return Status::ok();
+}
+
+bool hasBf16Matmuls(const Plan &plan) {
+  for (const KernelDesc &k : plan.kernels)
+    if (const auto *mm = std::get_if<MatmulDesc>(&k); mm && mm->bf16)
+      return true;
+  return false;
+}
+
 Expected<Target> resolveTarget(const Options &options) {
   initializeLlvm();
   Target t;
@@ -180,6 +218,9 @@ Expected<Target> resolveTarget(const Options &options) {
       t.vectorWidth = 16;
     else if (sti->checkFeatures("+avx"))
       t.vectorWidth = 8;
+    t.avx512Bf16 = t.vectorWidth == 16 && sti->checkFeatures("+avx512bf16");
+    // The AMX tiles finish a depth that is not whole tiles with vdpbf16ps.
+    t.amxBf16 = t.avx512Bf16 && sti->checkFeatures("+amx-bf16") && sti->checkFeatures("+amx-tile");
   }
   t.tiles = defaultTiles(t.vectorWidth, options.tiles);
   t.tiles.threads = std::max(1, options.threads);
@@ -209,6 +250,7 @@ Expected<std::unique_ptr<JitKernels>> compileJit(const Plan &plan, const Target 
   auto t0 = Clock::now();
   auto ctx = std::make_unique<llvm::LLVMContext>();
   VITC_ASSIGN(std::unique_ptr<llvm::Module> m, generate(*ctx, plan, t, **tm, /*table=*/false));
+  report.bf16Kernels = bf16KernelsOf(plan, t);
   report.codegenSeconds = since(t0);
   t0 = Clock::now();
   optimize(*m, **tm, t.optLevel);
@@ -256,6 +298,7 @@ Expected<std::string> compileToBuffer(const Plan &plan, const Target &t, bool ta
   auto t0 = Clock::now();
   llvm::LLVMContext ctx;
   VITC_ASSIGN(std::unique_ptr<llvm::Module> m, generate(ctx, plan, t, *tm, table));
+  report.bf16Kernels = bf16KernelsOf(plan, t);
   report.codegenSeconds = since(t0);
   t0 = Clock::now();
   optimize(*m, *tm, t.optLevel);

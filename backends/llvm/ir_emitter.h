@@ -123,6 +123,7 @@ void emitSoftmax(Emitter &e, const SoftmaxDesc &d, const std::string &name);
 void emitMean(Emitter &e, const MeanDesc &d, const std::string &name);
 void emitCopy(Emitter &e, const CopyDesc &d, const std::string &name);
 void emitFill(Emitter &e, const FillDesc &d, const std::string &name);
+void emitConvert(Emitter &e, const ConvertDesc &d, const std::string &name);
 void emitLayerNormGrad(Emitter &e, const LayerNormGradDesc &d, const std::string &name);
 void emitSoftmaxGrad(Emitter &e, const SoftmaxGradDesc &d, const std::string &name);
 void emitLoss(Emitter &e, const LossDesc &d, const std::string &name);

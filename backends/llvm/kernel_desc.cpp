@@ -19,12 +19,17 @@ std::string floatKey(float f) { return fmt::format("{:a}", f); }
 
 struct KeyOf {
   std::string operator()(const MatmulDesc &d) const {
-    return fmt::format("matmul batch{} m{} n{} k{} bb{} tb{} packed{} bias{} gelu{}{} res{} {}",
-                       d.batch, d.m, d.n, d.k, d.bBatched, d.transposeB, d.bPacked, d.bias, d.gelu,
-                       d.geluApprox ? "tanh" : "", d.residual, tilesKey(d.tiles));
+    return fmt::format("matmul{} batch{} m{} n{} k{} bb{} tb{} packed{} bias{} gelu{}{} res{} {}",
+                       d.bf16 ? " bf16" : "", d.batch, d.m, d.n, d.k, d.bBatched, d.transposeB,
+                       d.bPacked, d.bias, d.gelu, d.geluApprox ? "tanh" : "", d.residual,
+                       tilesKey(d.tiles));
   }
   std::string operator()(const PackDesc &d) const {
-    return fmt::format("pack batch{} n{} k{} tb{} nr{} vw{}", d.batch, d.n, d.k, d.transposeB, d.nr,
+    return fmt::format("pack{} batch{} n{} k{} tb{} nr{} vw{}", d.bf16 ? " bf16" : "", d.batch, d.n,
+                       d.k, d.transposeB, d.nr, d.vectorWidth);
+  }
+  std::string operator()(const ConvertDesc &d) const {
+    return fmt::format("convert rows{} cols{} to{} vw{}", d.rows, d.cols, d.toBf16 ? "bf16" : "f32",
                        d.vectorWidth);
   }
   std::string operator()(const EltwiseDesc &d) const {
@@ -80,6 +85,7 @@ struct KeyOf {
 struct KindOf {
   std::string operator()(const MatmulDesc &) const { return "matmul"; }
   std::string operator()(const PackDesc &) const { return "pack"; }
+  std::string operator()(const ConvertDesc &) const { return "convert"; }
   std::string operator()(const EltwiseDesc &d) const { return eltOpName(d.op); }
   std::string operator()(const LayerNormDesc &) const { return "layer_norm"; }
   std::string operator()(const SoftmaxDesc &) const { return "softmax"; }
@@ -106,6 +112,7 @@ struct WorkOf {
     return d.batch * ceilDiv(d.m, d.tiles.mc) * ceilDiv(d.n, d.tiles.nc);
   }
   int64_t operator()(const PackDesc &d) const { return d.batch * ceilDiv(d.n, d.nr); }
+  int64_t operator()(const ConvertDesc &d) const { return d.rows; }
   int64_t operator()(const EltwiseDesc &d) const {
     return d.shape.empty() ? 1 : product(d.shape, 0, d.shape.size() - 1);
   }
@@ -127,6 +134,7 @@ struct WorkOf {
 struct ArgsOf {
   int64_t operator()(const MatmulDesc &d) const { return 3 + d.bias + d.residual; }
   int64_t operator()(const PackDesc &) const { return 2; }
+  int64_t operator()(const ConvertDesc &) const { return 2; }
   int64_t operator()(const EltwiseDesc &d) const {
     return 1 + static_cast<int64_t>(d.strides.size());
   }

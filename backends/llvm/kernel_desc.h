@@ -39,8 +39,13 @@ struct TileConfig {
 // comes already in panels (see PackDesc); otherwise the kernel packs each batch's B into scratch.
 // A work item is one (batch, row block, column block) of C. Args: C, A, B, [bias [n]],
 // [residual like C].
+// With `bf16`, A and B hold bfloat16 and k (and the tiles' kc) counts pairs of the depth: A's rows
+// are k 32-bit words of two neighbouring bf16, and word [kk][j] of a B panel is the pair
+// (B[2kk][j], B[2kk+1][j]), the "VNNI" order that vdpbf16ps and AMX's tdpbf16ps read. Everything
+// else (C, bias, residual, accumulation) is f32.
 struct MatmulDesc {
   int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool bf16 = false;
   bool bBatched = false;
   bool transposeB = false; // B is stored [n, k] (not for packed B: packing did the transpose)
   bool bPacked = false;
@@ -50,8 +55,11 @@ struct MatmulDesc {
 
 // B (k x n, or n x k when `transposeB`), `batch` of them back to back, into panels of `nr`
 // columns: panel p holds B[kk][p*nr + j] at [p][kk][j], zero past column n. Args: packed, B.
+// With `bf16`, B holds bfloat16 and k counts pairs of its depth; the panels hold the pairs of
+// MatmulDesc (VNNI order).
 struct PackDesc {
   int64_t batch = 1, n = 0, k = 0;
+  bool bf16 = false;
   bool transposeB = false;
   int64_t nr = 32, vectorWidth = 16;
 };
@@ -162,9 +170,17 @@ struct AttentionDesc {
   TileConfig tiles;
 };
 
-using KernelDesc =
-    std::variant<MatmulDesc, PackDesc, EltwiseDesc, LayerNormDesc, SoftmaxDesc, MeanDesc, CopyDesc,
-                 FillDesc, AttentionDesc, LayerNormGradDesc, SoftmaxGradDesc, LossDesc>;
+// The `convert` op over rows of `cols` elements: f32 to bf16 (rounded to nearest even, NaN kept)
+// when `toBf16`, else bf16 to f32 (exact). A work item is a row. Args: out, in.
+struct ConvertDesc {
+  int64_t rows = 0, cols = 0;
+  bool toBf16 = true;
+  int64_t vectorWidth = 16;
+};
+
+using KernelDesc = std::variant<MatmulDesc, PackDesc, EltwiseDesc, LayerNormDesc, SoftmaxDesc,
+                                MeanDesc, CopyDesc, FillDesc, AttentionDesc, LayerNormGradDesc,
+                                SoftmaxGradDesc, LossDesc, ConvertDesc>;
 
 // A canonical one-line description: equal keys mean identical generated code.
 std::string kernelKey(const KernelDesc &desc);

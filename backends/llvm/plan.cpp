@@ -112,10 +112,22 @@ public:
 
   Expected<Plan> plan() {
     const ir::Mesh &mesh = m_.mesh;
-    for (const auto &op : m_.ops())
-      if (op->hasResult() && op->type.dtype != ir::DType::F32)
+    // bf16 values are matmul inputs: converts (and reshapes of them) that only matmuls, converts
+    // and reshapes read.
+    for (const auto &op : m_.ops()) {
+      bool bf16Result = op->hasResult() && op->type.dtype != ir::DType::F32;
+      bool movesBf16 = op->is(OpKind::Convert) || op->is(OpKind::Reshape);
+      if (bf16Result && !movesBf16)
         return makeError(op->loc, "%{}: the llvm backend computes f32 only, got {}", op->name,
                          ir::dtypeName(op->type.dtype));
+      if (movesBf16 || op->is(OpKind::MatMul) || op->is(OpKind::FusedLinear))
+        continue;
+      for (const Op *o : op->operands)
+        if (o->type.dtype != ir::DType::F32)
+          return makeError(op->loc,
+                           "'{}' reads {} %{}: the llvm backend reads bf16 only in matmuls",
+                           op->keyword(), ir::dtypeName(o->type.dtype), o->name);
+    }
     plan_.mesh = mesh;
     if (const ir::AttrValue *ws = m_.attrs.find("workspace_bytes"))
       plan_.workspaceBytes = std::get<int64_t>(*ws);
@@ -468,6 +480,22 @@ private:
       }
       return Status::ok();
     }
+    case OpKind::Convert: {
+      ConvertDesc d;
+      d.cols = out.empty() ? 1 : out.back();
+      d.rows = numElements(out) / d.cols;
+      d.toBf16 = op.type.dtype == ir::DType::BF16;
+      d.vectorWidth = vw;
+      if (op.operand(0)->type.dtype != op.type.dtype) {
+        call(d, args({result, operands[0]}), op, atLoad);
+        return Status::ok();
+      }
+      if (!d.toBf16) { // f32 to f32 changes nothing
+        copyValue(op, op.operand(0), atLoad);
+        return Status::ok();
+      }
+      return makeError(op.loc, "%{}: the llvm backend cannot convert bf16 to bf16", op.name);
+    }
     case OpKind::MatMul:
     case OpKind::FusedLinear:
       return lowerMatmul(op, atLoad);
@@ -501,6 +529,16 @@ private:
     } else {
       d.m = numElements(Shape(a.begin(), a.end() - 1));
       d.batch = 1;
+    }
+    if (op.operand(0)->type.dtype == ir::DType::BF16) {
+      // bf16 kernels multiply pairs of the depth at a time: k counts the pairs.
+      if (d.k % 2 != 0)
+        return makeError(op.loc,
+                         "%{}: the llvm backend multiplies bf16 over an even depth only, "
+                         "got {}",
+                         op.name, d.k);
+      d.bf16 = true;
+      d.k /= 2;
     }
     d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch);
     if (op.is(OpKind::FusedLinear)) {
@@ -540,6 +578,7 @@ private:
     if (auto it = packed_.find(key); it != packed_.end())
       return it->second;
     PackDesc p;
+    p.bf16 = mm.bf16;
     p.batch = mm.bBatched ? mm.batch : 1;
     p.n = mm.n;
     p.k = mm.k;

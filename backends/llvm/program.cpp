@@ -368,6 +368,8 @@ Expected<std::shared_ptr<const CompiledModule>> compileModule(const ir::Module &
   report.planSeconds = std::chrono::duration<double>(Clock::now() - tp).count();
   VITC_ASSIGN(std::unique_ptr<JitKernels> kernels,
               compileJit(plan, target, options.saveObject, report));
+  if (target.amxBf16 && hasBf16Matmuls(plan))
+    VITC_TRY(requestAmxState());
   report.ops = plan.ops;
   report.kernels = plan.calls;
   report.uniqueKernels = static_cast<int64_t>(plan.kernels.size());

@@ -57,29 +57,36 @@ Expected<double> timeTiles(const Target &base, const Tiles &tiles) {
 
 } // namespace
 
-void StandaloneMatmul::packWeights(float *packed, const float *w, float *scratch) const {
-  float *args[] = {packed, const_cast<float *>(w)};
+void StandaloneMatmul::packWeights(float *packed, const void *w, float *scratch) const {
+  float *args[] = {packed, static_cast<float *>(const_cast<void *>(w))};
   kernels->functions[1](args, 0, workItems(pack), scratch);
 }
 
-void StandaloneMatmul::multiply(float *c, const float *a, const float *packed,
+void StandaloneMatmul::multiply(float *c, const void *a, const float *packed,
                                 float *scratch) const {
-  float *args[] = {c, const_cast<float *>(a), const_cast<float *>(packed)};
+  float *args[] = {c, static_cast<float *>(const_cast<void *>(a)), const_cast<float *>(packed)};
   kernels->functions[0](args, 0, workItems(matmul), scratch);
 }
 
 Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t m, int64_t n,
-                                                   int64_t k) {
+                                                   int64_t k, bool bf16) {
   StandaloneMatmul s;
-  s.matmul.m = m, s.matmul.n = n, s.matmul.k = k, s.matmul.bPacked = true;
-  s.matmul.tiles = matmulTiles(m, n, k, target.tiles);
-  s.pack.n = n, s.pack.k = k, s.pack.transposeB = true, s.pack.nr = target.tiles.nr;
+  if (bf16 && k % 2 != 0)
+    return Error(fmt::format("a bf16 matmul needs an even depth, got {}", k));
+  // bf16 descriptions count the depth in pairs (kernel_desc.h).
+  int64_t depth = bf16 ? k / 2 : k;
+  s.matmul.m = m, s.matmul.n = n, s.matmul.k = depth, s.matmul.bPacked = true;
+  s.matmul.bf16 = s.pack.bf16 = bf16;
+  s.matmul.tiles = matmulTiles(m, n, depth, target.tiles);
+  s.pack.n = n, s.pack.k = depth, s.pack.transposeB = true, s.pack.nr = target.tiles.nr;
   s.pack.vectorWidth = target.tiles.vectorWidth;
   Plan plan;
   plan.kernels = {s.matmul, s.pack};
   plan.keys = {kernelKey(s.matmul), kernelKey(s.pack)};
   CompileReport report;
   VITC_ASSIGN(s.kernels, compileJit(plan, target, "", report));
+  if (bf16 && target.amxBf16)
+    VITC_TRY(requestAmxState());
   return s;
 }
 

@@ -61,10 +61,6 @@ float halfToFloat(uint16_t bits) {
   return std::bit_cast<float>(out);
 }
 
-float bfloat16ToFloat(uint16_t bits) {
-  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-}
-
 void convertToFloat(ElementType type, const uint8_t *src, size_t count, float *dst) {
   bool big = type.bigEndian;
   switch (type.kind) {

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "support/bfloat16.h"
+
 namespace vitc::formats {
 
 enum class ElementKind { Float, BFloat, SignedInt, UnsignedInt };
@@ -22,8 +24,8 @@ struct ElementType {
 
 // IEEE 754 binary16 to float32, exactly: subnormals, infinities and NaN payloads included.
 float halfToFloat(uint16_t bits);
-// bfloat16 to float32, exactly.
-float bfloat16ToFloat(uint16_t bits);
+// bfloat16 to float32, exactly: support/bfloat16.h's vitc::bfloat16ToFloat.
+using vitc::bfloat16ToFloat;
 
 // Decodes `count` elements of `type` starting at `src` into `dst`. `src` holds
 // `count * type.bytes` bytes.

@@ -42,7 +42,8 @@ double maxAbsDiff(const Tensor &a, const Tensor &b) {
 }
 
 Expected<FixtureRun> runFixture(const std::string &name, const backends::Compiler &compile,
-                                const passes::PipelineOptions &pipeline, const std::string &mesh) {
+                                const passes::PipelineOptions &pipeline, const std::string &mesh,
+                                ir::DType dtype) {
   fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / name;
   VITC_ASSIGN(Tensor input, formats::readNpy((dir / "input.npy").string()));
   FixtureRun r;
@@ -58,6 +59,7 @@ Expected<FixtureRun> runFixture(const std::string &name, const backends::Compile
   std::ostringstream sink;
   passes::PassManager pm(pipeline, sink);
   passes::PassContext ctx;
+  ctx.options.dtype = dtype;
   VITC_TRY(pm.run(*loaded.module, ctx));
   std::shared_ptr<const ir::Module> module = std::move(loaded.module);
   VITC_ASSIGN(auto source, frontend::openWeights(weights));

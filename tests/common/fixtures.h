@@ -20,10 +20,11 @@ struct FixtureRun {
 };
 
 // Loads the fixture's model (spec or Hugging Face directory) for its input batch, runs `pipeline`
-// on a `mesh` ("" for one device), compiles it with `compile`, loads its weights and runs it.
+// on a `mesh` ("" for one device) with matmul inputs of `dtype`, compiles it with `compile`, loads
+// its weights and runs it.
 Expected<FixtureRun> runFixture(const std::string &name, const backends::Compiler &compile,
                                 const passes::PipelineOptions &pipeline = {},
-                                const std::string &mesh = "");
+                                const std::string &mesh = "", ir::DType dtype = ir::DType::F32);
 
 double maxAbsDiff(const Tensor &a, const Tensor &b);
 

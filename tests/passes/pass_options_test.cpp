@@ -34,7 +34,9 @@ TEST(PassSettings, SetTypedFieldsThatPassesRead) {
                                     {"layout.data-axis", "dp"},
                                     {"layout.collective-matmul", "false"},
                                     {"layout.params-over-data", "true"},
-                                    {"layout.params-over-data-min-bytes", "0"}});
+                                    {"layout.params-over-data-min-bytes", "0"},
+                                    {"dtype", "bf16"}});
+  EXPECT_EQ(o.dtype, ir::DType::BF16);
   EXPECT_EQ(o.layout.microbatches, 4);
   EXPECT_EQ(o.layout.activations, Layout::Activations::Replicated);
   EXPECT_EQ(o.layout.modelAxis, "mp");
@@ -68,8 +70,10 @@ TEST(PassSettings, EveryFieldSurvivesItsText) {
   o.layout.paramsOverDataMinBytes = 12345;
   o.layout.collectiveMatmul = false;
   o.layout.microbatches = 6;
+  o.dtype = ir::DType::BF16;
   PassOptions back = withSettings({}, passSettingsOf(o));
   EXPECT_TRUE(back.layout == o.layout);
+  EXPECT_EQ(back.dtype, ir::DType::BF16);
   // And each field differs from the default, so that the comparison above means something.
   Layout d;
   EXPECT_NE(o.layout.dataAxis, d.dataAxis);
@@ -86,7 +90,8 @@ TEST(PassSettings, BadKeysAndValuesAreErrorsNamingTheSetting) {
     const char *key, *value, *message;
   };
   const Bad bad[] = {
-      {"layout.colour", "red", "unknown pass option 'layout.colour' (known: layout.activations"},
+      {"layout.colour", "red",
+       "unknown pass option 'layout.colour' (known: dtype, layout.activations"},
       {"", "1", "unknown pass option ''"},
       {"layout.microbatches", "abc", "pass option layout.microbatches='abc': expected an integer"},
       {"layout.microbatches", "", "pass option layout.microbatches='': expected an integer"},
@@ -100,6 +105,7 @@ TEST(PassSettings, BadKeysAndValuesAreErrorsNamingTheSetting) {
       {"layout.collective-matmul", "1", "expected true or false"},
       {"layout.data-axis", "", "expected a mesh axis name"},
       {"layout.model-axis", "a,b", "expected a mesh axis name"},
+      {"dtype", "f16", "pass option dtype='f16': expected one of: f32 bf16"},
   };
   for (const Bad &b : bad) {
     Expected<PassSetting> s = PassSetting::parse(b.key, b.value);

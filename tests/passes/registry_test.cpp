@@ -48,10 +48,10 @@ TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
   std::vector<std::string> names;
   for (const PassInfo &info : passRegistry())
     names.push_back(info.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"autodiff", "canonicalize", "collective-matmul",
-                                             "fuse-elementwise", "fuse-parallel-linear",
-                                             "insert-collectives", "optimizer", "plan-memory",
-                                             "propagate-sharding", "schedule-overlap"}));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "autodiff", "canonicalize", "collective-matmul", "convert-bf16",
+                       "fuse-elementwise", "fuse-parallel-linear", "insert-collectives",
+                       "optimizer", "plan-memory", "propagate-sharding", "schedule-overlap"}));
 }
 
 TEST(Registry, EachPassIsRegisteredUnderItsOwnName) {

@@ -70,6 +70,21 @@ TEST(Stats, Vit22bHas21743MParameters) {
   EXPECT_NE(r.out.find("tokens         256 per image"), std::string::npos) << r.out;
 }
 
+// bf16 matmul inputs: the weights the matmuls read are held in bf16 (half the bytes; LayerNorm
+// and bias vectors stay f32), the FLOPs do not change.
+TEST(Stats, Bf16HalvesTheMatmulWeights) {
+  auto f32 = runVitc({"stats", sourcePath("examples/vit-b16.vit")});
+  auto bf16 = runVitc({"stats", sourcePath("examples/vit-b16.vit"), "--dtype", "bf16"});
+  ASSERT_EQ(bf16.exit, 0) << bf16.err;
+  EXPECT_NE(bf16.out.find("dtype          bf16 matmul inputs, f32 accumulation"), std::string::npos)
+      << bf16.out;
+  double w32 = field(f32.out, R"(memory/device\s+([0-9.]+) MiB weights)");
+  double w16 = field(bf16.out, R"(memory/device\s+([0-9.]+) MiB weights)");
+  EXPECT_NEAR(w16 / w32, 0.5, 0.01) << f32.out << bf16.out;
+  EXPECT_EQ(field(f32.out, R"(GFLOPs\s+([0-9.]+) per image)"),
+            field(bf16.out, R"(GFLOPs\s+([0-9.]+) per image)"));
+}
+
 TEST(Stats, BatchScalesFlopsNotPerImageFlops) {
   auto one = runVitc({"stats", sourcePath("examples/vit-b16.vit")});
   auto eight = runVitc({"stats", sourcePath("examples/vit-b16.vit"), "--batch", "8"});
@@ -428,7 +443,14 @@ INSTANTIATE_TEST_SUITE_P(
                        R"(^--pass-option: error: .*expected true or false)"},
         BadCommandLine{
             "pass-option-key", compileArgs({"--pass-option", "layout.colour=red"}),
-            R"(^--pass-option: error: unknown pass option 'layout.colour' \(known: layout.activations,)"},
+            R"(^--pass-option: error: unknown pass option 'layout.colour' \(known: dtype, layout.activations,)"},
+        BadCommandLine{"dtype-compile", compileArgs({"--dtype", "f16"}),
+                       R"(^--dtype: error: expected f32 or bf16, got 'f16'\n$)"},
+        BadCommandLine{"dtype-run", runArgs({"--dtype", "bfloat16"}),
+                       R"(^--dtype: error: expected f32 or bf16, got 'bfloat16'\n$)"},
+        BadCommandLine{"dtype-stats",
+                       {"stats", "{spec}", "--dtype", "fp8"},
+                       R"(^--dtype: error: expected f32 or bf16, got 'fp8'\n$)"},
         BadCommandLine{"remarks", compileArgs({"--remarks=nosuchpass"}),
                        R"(^--remarks: error: unknown pass 'nosuchpass')"},
         BadCommandLine{"run-batch-mismatch", runArgs({"--batch", "4"}),

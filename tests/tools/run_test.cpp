@@ -47,6 +47,25 @@ TEST(Run, HuggingFaceDirectoryRunsAsItIs) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(image 1:)"))) << r.out;
 }
 
+// --dtype bf16 on both backends: the logits stay within 2e-2 of the largest (the fixture's
+// largest is 1.75), and the LLVM backend names the bf16 kernels it chose for this CPU.
+TEST(Run, Bf16RunsOnBothBackendsAndNamesItsKernels) {
+  std::string dir = test::makeTempDir("run-bf16");
+  for (const char *backend : {"llvm", "interpreter"}) {
+    auto r = runVitc({"run", fixture("tv_tok"), "--input", fixture("tv_tok", "input.npy"),
+                      "--output", dir + "/out.npy", "--backend", backend, "--dtype", "bf16"});
+    ASSERT_EQ(r.exit, 0) << r.err;
+    EXPECT_LE(maxDiff(dir + "/out.npy", fixture("tv_tok", "logits.npy")), 2e-2 * 1.75) << backend;
+    EXPECT_EQ(
+        std::string(backend) == "llvm",
+        std::regex_search(
+            r.err,
+            std::regex(
+                R"(remark: llvm: bf16 matmuls use (AMX tdpbf16ps tiles|vdpbf16ps|f32 FMAs on bf16 values) .* on \S+\n)")))
+        << r.err;
+  }
+}
+
 TEST(Run, BigVisionNpzRuns) {
   std::string dir = test::makeTempDir("run-bv");
   for (const char *name : {"bv_tok", "bv_gap", "bv_map"}) {

@@ -43,6 +43,31 @@ TEST_P(TrainFixtures, OneSgdStepIsPyTorchs) {
                 [](const std::string &, int64_t) { return false; });
 }
 
+// Mixed precision: the same SGD step with bf16 matmul inputs (forward and backward), f32 master
+// weights, gradients and update. It stays within 3% of each tensor's update of PyTorch's float32
+// step, and is not float32's step (the products really are of bf16 values).
+TEST_P(TrainFixtures, OneBf16SgdStepIsCloseToPyTorchsF32Step) {
+  auto [name, backend] = GetParam();
+  std::string dir = makeTempDir("train_bf16_" + name + backend);
+  std::vector<std::string> args{"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
+                                "--weights", fixture(name, "model.safetensors"), "--steps", "1",
+                                "--batch", "2", "--optimizer", "sgd", "--lr", "0.5", "--seed", "3",
+                                "--backend", backend, "--dtype", "bf16", "-o",
+                                dir + "/out.safetensors"};
+  auto r = runVitc(args);
+  ASSERT_EQ(r.exit, 0) << r.err;
+  std::map<std::string, Tensor> initial = readAll(fixture(name, "model.safetensors"));
+  std::map<std::string, Tensor> got = readAll(dir + "/out.safetensors");
+  std::map<std::string, Tensor> want = readAll(fixture(name, "sgd_step.safetensors"));
+  expectUpdates(initial, got, want, 3e-2, 1e-6, 0,
+                [](const std::string &, int64_t) { return false; });
+  double largestDiff = 0;
+  for (const auto &[n, w] : want)
+    for (int64_t i = 0; i < w.numel(); ++i)
+      largestDiff = std::max(largestDiff, std::abs(double(got.at(n).data()[i]) - w.data()[i]));
+  EXPECT_GT(largestDiff, 1e-5) << "a bf16 step equal to the f32 one: were the matmuls bf16?";
+}
+
 TEST_P(TrainFixtures, ThreeAdamWStepsArePyTorchs) {
   auto [name, backend] = GetParam();
   std::string dir = makeTempDir("train_adamw_" + name + backend);

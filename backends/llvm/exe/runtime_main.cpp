@@ -24,6 +24,8 @@
 #include <optional>
 #include <string>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <vector>
 
 #include "backends/llvm/exe/program_table.h"
@@ -332,6 +334,10 @@ int run(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   programName = argv[0];
+  // Kernels compiled for a CPU with AMX use its tiles, which Linux hands out only to a process that
+  // asks (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18). Asking is harmless elsewhere:
+  // a refusal only matters to AMX code, which a CPU without AMX was not compiled for.
+  syscall(SYS_arch_prctl, 0x1023, 18);
   // The readers return errors for bad files; running out of memory is the one way they throw.
   try {
     return run(argc, argv);
