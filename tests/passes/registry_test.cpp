@@ -51,7 +51,8 @@ TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
   EXPECT_EQ(names, (std::vector<std::string>{"autodiff", "canonicalize", "collective-matmul",
                                              "fuse-elementwise", "fuse-parallel-linear",
                                              "insert-collectives", "optimizer", "plan-memory",
-                                             "propagate-sharding", "schedule-overlap"}));
+                                             "propagate-sharding", "raise-onnx",
+                                             "schedule-overlap"}));
 }
 
 TEST(Registry, EachPassIsRegisteredUnderItsOwnName) {
