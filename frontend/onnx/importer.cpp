@@ -44,7 +44,8 @@ std::string irName(const std::string &onnxName) {
   }
   // torch.onnx names every node output `<node>_output_0`: the node's name is enough.
   const std::string suffix = "_output_0";
-  if (out.size() > suffix.size() && out.compare(out.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (out.size() > suffix.size() &&
+      out.compare(out.size() - suffix.size(), suffix.size(), suffix) == 0)
     out.resize(out.size() - suffix.size());
   return out.empty() ? "v" : out;
 }
@@ -85,8 +86,8 @@ int64_t normalizeAxis(int64_t axis, int64_t rank) { return axis < 0 ? axis + ran
 class Importer {
 public:
   Importer(const onnx::ModelProto &model, std::string path, int64_t batch)
-      : model_(model), path_(std::move(path)), batch_(batch), module_(std::make_unique<ir::Module>()),
-        b_(*module_) {
+      : model_(model), path_(std::move(path)), batch_(batch),
+        module_(std::make_unique<ir::Module>()), b_(*module_) {
     b_.setLoc(Loc::inFile(path_));
     for (const onnx::OperatorSetIdProto &o : model.opset_import())
       if (o.domain().empty() || o.domain() == "ai.onnx")
@@ -138,8 +139,16 @@ private:
     const onnx::TypeProto &type = in.type();
     if (!type.has_tensor_type())
       return makeError(Loc::inFile(path_), "input '{}' is not a tensor", in.name());
-    if (type.tensor_type().elem_type() != onnx::TensorProto::FLOAT)
-      return makeError(Loc::inFile(path_), "input '{}' must be float32", in.name());
+    int32_t elem = type.tensor_type().elem_type();
+    if (elem != onnx::TensorProto::FLOAT)
+      return makeError(
+          Loc::inFile(path_),
+          "input '{}' holds {}: vitc takes float32 inputs, and shapes only as "
+          "constants (it compiles static shapes)",
+          in.name(),
+          onnx::TensorProto_DataType_IsValid(elem)
+              ? onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(elem))
+              : std::to_string(elem));
     if (!type.tensor_type().has_shape())
       return makeError(Loc::inFile(path_), "input '{}' has no shape: vitc compiles static shapes",
                        in.name());
@@ -219,15 +228,15 @@ private:
     double first = c.numel() > 0 ? c.value(0) : 0.0;
     for (int64_t k = 1; k < c.numel(); ++k)
       if (c.value(k) != first)
-        return fail("a constant of varying values ('{}', shape {}) is not supported as data",
-                    name, shapeString(c.shape));
+        return fail("a constant of varying values ('{}', shape {}) is not supported as data", name,
+                    shapeString(c.shape));
     if (c.numel() == 0)
       return fail("an empty constant ('{}') is not supported as data", name);
     return create(OpKind::Fill, {}, {{"value", first}}, irName(name) + ".const", c.shape);
   }
 
-  Expected<Op *> create(OpKind kind, std::vector<Op *> operands, ir::Attrs attrs,
-                        std::string name, Shape declared = {}) {
+  Expected<Op *> create(OpKind kind, std::vector<Op *> operands, ir::Attrs attrs, std::string name,
+                        Shape declared = {}) {
     Expected<Op *> op = b_.tryCreate(kind, std::move(operands), std::move(attrs), std::move(name),
                                      ir::TensorType::of(std::move(declared)));
     if (!op)
@@ -290,8 +299,11 @@ private:
 
   // ---- the nodes ----
 
-  Status importNode(const onnx::NodeProto &node) {
-    static const std::map<std::string, Status (Importer::*)(const onnx::NodeProto &)> handlers = {
+public:
+  using Handler = Status (Importer::*)(const onnx::NodeProto &);
+  // The op types the importer takes, each with its handler.
+  static const std::map<std::string, Handler> &handlers() {
+    static const std::map<std::string, Handler> table = {
         {"Add", &Importer::binary},
         {"Cast", &Importer::cast},
         {"Concat", &Importer::concat},
@@ -331,8 +343,13 @@ private:
         {"Unsqueeze", &Importer::unsqueeze},
         {"Where", &Importer::where},
     };
-    auto it = handlers.find(node.op_type());
-    if (it == handlers.end())
+    return table;
+  }
+
+private:
+  Status importNode(const onnx::NodeProto &node) {
+    auto it = handlers().find(node.op_type());
+    if (it == handlers().end())
       return fail("unsupported op type '{}'", node.op_type());
     return (this->*it->second)(node);
   }
@@ -859,7 +876,8 @@ private:
     int64_t inner = 1;
     for (size_t d = static_cast<size_t>(axis) + 1; d < c.shape.size(); ++d)
       inner *= c.shape[d];
-    int64_t outer = numElements(c.shape) / std::max<int64_t>(1, inner * c.shape[static_cast<size_t>(axis)]);
+    int64_t outer =
+        numElements(c.shape) / std::max<int64_t>(1, inner * c.shape[static_cast<size_t>(axis)]);
     int64_t dim = c.shape[static_cast<size_t>(axis)];
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t j = 0; j < size; ++j)
@@ -876,8 +894,8 @@ private:
   Expected<Value> sliceValue(const Value &x, int64_t axis, int64_t start, int64_t size,
                              const std::string &name) {
     if (x.constant)
-      return Value{nullptr, std::make_shared<ConstantData>(
-                                sliceConstant(*x.constant, axis, start, size))};
+      return Value{nullptr,
+                   std::make_shared<ConstantData>(sliceConstant(*x.constant, axis, start, size))};
     if (start == 0 && size == x.shape()[static_cast<size_t>(axis)])
       return x;
     VITC_ASSIGN(Op * r, create(OpKind::Slice, {x.op},
@@ -977,7 +995,8 @@ private:
     for (size_t k = 0; k < sizes.size(); ++k) {
       if (sizes[k] <= 0 || sizes[k] > dim - start)
         return fail("split sizes do not fit dimension {}", dim);
-      VITC_ASSIGN(Value part, sliceValue(x, axis, start, sizes[k], outName(node, static_cast<int>(k))));
+      VITC_ASSIGN(Value part,
+                  sliceValue(x, axis, start, sizes[k], outName(node, static_cast<int>(k))));
       define(node, static_cast<int>(k), part);
       start += sizes[k];
     }
@@ -1003,7 +1022,8 @@ private:
     if (allConstant) {
       // Joins the constants' rows along the axis, block by block.
       ConstantData c;
-      c.isFloat = std::any_of(xs.begin(), xs.end(), [](const Value &v) { return v.constant->isFloat; });
+      c.isFloat =
+          std::any_of(xs.begin(), xs.end(), [](const Value &v) { return v.constant->isFloat; });
       c.shape = xs[0].shape();
       c.shape[static_cast<size_t>(axis)] = 0;
       int64_t outer = 1;
@@ -1148,10 +1168,12 @@ private:
     }
     if (b->rank() > 2 || (a->rank() > 2 && b->rank() == a->rank())) {
       // Batched: both operands get the broadcast batch dimensions.
-      Shape ab(a->shape().begin(), a->shape().end() - 2), bb(b->shape().begin(), b->shape().end() - 2);
+      Shape ab(a->shape().begin(), a->shape().end() - 2),
+          bb(b->shape().begin(), b->shape().end() - 2);
       std::optional<Shape> batch = broadcastShapes(ab, bb);
       if (!batch)
-        return fail("batch dimensions {} and {} do not broadcast", shapeString(ab), shapeString(bb));
+        return fail("batch dimensions {} and {} do not broadcast", shapeString(ab),
+                    shapeString(bb));
       auto widen = [&](Op *x, const std::string &suffix) -> Expected<Op *> {
         Shape s = *batch;
         s.push_back(x->shape()[x->rank() - 2]);
@@ -1186,8 +1208,8 @@ private:
       return fail("Gemm takes matrices");
     std::string name = outName(node);
     if (intAttr(node, "transA", 0)) {
-      VITC_ASSIGN(a, create(OpKind::Transpose, {a}, {{"perm", std::vector<int64_t>{1, 0}}},
-                            name + ".at"));
+      VITC_ASSIGN(
+          a, create(OpKind::Transpose, {a}, {{"perm", std::vector<int64_t>{1, 0}}}, name + ".at"));
     }
     ir::Attrs mmAttrs;
     if (intAttr(node, "transB", 0))
@@ -1225,8 +1247,9 @@ private:
       int64_t outer = 1;
       for (int64_t d = 0; d < axis; ++d)
         outer *= x->shape()[static_cast<size_t>(d)];
-      VITC_ASSIGN(Op * flat, create(OpKind::Reshape, {x}, {}, name + ".2d",
-                                    {outer, numElements(x->shape()) / std::max<int64_t>(outer, 1)}));
+      VITC_ASSIGN(Op * flat,
+                  create(OpKind::Reshape, {x}, {}, name + ".2d",
+                         {outer, numElements(x->shape()) / std::max<int64_t>(outer, 1)}));
       VITC_ASSIGN(Op * s, create(OpKind::Softmax, {flat}, {}, name + ".softmax"));
       VITC_ASSIGN(r, create(OpKind::Reshape, {s}, {}, name, x->shape()));
     } else {
@@ -1330,7 +1353,8 @@ private:
     if (x->rank() != 4 || w->rank() != 4)
       return fail("only 2-D convolutions are supported");
     int64_t kh = w->shape()[2], kw = w->shape()[3];
-    std::vector<int64_t> kernel = intsAttr(node, "kernel_shape").value_or(std::vector<int64_t>{kh, kw});
+    std::vector<int64_t> kernel =
+        intsAttr(node, "kernel_shape").value_or(std::vector<int64_t>{kh, kw});
     std::vector<int64_t> strides = intsAttr(node, "strides").value_or(std::vector<int64_t>{1, 1});
     std::vector<int64_t> pads = intsAttr(node, "pads").value_or(std::vector<int64_t>{0, 0, 0, 0});
     std::vector<int64_t> dilations =
@@ -1338,7 +1362,8 @@ private:
     const onnx::AttributeProto *autoPad = attr(node, "auto_pad");
     bool padded = std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; }) ||
                   (autoPad && autoPad->s() != "NOTSET" && autoPad->s() != "VALID");
-    bool dilated = std::any_of(dilations.begin(), dilations.end(), [](int64_t v) { return v != 1; });
+    bool dilated =
+        std::any_of(dilations.begin(), dilations.end(), [](int64_t v) { return v != 1; });
     if (kernel != std::vector<int64_t>{kh, kw} || kh != kw || strides != kernel || padded ||
         dilated || intAttr(node, "group", 1) != 1)
       return fail("only a patch embedding is supported: a square kernel with stride equal to its "
@@ -1353,8 +1378,8 @@ private:
     int64_t gh = x->shape()[2] / p, gw = x->shape()[3] / p, batch = x->shape()[0];
     VITC_ASSIGN(Op * patches, create(OpKind::Patchify, {x}, {{"patch", p}}, name + ".patches"));
     VITC_ASSIGN(Op * w2, create(OpKind::Reshape, {w}, {}, name + ".w2d", {d, c * p * p}));
-    VITC_ASSIGN(Op * y, create(OpKind::MatMul, {patches, w2}, {{"transpose_b", true}},
-                               name + ".proj"));
+    VITC_ASSIGN(Op * y,
+                create(OpKind::MatMul, {patches, w2}, {{"transpose_b", true}}, name + ".proj"));
     if (bv.present()) {
       VITC_ASSIGN(Op * bias, tensor(bv, node.input(2)));
       VITC_ASSIGN(y, create(OpKind::Add, {y, bias}, {}, name + ".embed"));
@@ -1378,6 +1403,13 @@ private:
 };
 
 } // namespace
+
+std::vector<std::string> supportedOpTypes() {
+  std::vector<std::string> types;
+  for (const auto &[type, handler] : Importer::handlers())
+    types.push_back(type);
+  return types;
+}
 
 Expected<std::unique_ptr<ir::Module>> importOnnxBytes(std::string_view bytes,
                                                       const std::string &path, int64_t batch) {

@@ -101,9 +101,8 @@ float bf16ToFloat(uint16_t h) {
 
 // The bytes of a tensor stored raw, inline or in an external file; empty optional when it uses
 // the typed fields instead.
-Expected<std::optional<std::string>> rawBytes(const onnx::TensorProto &t,
-                                              const std::string &modelPath,
-                                              const std::string &what) {
+Expected<std::optional<std::string>>
+rawBytes(const onnx::TensorProto &t, const std::string &modelPath, const std::string &what) {
   if (t.data_location() != onnx::TensorProto::EXTERNAL) {
     if (!t.has_raw_data())
       return std::optional<std::string>();
@@ -139,9 +138,8 @@ Expected<std::optional<std::string>> rawBytes(const onnx::TensorProto &t,
     return makeError(Loc::inFile(modelPath),
                      "{}: external data at offset {} length {} is outside '{}' ({} bytes)", what,
                      offset, length, file.string(), size);
-  return std::optional<std::string>(
-      std::string(reinterpret_cast<const char *>(mapped->data()) + offset,
-                  static_cast<size_t>(length)));
+  return std::optional<std::string>(std::string(
+      reinterpret_cast<const char *>(mapped->data()) + offset, static_cast<size_t>(length)));
 }
 
 // Every element as `T`, whatever the stored type (floats to floating T, integers exactly).
@@ -220,14 +218,12 @@ Expected<std::vector<T>> elements(const onnx::TensorProto &t, int64_t n,
     VITC_TRY(take(t.uint64_data(), same));
     break;
   case onnx::TensorProto::FLOAT16:
-    VITC_TRY(take(t.int32_data(), [](int32_t v) {
-      return static_cast<T>(halfToFloat(static_cast<uint16_t>(v)));
-    }));
+    VITC_TRY(take(t.int32_data(),
+                  [](int32_t v) { return static_cast<T>(halfToFloat(static_cast<uint16_t>(v))); }));
     break;
   case onnx::TensorProto::BFLOAT16:
-    VITC_TRY(take(t.int32_data(), [](int32_t v) {
-      return static_cast<T>(bf16ToFloat(static_cast<uint16_t>(v)));
-    }));
+    VITC_TRY(take(t.int32_data(),
+                  [](int32_t v) { return static_cast<T>(bf16ToFloat(static_cast<uint16_t>(v))); }));
     break;
   default: // INT32, INT16, INT8, UINT16, UINT8, BOOL
     VITC_TRY(take(t.int32_data(), same));
@@ -250,8 +246,11 @@ Error nodeError(const std::string &path, const onnx::NodeProto &node, const std:
   return makeError(Loc::inFile(path), "node '{}' ({}): {}", name, node.op_type(), message);
 }
 
-Expected<std::shared_ptr<onnx::ModelProto>> parseModel(std::string_view bytes,
-                                                       const std::string &path) {
+namespace {
+
+// `fromFile`: the bytes are the file at `path`, and ONNX's checker finds external data beside it.
+Expected<std::shared_ptr<onnx::ModelProto>> parse(std::string_view bytes, const std::string &path,
+                                                  bool fromFile) {
   auto model = std::make_shared<onnx::ModelProto>();
   if (bytes.size() > static_cast<size_t>(INT_MAX))
     return makeError(Loc::inFile(path), "the model is larger than the 2 GiB a protobuf may hold: "
@@ -261,7 +260,10 @@ Expected<std::shared_ptr<onnx::ModelProto>> parseModel(std::string_view bytes,
   if (!model->has_graph())
     return makeError(Loc::inFile(path), "not an ONNX model: it has no graph");
   try {
-    onnx::checker::check_model(*model);
+    if (fromFile)
+      onnx::checker::check_model(path);
+    else
+      onnx::checker::check_model(*model);
   } catch (const std::exception &e) {
     return makeError(Loc::inFile(path), "invalid ONNX model: {}", oneLine(e.what()));
   }
@@ -274,10 +276,17 @@ Expected<std::shared_ptr<onnx::ModelProto>> parseModel(std::string_view bytes,
   return model;
 }
 
+} // namespace
+
+Expected<std::shared_ptr<onnx::ModelProto>> parseModel(std::string_view bytes,
+                                                       const std::string &path) {
+  return parse(bytes, path, false);
+}
+
 Expected<std::shared_ptr<onnx::ModelProto>> readModel(const std::string &path) {
   VITC_ASSIGN(std::shared_ptr<MappedFile> file, MappedFile::open(path));
-  return parseModel(std::string_view(reinterpret_cast<const char *>(file->data()), file->size()),
-                    path);
+  return parse(std::string_view(reinterpret_cast<const char *>(file->data()), file->size()), path,
+               true);
 }
 
 Expected<Shape> tensorShape(const onnx::TensorProto &t, const std::string &modelPath,

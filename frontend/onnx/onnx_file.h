@@ -31,7 +31,8 @@ struct ConstantData {
   std::vector<int64_t> ints;
   int64_t numel() const { return numElements(shape); }
   double value(int64_t k) const {
-    return isFloat ? floats[static_cast<size_t>(k)] : static_cast<double>(ints[static_cast<size_t>(k)]);
+    return isFloat ? floats[static_cast<size_t>(k)]
+                   : static_cast<double>(ints[static_cast<size_t>(k)]);
   }
   int64_t intValue(int64_t k) const {
     return isFloat ? static_cast<int64_t>(floats[static_cast<size_t>(k)])

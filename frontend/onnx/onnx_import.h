@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "frontend/formats/bind.h"
 #include "ir/module.h"
@@ -33,6 +34,9 @@ Expected<std::unique_ptr<ir::Module>> importOnnxBytes(std::string_view bytes,
 // The initializers (and Constant-node tensors) of an ONNX file as weights, by their ONNX names;
 // external-data files are read beside the model.
 Expected<std::unique_ptr<formats::WeightSource>> openOnnxWeights(const std::string &path);
+
+// The ONNX op types the importer takes (of the default domain), sorted.
+std::vector<std::string> supportedOpTypes();
 
 // One serialized TensorProto (the `input_0.pb` of ONNX's node tests) as float32.
 Expected<Tensor> readTensorProtoFile(const std::string &path);
