@@ -239,19 +239,31 @@ private:
     Op *a = mm->operand(0), *kt = mm->operand(1);
     if (!kt->is(OpKind::Transpose) || kt->rank() != mm->rank() || soleUser(kt) != mm)
       return false;
-    std::vector<int64_t> swapLast;
-    for (int64_t d = 0; d < kt->rank(); ++d)
-      swapLast.push_back(d);
-    std::swap(swapLast[swapLast.size() - 1], swapLast[swapLast.size() - 2]);
-    if (kt->attrs.getInts("perm") != swapLast)
-      return false;
+    // transpose(%k, perm) is transpose(transpose(%k, perm'), swap of the last two) with perm' the
+    // perm with its last two entries swapped (the exporter merges a head split's transpose with
+    // the key's); the outer one folds into the product.
+    std::vector<int64_t> inner = kt->attrs.getInts("perm");
+    std::swap(inner[inner.size() - 1], inner[inner.size() - 2]);
+    if (inner.back() != static_cast<int64_t>(inner.size()) - 1)
+      return false; // the key's features are not its last dimension: not a q·k^T product
+    bool identity = true;
+    for (size_t d = 0; d < inner.size(); ++d)
+      identity &= inner[d] == static_cast<int64_t>(d);
+    Op *k = kt->operand(0);
+    if (!identity) {
+      Expected<Op *> heads =
+          create(OpKind::Transpose, {k}, {{"perm", inner}}, mm, kt->name + ".heads");
+      if (!heads)
+        return false;
+      k = *heads;
+    }
     double factor = 1.0;
     if (a->is(OpKind::Scale) && soleUser(a) == mm) {
       factor = a->attrs.getFloat("factor");
       a = a->operand(0);
     }
-    Expected<Op *> product = create(OpKind::MatMul, {a, kt->operand(0)}, {{"transpose_b", true}},
-                                    mm, mm->name + ".scores");
+    Expected<Op *> product =
+        create(OpKind::MatMul, {a, k}, {{"transpose_b", true}}, mm, mm->name + ".scores");
     if (!product || !((*product)->type == mm->type))
       return false;
     Op *result = *product;
