@@ -39,6 +39,9 @@ public:
     if (changed) {
       m_.topologicalSort();
       ir::eraseDeadOps(m_);
+      // A raised op takes the name of the value it replaced, now that that one is gone.
+      for (auto &[op, name] : renames_)
+        m_.rename(op, name);
     }
     return changed;
   }
@@ -145,9 +148,8 @@ private:
         create(OpKind::LayerNorm, operands, {{"eps", *eps}}, last, last->name + ".layer_norm");
     if (!ln || !((*ln)->type == last->type))
       return false;
-    std::string name = last->name;
+    renames_.emplace_back(*ln, last->name);
     replace(last, *ln);
-    m_.rename(*ln, name + ".raised");
     ++layerNorms;
     return true;
   }
@@ -224,9 +226,8 @@ private:
     Expected<Op *> gelu = create(OpKind::Gelu, {h}, attrs, cur, cur->name + ".gelu");
     if (!gelu || !((*gelu)->type == cur->type))
       return false;
-    std::string name = cur->name;
+    renames_.emplace_back(*gelu, cur->name);
     replace(cur, *gelu);
-    m_.rename(*gelu, name + ".raised");
     ++gelus;
     return true;
   }
@@ -274,9 +275,8 @@ private:
         return false;
       result = *scaled;
     }
-    std::string name = mm->name;
+    renames_.emplace_back(result, mm->name);
     replace(mm, result);
-    m_.rename(result, name + ".raised");
     ++products;
     return true;
   }
@@ -285,6 +285,7 @@ private:
   ir::Builder b_;
   ir::UserMap users_;
   std::unordered_set<const Op *> dead_;
+  std::vector<std::pair<Op *, std::string>> renames_;
 };
 
 // What stays generic, and why.
