@@ -62,6 +62,9 @@ Expected<LoadedModel> loadModel(const std::string &path, const LoadOptions &opti
     m.path = resolved;
     VITC_ASSIGN(m.module, onnximport::importOnnxFile(resolved, options.batch));
     m.defaultWeights = resolved; // initializers are the weights
+    std::vector<ir::Op *> inputs = m.module->inputs();
+    if (!inputs.empty() && inputs[0]->rank() > 0 && inputs[0]->shape()[0] != options.batch)
+      m.fixedBatch = inputs[0]->shape()[0];
     return m;
   }
   VITC_ASSIGN(std::string text, readFile(resolved));

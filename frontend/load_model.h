@@ -30,6 +30,8 @@ struct LoadedModel {
   // model.safetensors beside a Hugging Face config, if present; an ONNX file holds its own.
   std::string defaultWeights;
   std::unique_ptr<ir::Module> module;
+  // The batch an ONNX model was exported with, where it is fixed and not the one asked for.
+  std::optional<int64_t> fixedBatch;
   std::vector<std::string> labels() const;
 };
 
