@@ -311,7 +311,7 @@ public:
         {"ConstantOfShape", &Importer::constantOfShape},
         {"Conv", &Importer::conv},
         {"Div", &Importer::binary},
-        {"Dropout", &Importer::identity},
+        {"Dropout", &Importer::dropout},
         {"Equal", &Importer::binary},
         {"Erf", &Importer::unary},
         {"Expand", &Importer::expand},
@@ -358,6 +358,13 @@ private:
     VITC_ASSIGN(Value x, required(node, 0));
     define(node, 0, x);
     return Status::ok();
+  }
+
+  // At inference Dropout passes its input through; the mask it could also give is not computed.
+  Status dropout(const onnx::NodeProto &node) {
+    if (node.output_size() > 1 && !node.output(1).empty())
+      return fail("the mask output is not supported");
+    return identity(node);
   }
 
   Status cast(const onnx::NodeProto &node) {
