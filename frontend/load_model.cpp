@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "frontend/hf_config.h"
+#include "frontend/onnx/onnx_import.h"
 #include "frontend/spec.h"
 #include "frontend/vit_builder.h"
 #include "ir/text.h"
@@ -54,8 +55,19 @@ Expected<LoadedModel> loadModel(const std::string &path, const LoadOptions &opti
     return m;
   }
 
-  VITC_ASSIGN(std::string text, readFile(resolved));
   std::string ext = fs::path(resolved).extension().string();
+  if (ext == ".onnx") {
+    LoadedModel m;
+    m.format = ModelFormat::Onnx;
+    m.path = resolved;
+    VITC_ASSIGN(m.module, onnximport::importOnnxFile(resolved, options.batch));
+    m.defaultWeights = resolved; // initializers are the weights
+    std::vector<ir::Op *> inputs = m.module->inputs();
+    if (!inputs.empty() && inputs[0]->rank() > 0 && inputs[0]->shape()[0] != options.batch)
+      m.fixedBatch = inputs[0]->shape()[0];
+    return m;
+  }
+  VITC_ASSIGN(std::string text, readFile(resolved));
   size_t firstText = text.find_first_not_of(" \t\r\n");
   bool looksLikeIr =
       ext == ".ir" || (firstText != std::string::npos && text.compare(firstText, 6, "module") == 0);

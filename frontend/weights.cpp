@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "frontend/formats/npz.h"
+#include "frontend/onnx/onnx_import.h"
 
 namespace vitc::frontend {
 namespace {
@@ -296,6 +297,8 @@ Expected<std::unique_ptr<WeightSource>> openWeights(const std::string &spec,
     return std::unique_ptr<WeightSource>(std::move(random));
   }
   std::string ext = std::filesystem::path(spec).extension().string();
+  if (ext == ".onnx")
+    return onnximport::openOnnxWeights(spec);
   if (ext == ".npz") {
     VITC_ASSIGN(formats::NpzFile npz, formats::NpzFile::open(spec));
     return std::unique_ptr<WeightSource>(std::make_unique<BigVisionWeights>(spec, std::move(npz)));

@@ -23,8 +23,10 @@
 #include "frontend/formats/npz.h"
 #include "frontend/formats/safetensors.h"
 #include "frontend/hf_config.h"
+#include "frontend/onnx/onnx_import.h"
 #include "frontend/spec.h"
 #include "frontend/vit_builder.h"
+#include "ir/signature.h"
 #include "ir/text.h"
 #include "ir/verifier.h"
 #include "passes/layout.h"
@@ -196,6 +198,24 @@ void runIr(const uint8_t *data, size_t size) {
   for (const Error &e : d.errors)
     checkError("ir", e);
   checkRoundTrip("ir", **m);
+}
+
+void runOnnx(const uint8_t *data, size_t size) {
+  auto m = onnximport::importOnnxBytes(textOf(data, size), "fuzz.onnx", 2);
+  if (!m)
+    return checkError("onnx", m.error());
+  Diagnostics d = ir::verify(**m);
+  if (!d.empty())
+    fail("onnx", "an imported model does not verify: " + d.errors.front().str());
+  checkRoundTrip("onnx", **m);
+  // The file's own weights bind to what it imported, or say in one line why not.
+  MemFile file(data, size);
+  auto source = onnximport::openOnnxWeights(file.path());
+  if (!source)
+    return checkError("onnx", source.error());
+  auto params = formats::bindWeights(ir::signatureOf(**m), **source);
+  if (!params)
+    checkError("onnx", params.error());
 }
 
 void runHfConfig(const uint8_t *data, size_t size) {

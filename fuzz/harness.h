@@ -21,5 +21,6 @@ void runSafetensors(const uint8_t *data, size_t size); // formats::SafetensorsFi
 void runNpy(const uint8_t *data, size_t size);         // formats::parseNpy, readNpy
 void runNpz(const uint8_t *data, size_t size);         // formats::NpzFile
 void runLayout(const uint8_t *data, size_t size); // passes::readLayoutFile, autotune::parseTarget
+void runOnnx(const uint8_t *data, size_t size);   // onnximport::importOnnxBytes, weights
 
 } // namespace vitc::fuzz

@@ -11,6 +11,7 @@
 #include "passes/optimizer.h"
 #include "passes/plan_memory.h"
 #include "passes/propagate_sharding.h"
+#include "passes/raise_onnx.h"
 #include "passes/schedule_overlap.h"
 
 namespace vitc::passes {
@@ -47,6 +48,7 @@ const std::vector<PassInfo> &passRegistry() {
       entry(createOptimizer, "append the optimizer's update of every parameter to a training step"),
       entry(createPlanMemory, "place every intermediate value in one workspace per device"),
       entry(createPropagateSharding, "give every value a sharding from the layout; mark reshards"),
+      entry(createRaiseOnnx, "raise exported LayerNorm, GELU and attention chains to vitc's ops"),
       entry(createScheduleOverlap, "asynchronous collectives, started early and finished late"),
   };
   return registry;
@@ -54,6 +56,8 @@ const std::vector<PassInfo> &passRegistry() {
 
 const std::vector<PipelineStep> &defaultPipeline() {
   static const std::vector<PipelineStep> pipeline = {
+      // Imported ONNX models spell LayerNorm, GELU and attention in generic ops; specs have none.
+      step(createRaiseOnnx, "imported models get the fusions and kernels of spec models"),
       // Start from a small program: later passes pattern-match less and print less.
       step(createCanonicalize, "fold reshapes/transposes, remove dead values"),
       // ViT-22B's parallel block: QKV + MLP-in as one matmul, attention-out + MLP-out as one.

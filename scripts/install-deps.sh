@@ -12,6 +12,8 @@ packages=(
   nlohmann-json3-dev                                  # config.json, safetensors headers, layouts
   libtomlplusplus-dev                                 # vitc spec files (TOML)
   libzip-dev                                          # big_vision .npz checkpoints (zip)
+  libonnx-dev libprotobuf-dev                         # ONNX models (ONNX's protobuf classes, checker)
+  libonnx-testdata                                    # ONNX's node tests, run by the test suite
   libgtest-dev libgmock-dev                           # tests
   libopenmpi-dev openmpi-bin                          # the MPI runtime
   dataset-fashion-mnist                               # the Fashion-MNIST example and its test

@@ -34,6 +34,10 @@ Expected<int64_t> checkImageBatch(const Tensor &images, const std::string &path,
                      want.size() > 3 ? want[3] : 0);
   if (got[0] <= 0)
     return makeError(Loc::inFile(path), "input holds no images");
+  if (model.fixedBatch)
+    return makeError(Loc::inFile(path),
+                     "input has {} images; the model was exported with a fixed batch of {}", got[0],
+                     *model.fixedBatch);
   return got[0];
 }
 

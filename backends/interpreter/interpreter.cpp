@@ -199,6 +199,10 @@ private:
       return interp::sqrt(in(0));
     case OpKind::Sigmoid:
       return sigmoid(in(0));
+    case OpKind::Erf:
+      return interp::erf(in(0));
+    case OpKind::Tanh:
+      return interp::tanh(in(0));
     case OpKind::SoftmaxCrossEntropy:
       return softmaxCrossEntropy(in(0), in(1));
     case OpKind::SigmoidCrossEntropy:

@@ -186,6 +186,14 @@ Tensor sqrt(const Tensor &x) {
   return map(x, [](double v) { return std::sqrt(v); });
 }
 
+Tensor erf(const Tensor &x) {
+  return map(x, [](double v) { return std::erf(v); });
+}
+
+Tensor tanh(const Tensor &x) {
+  return map(x, [](double v) { return std::tanh(v); });
+}
+
 Tensor sigmoid(const Tensor &x) {
   return map(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); });
 }

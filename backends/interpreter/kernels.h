@@ -21,6 +21,8 @@ Tensor sub(const Tensor &a, const Tensor &b);
 Tensor div(const Tensor &a, const Tensor &b);
 Tensor maximum(const Tensor &a, const Tensor &b);
 Tensor sqrt(const Tensor &x);
+Tensor erf(const Tensor &x);
+Tensor tanh(const Tensor &x);
 Tensor sigmoid(const Tensor &x);
 Tensor scale(const Tensor &x, float factor);
 // Every element rounded to the nearest bfloat16 (ties to even, NaN kept): the interpreter holds a

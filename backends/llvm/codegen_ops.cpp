@@ -95,6 +95,12 @@ void emitEltwise(Emitter &e, const EltwiseDesc &d, const std::string &name) {
       case EltOp::GeluGrad:
         y = b.CreateFMul(e.geluDerivative(x[0], d.approximate), x[1]);
         break;
+      case EltOp::Erf:
+        y = e.erf(x[0]);
+        break;
+      case EltOp::Tanh:
+        y = e.tanh(x[0]);
+        break;
       }
       e.store(y, e.at(outRow, j), lanes);
     });

@@ -444,6 +444,13 @@ Emitter::Value *Emitter::sigmoid(Value *x) {
   return b.CreateFDiv(vf(1.0f), b.CreateFAdd(exp(b.CreateFNeg(x)), vf(1.0f)));
 }
 
+// tanh(x) = 1 - 2 / (exp(2x) + 1): exp overflows to infinity for large x, which gives 1, and
+// underflows to 0 for very negative x, which gives -1; near 0 the absolute error is about 1e-7.
+Emitter::Value *Emitter::tanh(Value *x) {
+  Value *e = exp(b.CreateFMul(x, vf(2.0f)));
+  return b.CreateFSub(vf(1.0f), b.CreateFDiv(vf(2.0f), b.CreateFAdd(e, vf(1.0f))));
+}
+
 Emitter::Value *Emitter::sqrt(Value *x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x); }
 
 Emitter::Value *Emitter::geluDerivative(Value *x, bool approximate) {

@@ -104,6 +104,7 @@ public:
   Values gelu(const Values &xs, bool approximate);
   Value *geluDerivative(Value *v, bool approximate); // d/dx gelu(x)
   Value *sigmoid(Value *v);
+  Value *tanh(Value *v);
   Value *sqrt(Value *v);
   Value *min(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOLT(c, a), c, a); }
   Value *max(Value *a, Value *c) { return b.CreateSelect(b.CreateFCmpOGT(c, a), c, a); }

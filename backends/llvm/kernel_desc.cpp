@@ -155,7 +155,8 @@ struct ArgsOf {
 
 const char *eltOpName(EltOp op) {
   static const char *names[] = {"add", "mul",     "scale", "gelu",    "sub",
-                                "div", "maximum", "sqrt",  "sigmoid", "gelu_grad"};
+                                "div", "maximum", "sqrt",  "sigmoid", "gelu_grad",
+                                "erf", "tanh"};
   return names[static_cast<int>(op)];
 }
 

@@ -64,7 +64,7 @@ struct PackDesc {
   int64_t nr = 32, vectorWidth = 16;
 };
 
-enum class EltOp : uint8_t { Add, Mul, Scale, Gelu, Sub, Div, Maximum, Sqrt, Sigmoid, GeluGrad };
+enum class EltOp : uint8_t { Add, Mul, Scale, Gelu, Sub, Div, Maximum, Sqrt, Sigmoid, GeluGrad, Erf, Tanh };
 // The op's IR keyword: "add", "gelu_grad", ...
 const char *eltOpName(EltOp op);
 

@@ -100,6 +100,10 @@ EltOp eltOpOf(OpKind kind) {
     return EltOp::Sigmoid;
   case OpKind::GeluGrad:
     return EltOp::GeluGrad;
+  case OpKind::Erf:
+    return EltOp::Erf;
+  case OpKind::Tanh:
+    return EltOp::Tanh;
   default:
     assert(false && "not an elementwise op of the llvm backend");
     return EltOp::Add;
@@ -307,6 +311,8 @@ private:
     case OpKind::Maximum:
     case OpKind::Sqrt:
     case OpKind::Sigmoid:
+    case OpKind::Erf:
+    case OpKind::Tanh:
     case OpKind::GeluGrad: {
       EltwiseDesc d;
       d.op = eltOpOf(op.kind);

@@ -2,6 +2,7 @@
 #include "tests/common/fixtures.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -21,6 +22,24 @@ std::vector<std::string> fixtureNames() {
       names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+std::vector<std::string> onnxFixtureNames() {
+  std::vector<std::string> names;
+  for (const std::string &dir : fixtureNames())
+    for (const auto &e : fs::directory_iterator(std::string(VITC_TEST_DATA) + "/fixtures/" + dir))
+      if (e.path().extension() == ".onnx")
+        names.push_back(dir + "/" + e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string testName(const std::string &fixture) {
+  std::string name = fixture;
+  for (char &c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)))
+      c = '_';
+  return name;
 }
 
 Tensor repeatBatch(const Tensor &t, int64_t times) {
@@ -45,11 +64,17 @@ Expected<FixtureRun> runFixture(const std::string &name, const backends::Compile
                                 const passes::PipelineOptions &pipeline, const std::string &mesh,
                                 ir::DType dtype) {
   fs::path dir = fs::path(VITC_TEST_DATA) / "fixtures" / name;
+  // `DIR/FILE.onnx`: an export of the fixture in DIR, which brings its own weights.
+  std::string onnx;
+  if (fs::path(name).extension() == ".onnx") {
+    onnx = dir.string();
+    dir = dir.parent_path();
+  }
   VITC_ASSIGN(Tensor input, formats::readNpy((dir / "input.npy").string()));
   FixtureRun r;
   VITC_ASSIGN(r.expected, formats::readNpy((dir / "logits.npy").string()));
   bool spec = fs::exists(dir / "model.vit");
-  std::string model = spec ? (dir / "model.vit").string() : dir.string();
+  std::string model = !onnx.empty() ? onnx : spec ? (dir / "model.vit").string() : dir.string();
   std::string weights = fs::exists(dir / "model.npz") ? (dir / "model.npz").string()
                                                       : (dir / "model.safetensors").string();
   VITC_ASSIGN(frontend::LoadedModel loaded, frontend::loadModel(model, {input.dim(0)}));
@@ -62,10 +87,11 @@ Expected<FixtureRun> runFixture(const std::string &name, const backends::Compile
   ctx.options.dtype = dtype;
   VITC_TRY(pm.run(*loaded.module, ctx));
   std::shared_ptr<const ir::Module> module = std::move(loaded.module);
+  if (!onnx.empty())
+    weights = onnx;
   VITC_ASSIGN(auto source, frontend::openWeights(weights));
   VITC_ASSIGN(auto executable, compile(module));
-  VITC_ASSIGN(std::vector<Tensor> params,
-              frontend::bindWeights(executable->signature(), *source));
+  VITC_ASSIGN(std::vector<Tensor> params, frontend::bindWeights(executable->signature(), *source));
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params));
   VITC_ASSIGN(std::vector<Tensor> outs, runner->run({input}));
   r.logits = outs.at(0);

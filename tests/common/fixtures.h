@@ -4,14 +4,19 @@
 #include <string>
 #include <vector>
 
-#include "passes/pass_manager.h"
 #include "backends/backend.h"
+#include "passes/pass_manager.h"
 #include "support/tensor.h"
 
 namespace vitc::test {
 
 // Every fixture directory under tests/fixtures.
 std::vector<std::string> fixtureNames();
+// Every ONNX export of a fixture, as `DIR/FILE.onnx` (a name runFixture takes: the model and its
+// weights are the file, the input and logits its directory's).
+std::vector<std::string> onnxFixtureNames();
+// A fixture name as a test name: letters, digits and underscores.
+std::string testName(const std::string &fixture);
 
 struct FixtureRun {
   Tensor logits;   // what vitc computed

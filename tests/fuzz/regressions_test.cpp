@@ -34,7 +34,7 @@ struct Target {
 
 const Target kTargets[] = {
     {"spec", runSpec}, {"ir", runIr},   {"hf_config", runHfConfig}, {"safetensors", runSafetensors},
-    {"npy", runNpy},   {"npz", runNpz}, {"layout", runLayout},
+    {"npy", runNpy},   {"npz", runNpz}, {"layout", runLayout},      {"onnx", runOnnx},
 };
 
 void run(Harness harness, const std::string &input) {

@@ -51,7 +51,8 @@ TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
   EXPECT_EQ(names, (std::vector<std::string>{
                        "autodiff", "canonicalize", "collective-matmul", "convert-bf16",
                        "fuse-elementwise", "fuse-parallel-linear", "insert-collectives",
-                       "optimizer", "plan-memory", "propagate-sharding", "schedule-overlap"}));
+                       "optimizer", "plan-memory", "propagate-sharding", "raise-onnx",
+                       "schedule-overlap"}));
 }
 
 TEST(Registry, EachPassIsRegisteredUnderItsOwnName) {

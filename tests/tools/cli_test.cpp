@@ -139,7 +139,7 @@ TEST(Compile, PrintAfterAllShowsEveryPassUnderABanner) {
                     "/dev/null"});
   ASSERT_EQ(r.exit, 0) << r.err;
   EXPECT_NE(
-      r.err.find("// -----// IR Dump After canonicalize (1) //----- //\nmodule @parallel-tiny"),
+      r.err.find("// -----// IR Dump After canonicalize (2) //----- //\nmodule @parallel-tiny"),
       std::string::npos)
       << r.err;
   // The output went to the device itself, not to a file renamed over it.
@@ -152,7 +152,7 @@ TEST(Compile, DumpDirWritesNumberedFiles) {
                     "/dev/null", "--time-passes"});
   ASSERT_EQ(r.exit, 0) << r.err;
   EXPECT_TRUE(fileExists(dir + "/00-input.ir"));
-  EXPECT_TRUE(fileExists(dir + "/01-canonicalize.ir"));
+  EXPECT_TRUE(fileExists(dir + "/02-canonicalize.ir"));
   EXPECT_NE(r.err.find("vitc pass execution timing"), std::string::npos);
 }
 

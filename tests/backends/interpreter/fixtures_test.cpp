@@ -23,6 +23,15 @@ TEST_P(InterpreterFixture, LogitsMatchTheReference) {
 INSTANTIATE_TEST_SUITE_P(All, InterpreterFixture, ::testing::ValuesIn(test::fixtureNames()),
                          [](const auto &info) { return info.param; });
 
+// The ONNX exports of fixtures (torchvision at opsets 17 and 13, the ViT-22B-style model) give
+// PyTorch's logits too.
+INSTANTIATE_TEST_SUITE_P(Onnx, InterpreterFixture, ::testing::ValuesIn(test::onnxFixtureNames()),
+                         [](const auto &info) { return test::testName(info.param); });
+
+TEST(InterpreterFixtures, ThreeOnnxExportsAreThere) {
+  EXPECT_EQ(test::onnxFixtureNames().size(), 3u);
+}
+
 TEST(InterpreterFixtures, AllNineAreThere) { EXPECT_EQ(test::fixtureNames().size(), 9u); }
 
 } // namespace

@@ -39,6 +39,8 @@ TEST_P(LlvmFixture, IntraOpThreadsMatchTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(All, LlvmFixture, ::testing::ValuesIn(test::fixtureNames()),
                          [](const auto &info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Onnx, LlvmFixture, ::testing::ValuesIn(test::onnxFixtureNames()),
+                         [](const auto &info) { return test::testName(info.param); });
 
 } // namespace
 } // namespace vitc
