@@ -14,7 +14,7 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppress
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 cd "$build"
-mpi='MpiRun|runtime_mpi|KilledMpi'
+mpi='MpiRun|runtime_mpi|KilledMpi|TrainMeshMpi|MpiTrain'
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 ctest --output-on-failure -j "$(nproc)" --timeout 1200 -E "$mpi"
 # OpenMPI's libraries have no frame pointers: the tests that run it need the slow unwinder for
