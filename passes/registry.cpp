@@ -89,6 +89,9 @@ const std::vector<PipelineStep> &defaultPipeline() {
 const std::vector<PipelineStep> &trainingPipeline() {
   static const std::vector<PipelineStep> pipeline = [] {
     std::vector<PipelineStep> steps = {
+        // An imported model's exported chains become vitc's ops first, so that the backward pass
+        // is the one of layer_norm, gelu and attention, whose gradient rules exist.
+        step(createRaiseOnnx, "imported models differentiate as spec models do"),
         // The step's first half: the backward ops of the forward pass and its loss. First, while
         // the module holds only ops that have gradient rules (no fused kernels, no collectives).
         step(createAutodiff, "the loss and the gradient of every parameter out"),

@@ -168,6 +168,28 @@ TEST(Train, ResumingReproducesTheUninterruptedRun) {
   EXPECT_EQ(run.exit, 0) << run.err;
 }
 
+// A model imported from ONNX trains as the same model from its Hugging Face checkpoint: the
+// exports of tv_tok at opsets 17 and 13 (raised to layer_norm, gelu and attention before autodiff)
+// reach the same loss after two SGD updates.
+TEST(Train, AnImportedOnnxModelTrainsAsItsCheckpointDoes) {
+  std::string dir = makeTempDir("train_onnx");
+  auto lossAfter = [&](std::vector<std::string> model) {
+    std::vector<std::string> args{"train"};
+    args.insert(args.end(), model.begin(), model.end());
+    args.insert(args.end(), {"--data", fixture("tv_tok", "train.npz"), "--steps", "3", "--batch",
+                             "2", "--optimizer", "sgd", "--lr", "0.5", "--seed", "3", "-o",
+                             dir + "/out.safetensors"});
+    auto r = runVitc(args);
+    EXPECT_EQ(r.exit, 0) << r.err;
+    size_t at = r.out.find("final loss:");
+    return at == std::string::npos ? r.out : r.out.substr(at, r.out.find('\n', at) - at);
+  };
+  std::string checkpoint =
+      lossAfter({fixture("tv_tok"), "--weights", fixture("tv_tok", "model.safetensors")});
+  EXPECT_EQ(lossAfter({fixture("tv_tok", "model_opset17.onnx")}), checkpoint);
+  EXPECT_EQ(lossAfter({fixture("tv_tok", "model_opset13.onnx")}), checkpoint);
+}
+
 TEST(Train, PrintsProgressTheMedianStepAndTheTestAccuracy) {
   std::string dir = makeTempDir("train_prints");
   std::string data = writeData(dir, 32, 10), spec = writeSpec(dir);
