@@ -567,9 +567,6 @@ private:
       return false;
     std::vector<Op *> operands = r->operands;
     operands[data] = v->base;
-    Shape shape;
-    if (r->info().has(ir::kDeclaredShape))
-      return false;
     Expected<Op *> moved = create(r->kind, operands, r->attrs, r, r->name + ".rows");
     if (!moved)
       return false;
@@ -578,8 +575,7 @@ private:
       for (Factor &f : dim)
         f.stride *= n;
     rows.push_back(Dim{Factor{n, 1}});
-    Shape want = r->shape();
-    Expected<Op *> back = emitView(*moved, rows, want, r, r->name + ".view");
+    Expected<Op *> back = emitView(*moved, rows, r->shape(), r, r->name + ".view");
     if (!back || (*back)->type != r->type)
       return false;
     replace(r, *back);

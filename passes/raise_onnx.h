@@ -17,13 +17,20 @@
 // product; raised, they take the spec's form that fuse-elementwise turns into one attention op:
 //   %s = matmul %q, (transpose %k {perm = [.., n-1, n-2]})  =>  %s = matmul %q, %k {transpose_b}
 //   %s = matmul (scale %q {factor = c}), %k                  =>  %s = scale (matmul %q, %k) {c}
+// nn.MultiheadAttention (torchvision's ViT) works token-major ([T, B, D]) and merges batch and
+// heads ([B*H, T, dh]). Chains of reshapes and transposes are traced as strided views of the
+// value they start from; where q, k and v are each the heads of a [B, T, H*dh] value, the
+// attention is rebuilt on [B, H, T, dh] (the head split and merge above), and the old value is a
+// view of the merged heads. A row-wise op (a matmul by a weight, a bias add, a slice of features,
+// ...) that reads a view which moves whole rows is moved above it, R(view(x)) => view(R(x)),
+// until the views meet and an identity view goes:
+//   %t = transpose %y {perm=[1,0,2]} ; %p = matmul %t, %w     =>  %p = matmul %y, %w ; ...
 //
 // Preconditions: a verified module. Every value a rewrite folds away has one user (the chain's
 // next op). Postconditions: the same outputs up to float rounding; nothing changes in a module
 // with nothing to raise (a spec model). What stays generic is named in a remark: an erf or tanh
-// that is not a GELU, and softmax scores that are not [B, H, Tq, Tk] with heads split the spec's
-// way (PyTorch's nn.MultiheadAttention merges batch and heads: it runs, unfused). Cost: none; it
-// removes ops.
+// that is not a GELU, and softmax scores that are not [B, H, Tq, Tk] from a q·k^T product (they
+// run, unfused). Cost: none; it removes ops and copies.
 #pragma once
 
 #include "passes/pass.h"
