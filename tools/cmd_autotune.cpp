@@ -127,9 +127,13 @@ int runAutotune(int argc, char **argv) {
   if (!loaded)
     return report(loaded.error());
   if (!loaded->config)
-    return report(makeError(Loc::inFile(loaded->path),
-                            "autotune needs a model description (a spec or a Hugging Face "
-                            "config), not IR text: the IR is already for one mesh"));
+    return report(
+        makeError(Loc::inFile(loaded->path),
+                  "autotune needs a model description (a spec or a Hugging Face "
+                  "config) to build each candidate at depth 1 and 2{}",
+                  loaded->format == frontend::ModelFormat::IrText
+                      ? ", not IR text: the IR is already for one mesh"
+                      : ", which an ONNX file does not give (its graph is one fixed depth)"));
   const frontend::ModelConfig &config = *loaded->config;
 
   // Each device gets its share of the host's cores, as vitc run gives it.
