@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <spawn.h>
 #include <sstream>
@@ -206,7 +207,7 @@ double cpuSeconds(pid_t pid) {
 // What became of a 2-process mpirun job of vitc with `vitcArgs` (on a data=1,model=2 mesh, the
 // interpreter, a 3 s collective timeout) after rank `stopped` was stopped (SIGSTOP: alive, never
 // answering) once it had worked for a while (past MPI_Init, which no timeout can bound: a process
-// stopped before it would hold the others in MPI's own start-up).
+// stopped before it would hold the others in MPI's own start-up) and `ready` holds.
 struct StalledJob {
   bool started = false, ended = false;
   int status = 0;
@@ -214,10 +215,12 @@ struct StalledJob {
   std::string err;
 };
 
-StalledJob stallOneRank(const std::vector<std::string> &vitcArgs, int stopped,
-                        const std::string &dir, double workSeconds = 1.0) {
+StalledJob stallOneRank(
+    const std::vector<std::string> &vitcArgs, int stopped, const std::string &dir,
+    const std::function<bool()> &ready = [] { return true; }) {
+  constexpr double kWorkSeconds = 1.0;
   StalledJob job;
-  std::vector<std::string> args{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+  std::vector<std::string> args{"mpirun",   "--allow-run-as-root", "--oversubscribe", "-np", "2",
                                 VITC_BINARY};
   args.insert(args.end(), vitcArgs.begin(), vitcArgs.end());
   args.insert(args.end(), {"--mesh", "data=1,model=2", "--runtime=mpi", "--backend=interpreter",
@@ -242,14 +245,16 @@ StalledJob stallOneRank(const std::vector<std::string> &vitcArgs, int stopped,
       waitpid(pid, nullptr, 0);
     }
   };
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (std::chrono::steady_clock::now() < deadline &&
-         (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < workSeconds)) {
+  auto going = [&] {
+    return ranks.size() == 2 && cpuSeconds(ranks[stopped]) >= kWorkSeconds && ready();
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline && !going()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (ranks.size() < 2)
       ranks = ranksOf(pid);
   }
-  if (ranks.size() < 2 || cpuSeconds(ranks[stopped]) < workSeconds) {
+  if (!going()) {
     cleanUp(false);
     job.err = test::slurp(dir + "/err.txt");
     return job;
@@ -290,10 +295,10 @@ TEST_P(MpiRunStalledRank, EndsTheRunWithATimeout) {
   std::string dir = test::makeTempDir(fmt::format("mpi-stall{}", stopped));
   std::string fx = test::sourcePath("tests/fixtures/parallel_map");
   // A run far longer than the test, so that the stop finds it running.
-  StalledJob job = stallOneRank({"run", fx + "/model.vit", "--weights", "random:0", "--input",
-                                 fx + "/input.npy", "--output", dir + "/out.npy", "--repeat",
-                                 "10000000"},
-                                stopped, dir);
+  StalledJob job =
+      stallOneRank({"run", fx + "/model.vit", "--weights", "random:0", "--input", fx + "/input.npy",
+                    "--output", dir + "/out.npy", "--repeat", "10000000"},
+                   stopped, dir);
   ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
   ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank " << stopped
                          << " stopped: " << job.err;
@@ -309,10 +314,10 @@ TEST(MpiTrainStalledRank, EndsTheRunAndKeepsTheLastCheckpoint) {
   std::string dir = test::makeTempDir("mpi-train-stall");
   std::string fx = test::sourcePath("tests/fixtures/parallel_map");
   std::string ckpt = dir + "/run.ckpt.safetensors";
-  StalledJob job = stallOneRank({"train", fx + "/model.vit", "--data", fx + "/train.npz",
-                                 "--batch", "2", "--steps", "10000000", "--checkpoint-every", "1",
+  StalledJob job = stallOneRank({"train", fx + "/model.vit", "--data", fx + "/train.npz", "--batch",
+                                 "2", "--steps", "10000000", "--checkpoint-every", "1",
                                  "--checkpoint", ckpt, "-o", dir + "/out.safetensors"},
-                                1, dir, 3.0);
+                                1, dir, [&] { return fs::exists(ckpt); });
   ASSERT_TRUE(job.started) << "the ranks never got going: " << job.err;
   ASSERT_TRUE(job.ended) << "mpirun still running 45 s after rank 1 stopped: " << job.err;
   EXPECT_FALSE(WIFEXITED(job.status) && WEXITSTATUS(job.status) == 0) << job.err;

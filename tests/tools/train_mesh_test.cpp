@@ -137,20 +137,24 @@ INSTANTIATE_TEST_SUITE_P(Threads, TrainMesh, ::testing::ValuesIn(meshCases()),
                          });
 
 // One process per device under mpirun, on a 2x2 mesh: rank 0 writes what one device writes.
-TEST(TrainMeshMpi, TwoByTwoEqualsOneDevice) {
-  for (const char *optimizer : {"sgd", "adamw"}) {
-    std::string dir = makeTempDir(std::string("train_mesh_mpi_") + optimizer);
-    std::string out = dir + "/out.safetensors";
-    std::vector<std::string> args{"mpirun",   "--allow-run-as-root", "--oversubscribe", "-np", "4",
-                                  VITC_BINARY};
-    std::vector<std::string> train = trainArgs("parallel_map", optimizer, out);
-    args.insert(args.end(), train.begin() + 0, train.end());
-    args.insert(args.end(), {"--mesh", "data=2,model=2", "--runtime=mpi", "--threads", "1"});
-    auto r = test::runCommand(args, {}, 300);
-    ASSERT_EQ(r.exit, 0) << r.err;
-    expectSameAsOneDevice("parallel_map", optimizer, out);
-  }
+class TrainMeshMpi : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(TrainMeshMpi, TwoByTwoEqualsOneDevice) {
+  const char *optimizer = GetParam();
+  std::string dir = makeTempDir(std::string("train_mesh_mpi_") + optimizer);
+  std::string out = dir + "/out.safetensors";
+  std::vector<std::string> args{"mpirun",   "--allow-run-as-root", "--oversubscribe", "-np", "4",
+                                VITC_BINARY};
+  std::vector<std::string> train = trainArgs("parallel_map", optimizer, out);
+  args.insert(args.end(), train.begin(), train.end());
+  args.insert(args.end(), {"--mesh", "data=2,model=2", "--runtime=mpi", "--threads", "1"});
+  auto r = test::runCommand(args, {}, 280);
+  ASSERT_EQ(r.exit, 0) << r.err;
+  expectSameAsOneDevice("parallel_map", optimizer, out);
 }
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, TrainMeshMpi, ::testing::Values("sgd", "adamw"),
+                         [](const auto &info) { return std::string(info.param); });
 
 // Checkpoints hold whole tensors under their names, whatever the mesh: a run on a 2x2 mesh resumes
 // on one device, and the reverse, and both end where the uninterrupted one-device run ends.
@@ -209,11 +213,10 @@ TEST(TrainMesh, AMeshThatDoesNotDivideTheModelIsRefused) {
     std::vector<std::string> args;
     const char *says;
   };
-  for (const Bad &b :
-       {Bad{{"--mesh", "data=4,model=1"}, "does not divide the batch (2)"},
-        Bad{{"--mesh", "data=1,model=3"}, "does not divide width (64)"},
-        Bad{{"--mesh", "data=2,model=1", "--pass-option", "layout.microbatches=2"},
-            "does not accumulate gradients over micro-batches"}}) {
+  for (const Bad &b : {Bad{{"--mesh", "data=4,model=1"}, "does not divide the batch (2)"},
+                       Bad{{"--mesh", "data=1,model=3"}, "does not divide width (64)"},
+                       Bad{{"--mesh", "data=2,model=1", "--pass-option", "layout.microbatches=2"},
+                           "does not accumulate gradients over micro-batches"}}) {
     std::string out = dir + "/out.safetensors";
     auto r = runVitc(with(trainArgs("parallel_map", "sgd", out), b.args));
     EXPECT_EQ(r.exit, 1) << b.says;
