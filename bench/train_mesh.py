@@ -17,13 +17,13 @@ Environment: BATCH (default 8), STEPS (default 6), LINK (default "10,5").
 """
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
-import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from npy import write_training_set  # noqa: E402
 ROOT = os.path.dirname(HERE)
 PEAK = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
 VITC = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "build/tools/vitc")
@@ -58,23 +58,6 @@ classes = 1000
 """
 
 
-def npy_bytes(shape, dtype, data):
-    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
-        dtype, "".join("%d, " % d for d in shape))
-    header += " " * (63 - (len(header) + 10) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data
-
-
-def write_data(path, size, classes):
-    """BATCH random images (uint8 NHWC) and labels: one step's worth, read again each epoch."""
-    n = BATCH
-    images = bytes((i * 2654435761 >> 13) & 255 for i in range(n * size * size * 3))
-    labels = struct.pack("<%dq" % n, *[i % classes for i in range(n)])
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("images.npy", npy_bytes((n, size, size, 3), "|u1", images))
-        z.writestr("labels.npy", npy_bytes((n,), "<i8", labels))
-
-
 def train(model, data, mesh, extra=()):
     with tempfile.TemporaryDirectory() as out:
         cmd = [VITC, "train", model, "--data", data, "--batch", str(BATCH), "--steps", str(STEPS),
@@ -97,7 +80,8 @@ def main():
         with open(vit22b, "w") as f:
             f.write(VIT22B_TI)
         data = os.path.join(tmp, "data.npz")
-        write_data(data, 224, 1000)
+        # One step's worth of images, read again each epoch.
+        write_training_set(data, BATCH, 3, 224, 1000)
         models = [("ViT-Ti/16", os.path.join(ROOT, "examples/vit-ti16.vit"), ["data=2,model=1"]),
                   ("ViT-22B-style Ti/16", vit22b, ["data=2,model=1", "data=1,model=2"])]
 
