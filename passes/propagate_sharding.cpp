@@ -130,11 +130,23 @@ private:
         if (weightOnly_.count(v) || v->shape() != p->shape() || !seen.insert(v).second)
           continue;
         homes_[v].push_back(p);
-        if (v->info().has(ir::kElementwise))
+        if (v->info().has(ir::kElementwise) && !sumsGradients(v, p->shape()))
           for (Op *o : v->operands)
             stack.push_back(o);
       }
     }
+  }
+
+  // Whether `v` adds up parts of a gradient (a param's several uses, or micro-batches): two
+  // operands of the param's shape that are not weight-only. The walk stops there, so that the
+  // parts stay partial sums and the total is reduced once instead of each part.
+  bool sumsGradients(const Op *v, const Shape &shape) const {
+    if (!v->is(OpKind::Add))
+      return false;
+    int parts = 0;
+    for (const Op *o : v->operands)
+      parts += !weightOnly_.count(o) && o->shape() == shape;
+    return parts > 1;
   }
 
   // The sharding `op`'s value should have as part of a param's update: that of the first param it

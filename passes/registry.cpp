@@ -1,6 +1,7 @@
 // The pass registry and the default pipeline: the table of contents of vitc's lowering.
 #include "passes/registry.h"
 
+#include "passes/accumulate_microbatches.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/collective_matmul.h"
@@ -33,6 +34,8 @@ PipelineStep step(std::unique_ptr<Pass> (*create)(), std::string_view reason) {
 const std::vector<PassInfo> &passRegistry() {
   // Sorted by name (registry_test checks it).
   static const std::vector<PassInfo> registry = {
+      entry(createAccumulateMicrobatches,
+            "repeat a training step's forward and backward per micro-batch; sum the gradients"),
       entry(createAutodiff, "append the backward ops of the loss: the gradient of every parameter"),
       entry(createCanonicalize,
             "fold reshapes, transposes and no-op ops; remove dead and duplicate values"),
@@ -95,6 +98,8 @@ const std::vector<PipelineStep> &trainingPipeline() {
         // The step's first half: the backward ops of the forward pass and its loss. First, while
         // the module holds only ops that have gradient rules (no fused kernels, no collectives).
         step(createAutodiff, "the loss and the gradient of every parameter out"),
+        // With a layout's micro-batches: the batch in parts, one update (only with microbatches>1).
+        step(createAccumulateMicrobatches, "one micro-batch's activations alive at a time"),
         // The update as ops, so that it is fused, sharded and compiled with the rest.
         step(createOptimizer, "parameters and optimizer state in, their next values out"),
     };

@@ -152,36 +152,15 @@ int runRun(int argc, char **argv) {
   Expected<ModelLayout> layout = readModelLayout(model, &passFlags); // the one read of --layout
   if (!layout)
     return report(layout.error());
-  // Micro-batches, and the devices of the data axis that split each; a --pass-option overrides the
-  // layout file's setting, for the split as for the passes.
-  int64_t micro = layout->passOptions.layout.microbatches, data = 1;
-  const std::string &dataAxis = layout->passOptions.layout.dataAxis;
-  if (layout->mesh && layout->mesh->axisIndex(dataAxis) >= 0)
-    data = layout->mesh->axisSize(layout->mesh->axisIndex(dataAxis));
-  // Where the micro-batches were set, for errors.
-  std::string microFrom = passFlags.sets("layout.microbatches") ? "--pass-option" : model.layout;
   int64_t batch = images->rank() > 0 ? images->dim(0) : 1;
   // The input decides the batch; a --batch that says otherwise is a mistake, not a request.
   if (!vm["batch"].defaulted() && model.batch != batch)
     return usageError(makeError(Loc::inFile("--batch"), "{} images per batch, but {} holds {}",
                                 model.batch, f.input, batch));
-  // Micro-batches run one after another, each split over the data axis: both must divide.
-  if (micro > 1 && batch % micro != 0) {
-    std::string overData = data > 1 ? fmt::format("; each also runs over {}={}, so the batch must "
-                                                  "be a multiple of {}",
-                                                  dataAxis, data, micro * data)
-                                    : "";
-    return report(
-        makeError(Loc::inFile(microFrom),
-                  "the layout runs {} micro-batches, which do not divide the batch ({}){}", micro,
-                  batch, overData));
-  }
-  if (micro > 1 && (batch / micro) % data != 0)
-    return report(makeError(Loc::inFile(microFrom),
-                            "the layout runs {} micro-batches of {} image{} over {}={}, which does "
-                            "not divide {}: the batch ({}) must be a multiple of {}",
-                            micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,
-                            batch / micro, batch, micro * data));
+  Expected<int64_t> microBatch = microbatchSize(batch, model, *layout, &passFlags);
+  if (!microBatch)
+    return report(microBatch.error());
+  int64_t micro = batch / *microBatch;
   model.batch = batch / micro;
   Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, *layout);
   if (!loaded)

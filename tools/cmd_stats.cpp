@@ -54,8 +54,19 @@ int runStats(int argc, char **argv) {
   if (!dtypeSetting)
     return usageError(dtypeSetting.error());
 
+  // With a layout's micro-batches the programs are built for one of them (`vitc run` and `vitc
+  // train` run them so): memory is one micro-batch's, FLOPs the whole batch's.
+  Expected<ModelLayout> layout = readModelLayout(model);
+  if (!layout)
+    return report(layout.error());
+  Expected<int64_t> microBatch = microbatchSize(model.batch, model, *layout, nullptr);
+  if (!microBatch)
+    return report(microBatch.error());
+  int64_t micro = model.batch / *microBatch;
+  model.batch = *microBatch;
   passes::PassContext ctx;
-  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, nullptr, &ctx.options);
+  ctx.options = layout->passOptions;
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, *layout);
   if (!loaded)
     return report(loaded.error());
   dtypeSetting->applyTo(ctx.options);
@@ -80,11 +91,14 @@ int runStats(int argc, char **argv) {
     return report(s.error());
   passes::ModuleStats after = passes::analyze(m);
 
-  int64_t batch = before.batch;
+  before.flops *= static_cast<double>(micro);
+  int64_t batch = before.batch * micro;
   std::cout << fmt::format("model          {} ({})\n", m.name, loaded->path);
   std::cout << fmt::format("mesh           {} ({} device{})\n", m.mesh.str(), m.mesh.numDevices(),
                            m.mesh.numDevices() == 1 ? "" : "s");
-  std::cout << fmt::format("batch          {}\n", batch);
+  std::cout << fmt::format("batch          {}{}\n", batch,
+                           micro > 1 ? fmt::format(" ({} micro-batches of {})", micro, before.batch)
+                                     : std::string());
   std::cout << fmt::format("dtype          {}\n",
                            dtype == "bf16" ? "bf16 matmul inputs, f32 accumulation" : "f32");
   if (const ir::AttrValue *t = m.attrs.find("tokens"); t && std::holds_alternative<int64_t>(*t))

@@ -9,6 +9,7 @@
 
 #include "frontend/formats/safetensors.h"
 #include "ir/signature.h"
+#include "passes/accumulate_microbatches.h"
 #include "passes/analysis.h"
 #include "passes/optimizer.h"
 #include "passes/registry.h"
@@ -49,32 +50,39 @@ std::string formatDuration(double seconds) {
   return fmt::format("{}:{:02}", s / 60, s % 60);
 }
 
-// The step's inputs in signature order: the images, the labels and the optimizer's scalars.
+// The step's inputs: the images and the labels of each micro-batch (one, the whole batch, without
+// micro-batches), and the optimizer's scalars.
 struct StepInputs {
-  size_t pixels = 0, labels = 0;
+  std::vector<size_t> pixels, labels;                  // by micro-batch
   std::vector<std::pair<size_t, std::string>> scalars; // index, name
 };
 
-Expected<StepInputs> findStepInputs(const Signature &sig) {
+// `images` is the forward module's image input; accumulate-microbatches names each micro-batch's
+// inputs after the forward's.
+Expected<StepInputs> findStepInputs(const Signature &sig, const std::string &images,
+                                    int64_t microbatches) {
   StepInputs in;
-  bool pixels = false, labels = false;
+  std::map<std::string, size_t> index;
   for (size_t i = 0; i < sig.inputs.size(); ++i) {
     const std::string &name = sig.inputs[i].name;
-    if (name == "labels") {
-      in.labels = i;
-      labels = true;
-    } else if (name.rfind("optimizer.", 0) == 0) {
+    if (name.rfind("optimizer.", 0) == 0)
       in.scalars.emplace_back(i, name);
-    } else if (!pixels) {
-      in.pixels = i;
-      pixels = true;
-    } else {
-      return Error(
-          fmt::format("the training step has an input '{}' that vitc train cannot feed", name));
-    }
+    else
+      index[name] = i;
   }
-  if (!pixels || !labels)
-    return Error("the training step needs an image input and a 'labels' input");
+  for (int64_t part = 0; part < microbatches; ++part)
+    for (auto [list, name] : {std::pair{&in.pixels, images}, {&in.labels, std::string("labels")}}) {
+      std::string input =
+          microbatches > 1 ? passes::microbatchInputName(name, part) : std::string(name);
+      auto it = index.find(input);
+      if (it == index.end())
+        return Error(fmt::format("the training step has no input '{}'", input));
+      list->push_back(it->second);
+      index.erase(it);
+    }
+  if (!index.empty())
+    return Error(fmt::format("the training step has an input '{}' that vitc train cannot feed",
+                             index.begin()->first));
   return in;
 }
 
@@ -318,18 +326,21 @@ int runTrain(int argc, char **argv) {
   if (!augment)
     return usageError(augment.error().message());
 
-  model.batch = batch;
-  passes::PassOptions passOptions;
-  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, &passFlags, &passOptions);
+  // The model is built for one micro-batch where the layout runs the batch in parts; the training
+  // step repeats it per part (accumulate-microbatches) and updates once.
+  Expected<ModelLayout> layout = readModelLayout(model, &passFlags); // the one read of --layout
+  if (!layout)
+    return report(layout.error());
+  Expected<int64_t> microBatch = microbatchSize(batch, model, *layout, &passFlags);
+  if (!microBatch)
+    return report(microBatch.error());
+  int64_t micro = batch / *microBatch;
+  model.batch = *microBatch;
+  Expected<frontend::LoadedModel> loaded = loadModelOnMesh(model, *layout);
   if (!loaded)
     return report(loaded.error());
+  passes::PassOptions passOptions = layout->passOptions;
   ir::Module &forward = *loaded->module;
-  if (int64_t micro = passOptions.layout.microbatches; micro > 1)
-    return report(makeError(Loc::inFile(model.layout.empty() ? "--pass-option" : model.layout),
-                            "the layout runs {} micro-batches: vitc train does not accumulate "
-                            "gradients over micro-batches yet (give the whole batch, or a "
-                            "larger data axis)",
-                            micro));
   if (Status s = checkClassifier(forward, Loc::inFile(loaded->path)); !s)
     return report(s.error());
   const Shape &imageShape = forward.inputs()[0]->shape();
@@ -379,7 +390,8 @@ int runTrain(int argc, char **argv) {
 
   Signature stepSig = ir::signatureOf(**step);
   Signature weightSig = ir::signatureOf(forward);
-  Expected<StepInputs> stepInputs = findStepInputs(stepSig);
+  Expected<StepInputs> stepInputs =
+      findStepInputs(stepSig, forward.inputs()[0]->attrs.getStr("name"), micro);
   if (!stepInputs)
     return report(makeError(Loc::inFile(loaded->path), "{}", stepInputs.error().message()));
   if (stepSig.outputs.size() != stepSig.params.size() + 1)
@@ -469,8 +481,15 @@ int runTrain(int argc, char **argv) {
   };
 
   std::vector<Tensor> stepIn(stepSig.inputs.size());
-  stepIn[stepInputs->pixels] = Tensor::zeros(stepSig.inputs[stepInputs->pixels].shape);
-  stepIn[stepInputs->labels] = Tensor::zeros(stepSig.inputs[stepInputs->labels].shape);
+  // The batch as the sampler fills it; each micro-batch's inputs are rows of it.
+  Tensor batchPixels = Tensor::zeros({batch, imageShape[1], imageShape[2], imageShape[3]});
+  Tensor batchLabels = Tensor::zeros({batch, classes});
+  for (int64_t part = 0; part < micro; ++part) {
+    stepIn[stepInputs->pixels[part]] =
+        micro == 1 ? batchPixels : Tensor::zeros(stepSig.inputs[stepInputs->pixels[part]].shape);
+    stepIn[stepInputs->labels[part]] =
+        micro == 1 ? batchLabels : Tensor::zeros(stepSig.inputs[stepInputs->labels[part]].shape);
+  }
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   bool terminal = writer && isatty(STDERR_FILENO);
   int64_t reportEvery = std::max<int64_t>(1, steps / 20);
@@ -479,12 +498,19 @@ int runTrain(int argc, char **argv) {
   auto start = Clock::now();
   for (; progress.step < steps; ++progress.step) {
     auto t0 = Clock::now();
-    Tensor &pixels = stepIn[stepInputs->pixels];
-    sampler.next(pixels.mutableData(), labels.data());
-    train::augmentBatch(*augment, pixels.mutableData(), batch, imageShape[1], imageShape[2],
+    sampler.next(batchPixels.mutableData(), labels.data());
+    train::augmentBatch(*augment, batchPixels.mutableData(), batch, imageShape[1], imageShape[2],
                         imageShape[3], f.seed, progress.step);
     train::oneHot(labels.data(), batch, classes, static_cast<float>(smoothing),
-                  stepIn[stepInputs->labels].mutableData());
+                  batchLabels.mutableData());
+    if (micro > 1)
+      for (int64_t part = 0; part < micro; ++part) {
+        for (auto [whole, index] : {std::pair{&batchPixels, stepInputs->pixels[part]},
+                                    {&batchLabels, stepInputs->labels[part]}}) {
+          Tensor &dst = stepIn[index];
+          std::copy_n(whole->data() + part * dst.numel(), dst.numel(), dst.mutableData());
+        }
+      }
     double lr = train::learningRate(schedule, progress.step);
     auto scalars = train::optimizerScalars(opt, lr, progress.step);
     for (const auto &[index, name] : stepInputs->scalars) {
@@ -596,7 +622,7 @@ int runTrain(int argc, char **argv) {
         compileRunner(*compile, std::move(eval), evalParams, runnerOptions);
     if (!evalRunner)
       return report(evalRunner.error());
-    Expected<double> accuracy = testAccuracy(**evalRunner, *data->test, batch);
+    Expected<double> accuracy = testAccuracy(**evalRunner, *data->test, *microBatch);
     if (!accuracy)
       return report(accuracy.error());
     if (writer)

@@ -239,6 +239,36 @@ Expected<ModelLayout> readModelLayout(const ModelOptions &options, const PassFla
   return layout;
 }
 
+Expected<int64_t> microbatchSize(int64_t batch, const ModelOptions &options,
+                                 const ModelLayout &layout, const PassFlags *flags) {
+  // Micro-batches, and the devices of the data axis that split each; a --pass-option overrides the
+  // layout file's setting, for the split as for the passes.
+  int64_t micro = layout.passOptions.layout.microbatches, data = 1;
+  if (micro <= 1)
+    return batch;
+  const std::string &dataAxis = layout.passOptions.layout.dataAxis;
+  if (layout.mesh && layout.mesh->axisIndex(dataAxis) >= 0)
+    data = layout.mesh->axisSize(layout.mesh->axisIndex(dataAxis));
+  Loc from =
+      Loc::inFile(flags && flags->sets("layout.microbatches") ? "--pass-option" : options.layout);
+  // Micro-batches run one after another, each split over the data axis: both must divide.
+  if (batch % micro != 0) {
+    std::string overData = data > 1 ? fmt::format("; each also runs over {}={}, so the batch must "
+                                                  "be a multiple of {}",
+                                                  dataAxis, data, micro * data)
+                                    : "";
+    return makeError(from, "the layout runs {} micro-batches, which do not divide the batch ({}){}",
+                     micro, batch, overData);
+  }
+  if ((batch / micro) % data != 0)
+    return makeError(from,
+                     "the layout runs {} micro-batches of {} image{} over {}={}, which does "
+                     "not divide {}: the batch ({}) must be a multiple of {}",
+                     micro, batch / micro, batch / micro == 1 ? "" : "s", dataAxis, data,
+                     batch / micro, batch, micro * data);
+  return batch / micro;
+}
+
 Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options, ModelLayout &layout) {
   frontend::LoadOptions lo;
   lo.batch = options.batch;

@@ -92,6 +92,11 @@ struct ModelLayout {
 };
 Expected<ModelLayout> readModelLayout(const ModelOptions &options,
                                       const PassFlags *flags = nullptr);
+// The images of one micro-batch when `layout` runs a batch of `batch` in parts (the whole batch
+// without micro-batches): the parts and, in each, the devices of the data axis must divide it.
+// Errors are located at the layout file, or at --pass-option where that set the micro-batches.
+Expected<int64_t> microbatchSize(int64_t batch, const ModelOptions &options,
+                                 const ModelLayout &layout, const PassFlags *flags);
 // Loads the model on `layout.mesh` (an IR file's own mesh must agree) and sets
 // `layout.passOptions.meshLoc` to where the module's mesh came from.
 Expected<frontend::LoadedModel> loadModelOnMesh(const ModelOptions &options, ModelLayout &layout);

@@ -112,16 +112,17 @@ TEST(Autodiff, FusionsMergeTheBackwardAgainstTheForwardsConcatenatedWeights) {
   }
 }
 
-// The whole training step lowers: raise-onnx (for imported models), autodiff and the optimizer,
-// then the forward pipeline, with the verifier after every pass.
+// The whole training step lowers: raise-onnx (for imported models), autodiff, the micro-batches'
+// accumulation and the optimizer, then the forward pipeline, with the verifier after every pass.
 TEST(Autodiff, TheTrainingPipelineLowersSequentialAndParallelModels) {
   std::vector<std::string> names;
   for (const passes::PipelineStep &step : passes::trainingPipeline())
     names.push_back(step.pass);
-  ASSERT_GE(names.size(), 3u);
+  ASSERT_GE(names.size(), 4u);
   EXPECT_EQ(names[0], "raise-onnx");
   EXPECT_EQ(names[1], "autodiff");
-  EXPECT_EQ(names[2], "optimizer");
+  EXPECT_EQ(names[2], "accumulate-microbatches");
+  EXPECT_EQ(names[3], "optimizer");
   for (const char *example : {"parallel-tiny.vit", "vit-ti16.vit"}) {
     auto m = loadExample(example, 1);
     ASSERT_TRUE(m);

@@ -52,7 +52,7 @@ TEST(Registry, NamesAreTheOnesTheCommandLineTakes) {
   for (const PassInfo &info : passRegistry())
     names.push_back(info.name);
   EXPECT_EQ(names, (std::vector<std::string>{
-                       "autodiff", "canonicalize", "collective-matmul", "convert-bf16",
+                       "accumulate-microbatches", "autodiff", "canonicalize", "collective-matmul", "convert-bf16",
                        "fuse-elementwise", "fuse-parallel-linear", "insert-collectives",
                        "optimizer", "plan-memory", "propagate-sharding", "raise-onnx",
                        "schedule-overlap"}));
@@ -87,7 +87,7 @@ TEST(Registry, RemarksCarryTheNameOfThePassThatMadeThem) {
 TEST(Registry, UnknownNamesListTheKnownOnes) {
   auto e = findPass("canonicalise");
   ASSERT_FALSE(e);
-  EXPECT_NE(e.error().message().find("known passes: autodiff, canonicalize, collective-matmul"),
+  EXPECT_NE(e.error().message().find("known passes: accumulate-microbatches, autodiff, canonicalize"),
             std::string::npos);
 }
 

@@ -17,12 +17,12 @@
 namespace vitc {
 namespace {
 
-using test::makeTempDir;
-using test::runVitc;
 using test::expectUpdates;
 using test::fixture;
 using test::fixtureModel;
+using test::makeTempDir;
 using test::readAll;
+using test::runVitc;
 using test::sourcePath;
 
 class TrainFixtures : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
@@ -32,10 +32,16 @@ class TrainFixtures : public ::testing::TestWithParam<std::tuple<std::string, st
 TEST_P(TrainFixtures, OneSgdStepIsPyTorchs) {
   auto [name, backend] = GetParam();
   std::string dir = makeTempDir("train_sgd_" + name + backend);
-  auto r = runVitc({"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
-                    "--weights", fixture(name, "model.safetensors"), "--steps", "1", "--batch",
-                    "2", "--optimizer", "sgd", "--lr", "0.5", "--seed", "3", "--backend", backend,
-                    "-o", dir + "/out.safetensors"});
+  auto r = runVitc({"train",       fixtureModel(name),
+                    "--data",      fixture(name, "train.npz"),
+                    "--weights",   fixture(name, "model.safetensors"),
+                    "--steps",     "1",
+                    "--batch",     "2",
+                    "--optimizer", "sgd",
+                    "--lr",        "0.5",
+                    "--seed",      "3",
+                    "--backend",   backend,
+                    "-o",          dir + "/out.safetensors"});
   ASSERT_EQ(r.exit, 0) << r.err;
   // SGD's step is linear in the gradient: every entry within 1e-4 of the update.
   expectUpdates(readAll(fixture(name, "model.safetensors")), readAll(dir + "/out.safetensors"),
@@ -49,11 +55,17 @@ TEST_P(TrainFixtures, OneSgdStepIsPyTorchs) {
 TEST_P(TrainFixtures, OneBf16SgdStepIsCloseToPyTorchsF32Step) {
   auto [name, backend] = GetParam();
   std::string dir = makeTempDir("train_bf16_" + name + backend);
-  std::vector<std::string> args{"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
-                                "--weights", fixture(name, "model.safetensors"), "--steps", "1",
-                                "--batch", "2", "--optimizer", "sgd", "--lr", "0.5", "--seed", "3",
-                                "--backend", backend, "--dtype", "bf16", "-o",
-                                dir + "/out.safetensors"};
+  std::vector<std::string> args{"train",       fixtureModel(name),
+                                "--data",      fixture(name, "train.npz"),
+                                "--weights",   fixture(name, "model.safetensors"),
+                                "--steps",     "1",
+                                "--batch",     "2",
+                                "--optimizer", "sgd",
+                                "--lr",        "0.5",
+                                "--seed",      "3",
+                                "--backend",   backend,
+                                "--dtype",     "bf16",
+                                "-o",          dir + "/out.safetensors"};
   auto r = runVitc(args);
   ASSERT_EQ(r.exit, 0) << r.err;
   std::map<std::string, Tensor> initial = readAll(fixture(name, "model.safetensors"));
@@ -71,10 +83,26 @@ TEST_P(TrainFixtures, OneBf16SgdStepIsCloseToPyTorchsF32Step) {
 TEST_P(TrainFixtures, ThreeAdamWStepsArePyTorchs) {
   auto [name, backend] = GetParam();
   std::string dir = makeTempDir("train_adamw_" + name + backend);
-  auto r = runVitc({"train", fixtureModel(name), "--data", fixture(name, "train.npz"),
-                    "--weights", fixture(name, "model.safetensors"), "--steps", "3", "--batch",
-                    "2", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay", "0.1",
-                    "--backend", backend, "-o", dir + "/out.safetensors"});
+  auto r = runVitc({"train",
+                    fixtureModel(name),
+                    "--data",
+                    fixture(name, "train.npz"),
+                    "--weights",
+                    fixture(name, "model.safetensors"),
+                    "--steps",
+                    "3",
+                    "--batch",
+                    "2",
+                    "--optimizer",
+                    "adamw",
+                    "--lr",
+                    "1e-2",
+                    "--weight-decay",
+                    "0.1",
+                    "--backend",
+                    backend,
+                    "-o",
+                    dir + "/out.safetensors"});
   ASSERT_EQ(r.exit, 0) << r.err;
   // Entries whose steps are rounding noise (adamwNoise) may differ by a few lr. PyTorch's own
   // float32 steps differ from its float64 steps by up to 0.0021 lr (tests/fixtures/README.md); the
@@ -113,7 +141,7 @@ std::string writeData(const std::string &dir, int64_t n, int64_t test, float lab
     return t;
   };
   std::vector<std::pair<std::string, Tensor>> arrays{{"images", images(n, 1, nanImage)},
-                                                      {"labels", labels(n, label)}};
+                                                     {"labels", labels(n, label)}};
   if (test > 0) {
     arrays.emplace_back("test_images", images(test, 2, false));
     arrays.emplace_back("test_labels", labels(test, -1));
@@ -138,8 +166,8 @@ std::string writeSpec(const std::string &dir, const std::string &extra = "") {
 TEST(Train, ResumingReproducesTheUninterruptedRun) {
   std::string dir = makeTempDir("train_resume");
   std::string data = writeData(dir, 24, 0), spec = writeSpec(dir);
-  std::vector<std::string> common{"train",     spec,     "--data", data,        "--batch",
-                                  "4",         "--lr",   "0.01",   "--augment", "crop-flip",
+  std::vector<std::string> common{"train",       spec,    "--data", data,        "--batch",
+                                  "4",           "--lr",  "0.01",   "--augment", "crop-flip",
                                   "--optimizer", "adamw", "--seed", "5"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = common;
@@ -221,14 +249,14 @@ TEST(Train, TheSpecsRecipeAppliesAndFlagsOverrideIt) {
 // The backward pass is IR like the rest: --print-after=autodiff shows it, gradient ops included.
 TEST(Train, PrintAfterAutodiffShowsTheBackwardOps) {
   std::string dir = makeTempDir("train_print");
-  auto r = runVitc({"train", writeSpec(dir), "--data", writeData(dir, 8, 0), "--batch", "4",
-                    "--steps", "1", "--print-after=autodiff,optimizer", "-o",
-                    dir + "/w.safetensors"});
+  auto r =
+      runVitc({"train", writeSpec(dir), "--data", writeData(dir, 8, 0), "--batch", "4", "--steps",
+               "1", "--print-after=autodiff,optimizer", "-o", dir + "/w.safetensors"});
   ASSERT_EQ(r.exit, 0) << r.err;
-  for (const char *text : {"IR Dump After autodiff", "layer_norm_grad", "softmax_grad",
-                           "gelu_grad", "%grad.vit.encoder.layer.0.intermediate.dense.weight",
-                           "IR Dump After optimizer", "input {name = \"optimizer.step_size\"}",
-                           "vit.layernorm.weight/adamw.m"})
+  for (const char *text :
+       {"IR Dump After autodiff", "layer_norm_grad", "softmax_grad", "gelu_grad",
+        "%grad.vit.encoder.layer.0.intermediate.dense.weight", "IR Dump After optimizer",
+        "input {name = \"optimizer.step_size\"}", "vit.layernorm.weight/adamw.m"})
     EXPECT_NE(r.err.find(text), std::string::npos) << text;
 }
 
@@ -251,9 +279,9 @@ TEST(Train, EveryOptimizerScheduleAndLossLowersTheLoss) {
         {"--optimizer", "adafactor", "--lr", "1e-2", "--momentum", "0.9", "--schedule", "rsqrt",
          "--cooldown", "5", "--weight-decay", "1e-4"},
         {"--optimizer", "adamw", "--lr", "3e-3", "--loss", "sigmoid", "--augment", "flip"}}) {
-    std::vector<std::string> args{"train",   spec,     "--data", data, "--batch", "8",
-                                  "--steps", "40",     "-o",     dir + "/w.safetensors",
-                                  "--seed",  "1",      "--no-shuffle"};
+    std::vector<std::string> args{"train",  spec,      "--data",      data, "--batch",
+                                  "8",      "--steps", "40",          "-o", dir + "/w.safetensors",
+                                  "--seed", "1",       "--no-shuffle"};
     args.insert(args.end(), flags.begin(), flags.end());
     auto r = runVitc(args);
     ASSERT_EQ(r.exit, 0) << r.err;
@@ -270,12 +298,38 @@ TEST(Stats, TrainCountsTheStepAndTheOptimizerState) {
       << adamw.out;
   EXPECT_NE(adamw.out.find("train memory"), std::string::npos) << adamw.out;
   // Adafactor keeps a row and a column per matrix: far less than a float per parameter.
-  auto adafactor = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "8",
-                            "--train", "--optimizer", "adafactor"});
+  auto adafactor = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "8", "--train",
+                            "--optimizer", "adafactor"});
   ASSERT_EQ(adafactor.exit, 0) << adafactor.err;
   size_t at = adafactor.out.find("adafactor: ");
   ASSERT_NE(at, std::string::npos) << adafactor.out;
   EXPECT_LT(std::stod(adafactor.out.substr(at + 11)), 0.5) << adafactor.out;
+}
+
+// A layout's micro-batches: the whole batch's FLOPs, one micro-batch's gradients and activations
+// (a quarter of the batch's, and more than a quarter, for the accumulated gradients).
+TEST(Stats, MicrobatchesShrinkTheTrainingStepsActivations) {
+  std::string dir = makeTempDir("stats_micro");
+  auto memory = [&](const std::string &micro) {
+    std::string layout = dir + "/l" + micro + ".json";
+    std::ofstream(layout) << "{\"mesh\": {\"data\": 1, \"model\": 1}, \"microbatches\": " << micro
+                          << "}";
+    auto r = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "32", "--train",
+                      "--layout", layout});
+    EXPECT_EQ(r.exit, 0) << r.err;
+    EXPECT_NE(r.out.find("train GFLOPs   240.71 per step"), std::string::npos) << r.out;
+    size_t at = r.out.find(" peak gradients and activations");
+    EXPECT_NE(at, std::string::npos) << r.out;
+    size_t start = r.out.rfind('+', at) + 2;
+    double mib = std::stod(r.out.substr(start));
+    return r.out.substr(start, at - start).find("GiB") != std::string::npos ? mib * 1024 : mib;
+  };
+  double whole = memory("1"), quarter = memory("4");
+  EXPECT_LT(quarter, whole / 3);
+  EXPECT_GT(quarter, whole / 4);
+  auto r = runVitc({"stats", sourcePath("examples/vit-ti16.vit"), "--batch", "32", "--layout",
+                    dir + "/l4.json"});
+  EXPECT_NE(r.out.find("batch          32 (4 micro-batches of 8)"), std::string::npos) << r.out;
 }
 
 // The example the README trains, for a few steps on the real data when Debian's package is here:
@@ -348,18 +402,23 @@ INSTANTIATE_TEST_SUITE_P(
                                            "[encoder]\nwidth = 8\ndepth = 1\nheads = 2\n"
                                            "[head]\nclasses = 3\npool = \"gap\"\n";
                    std::string data = writeData(dir, 8, 0);
-                   auto r = runVitc({"train", other, "--data", data, "--batch", "4", "--steps",
-                                     "2", "--checkpoint-every", "1", "--checkpoint",
-                                     dir + "/other.ckpt", "-o", dir + "/other.safetensors"});
+                   auto r = runVitc({"train", other, "--data", data, "--batch", "4", "--steps", "2",
+                                     "--checkpoint-every", "1", "--checkpoint", dir + "/other.ckpt",
+                                     "-o", dir + "/other.safetensors"});
                    EXPECT_EQ(r.exit, 0) << r.err;
-                   return std::vector<std::string>{writeSpec(dir), "--data", data, "--batch", "4",
-                                                   "--resume", dir + "/other.ckpt"};
+                   return std::vector<std::string>{writeSpec(dir),     "--data", data,
+                                                   "--batch",          "4",      "--resume",
+                                                   dir + "/other.ckpt"};
                  },
                  "cannot resume from this checkpoint"},
         BadTrain{"resume_not_a_checkpoint",
                  [](const std::string &dir) {
-                   return std::vector<std::string>{writeSpec(dir), "--data", writeData(dir, 8, 0),
-                                                   "--batch", "4", "--resume",
+                   return std::vector<std::string>{writeSpec(dir),
+                                                   "--data",
+                                                   writeData(dir, 8, 0),
+                                                   "--batch",
+                                                   "4",
+                                                   "--resume",
                                                    fixture("parallel_map", "model.safetensors")};
                  },
                  "not a vitc training checkpoint"},
@@ -373,10 +432,10 @@ INSTANTIATE_TEST_SUITE_P(
         // named, and the state before it is kept.
         BadTrain{"diverging",
                  [](const std::string &dir) {
-                   return std::vector<std::string>{writeSpec(dir),  "--data", writeData(dir, 8, 0),
-                                                   "--batch",       "8",      "--optimizer",
-                                                   "sgd",           "--lr",   "1e38",
-                                                   "--steps",       "3"};
+                   return std::vector<std::string>{writeSpec(dir), "--data", writeData(dir, 8, 0),
+                                                   "--batch",      "8",      "--optimizer",
+                                                   "sgd",          "--lr",   "1e38",
+                                                   "--steps",      "3"};
                  },
                  "; the last good state is in"}),
     [](const auto &info) { return std::string(info.param.name); });
