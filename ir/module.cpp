@@ -266,6 +266,34 @@ std::unordered_set<const Op *> weightOnlyOps(const Module &m) {
   return weightOnly;
 }
 
+std::unordered_set<const Op *> loadTimeOps(const Module &m) {
+  std::unordered_set<const Op *> loadTime = weightOnlyOps(m);
+  if (m.paramUpdates().empty())
+    return loadTime;
+  // A training step's params change every step, so what depends on them is computed every step
+  // wherever it is placed. Computed when they are bound, an elementwise op on them (AdamW's
+  // beta1 * m) would hold a copy of its operand for the program's life; in the step its buffer is
+  // reused. Only what puts params in the form the kernels read (transposes, concatenations, bf16
+  // copies, the backends' packed panels) is worth keeping.
+  std::unordered_set<const Op *> fromParams;
+  for (const auto &op : m.ops()) {
+    if (!loadTime.count(op.get()))
+      continue;
+    bool param = op->is(OpKind::Param), inStep = false;
+    for (const Op *operand : op->operands) {
+      param |= fromParams.count(operand) > 0;
+      // An op that reads a value computed in the step runs in the step too.
+      inStep |= !loadTime.count(operand);
+    }
+    inStep |= param && op->info().has(kElementwise) && !op->is(OpKind::Convert);
+    if (inStep)
+      loadTime.erase(op.get());
+    else if (param)
+      fromParams.insert(op.get());
+  }
+  return loadTime;
+}
+
 std::unordered_set<const Op *> attentionViews(const Module &m) {
   std::unordered_set<const Op *> views;
   std::unordered_set<const Op *> weightOnly = weightOnlyOps(m);

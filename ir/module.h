@@ -77,9 +77,13 @@ bool equal(const Module &a, const Module &b);
 // Removes ops whose results nobody uses (params included, inputs not). Returns how many.
 size_t eraseDeadOps(Module &m);
 
-// Ops whose value depends on parameters and constants alone: programs compute them once, when
-// weights load.
+// Ops whose value depends on parameters and constants alone.
 std::unordered_set<const Op *> weightOnlyOps(const Module &m);
+// The weight-only ops a program computes when its params are bound, outside the run's workspace:
+// all of them, except in a training step (kParamUpdatesAttr) the elementwise ones on params and
+// what reads those, which run in the step, where their buffers are reused. plan-memory, the
+// backends and the analyses of memory and time agree on this set.
+std::unordered_set<const Op *> loadTimeOps(const Module &m);
 
 // Slices along the last axis of an activation that only attention reads, as its queries, keys
 // or values (the q/k/v of a fused projection): strided views of their operand, never copied.

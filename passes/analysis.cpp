@@ -21,7 +21,7 @@ ModuleStats analyze(const ir::Module &m) {
   else if (auto inputs = m.inputs(); !inputs.empty() && inputs[0]->rank() > 0)
     s.batch = inputs[0]->shape()[0];
 
-  std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(m);
+  std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(m);
   ir::UserMap users = m.users();
   std::unordered_map<const Op *, size_t> lastUse;
   for (size_t i = 0; i < m.ops().size(); ++i)

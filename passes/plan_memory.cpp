@@ -59,7 +59,7 @@ public:
 private:
   Expected<bool> rewrite(ir::Module &m, PassContext &) override {
     std::string before = snapshot(m);
-    std::unordered_set<const Op *> outside = ir::weightOnlyOps(m);
+    std::unordered_set<const Op *> outside = ir::loadTimeOps(m);
     for (const Op *in : m.inputs())
       outside.insert(in);
 

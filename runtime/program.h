@@ -30,6 +30,22 @@ public:
   // between steps.
   virtual Status setParams(std::vector<Tensor> params) = 0;
 
+  // A training step's two halves, so that its update need not hold the params twice. runStep runs
+  // like run(), except that the outputs from `firstUpdate` on (the params' next values, laid out
+  // as the params) may be views of the program's own memory, valid until it runs again or commits
+  // them. commitStep makes those values its params, writing them over the old ones where no one
+  // else holds the old ones' memory, and returns the params it now holds (the caller keeps them
+  // only until the next commit, or the writes cannot be in place). A caller that finds a value
+  // non-finite does not commit: the params stay as they were.
+  virtual Expected<std::vector<Tensor>> runStep(const std::vector<Tensor> &inputs,
+                                                Communicator &comm, size_t firstUpdate) {
+    return run(inputs, comm);
+  }
+  virtual Expected<std::vector<Tensor>> commitStep(const std::vector<Tensor> &next) {
+    VITC_TRY(setParams(next));
+    return next;
+  }
+
   // What this device holds: its prepared weights (what remains of the parameters once the
   // weight-only ops ran) and the most its activations took during the last run.
   struct Memory {
@@ -45,8 +61,8 @@ public:
   virtual const Signature &signature() const = 0;
   // The program of `device`, from its blocks of the parameters (in the order of
   // `signature().params`, each of its block shape). Safe to call for several devices at once.
-  virtual Expected<std::unique_ptr<DeviceProgram>> instantiate(int64_t device,
-                                                               std::vector<Tensor> params) const = 0;
+  virtual Expected<std::unique_ptr<DeviceProgram>>
+  instantiate(int64_t device, std::vector<Tensor> params) const = 0;
 };
 
 } // namespace vitc::runtime

@@ -154,7 +154,7 @@ Expected<MeshRunner::StepResult> MeshRunner::step(const std::vector<Tensor> &inp
   VITC_TRY(checkTensors("input", sig.inputs, inputs));
   if (poisoned_)
     return makeError(Loc{}, "an earlier run on this mesh failed; its processes cannot run again");
-  VITC_ASSIGN(std::vector<std::vector<Tensor>> blocks, runDevices(inputs));
+  VITC_ASSIGN(std::vector<std::vector<Tensor>> blocks, runDevices(inputs, firstUpdate));
   // The first output with a NaN or an infinity on any device, agreed by every process.
   auto firstNonFinite = [&](const std::vector<Tensor> &outs) -> int64_t {
     for (size_t i = 0; i < outs.size(); ++i)
@@ -190,11 +190,15 @@ Expected<MeshRunner::StepResult> MeshRunner::step(const std::vector<Tensor> &inp
     std::vector<Tensor> next(blocks[d].begin() + static_cast<std::ptrdiff_t>(firstUpdate),
                              blocks[d].end());
     int64_t device = options_.processes ? options_.processes->rank() : static_cast<int64_t>(d);
-    set = programs_[d]->setParams(next);
-    if (!set)
-      set = makeError(set.error().loc(), "device {}: {}", device, set.error().message());
-    else
-      paramBlocks_[d] = std::move(next);
+    // The runner lets go of the old params first, so that the program may write over them.
+    paramBlocks_[d].clear();
+    Expected<std::vector<Tensor>> held = programs_[d]->commitStep(next);
+    if (!held) {
+      poisoned_ = true; // its params are gone with the failed update
+      set = makeError(held.error().loc(), "device {}: {}", device, held.error().message());
+    } else {
+      paramBlocks_[d] = held.take();
+    }
   }
   if (options_.processes)
     set = options_.processes->agree(set, options_.collectiveTimeout);
@@ -246,7 +250,7 @@ Expected<std::vector<Tensor>> MeshRunner::run(const std::vector<Tensor> &inputs)
 }
 
 Expected<std::vector<std::vector<Tensor>>>
-MeshRunner::runDevices(const std::vector<Tensor> &inputs) {
+MeshRunner::runDevices(const std::vector<Tensor> &inputs, std::optional<size_t> firstUpdate) {
   const Signature &sig = executable_->signature();
   const Mesh &mesh = sig.mesh;
   if (!options_.processes) {
@@ -255,8 +259,9 @@ MeshRunner::runDevices(const std::vector<Tensor> &inputs) {
     VITC_TRY(threads_->run([&](int64_t device, Communicator &comm) -> Status {
       ScopedSpan span(tracer, device, kProgramTrack, "run");
       std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
-      VITC_ASSIGN(std::vector<Tensor> outs,
-                  programs_[static_cast<size_t>(device)]->run(local, comm));
+      DeviceProgram &program = *programs_[static_cast<size_t>(device)];
+      VITC_ASSIGN(std::vector<Tensor> outs, firstUpdate ? program.runStep(local, comm, *firstUpdate)
+                                                        : program.run(local, comm));
       VITC_TRY(checkOutputs(sig, outs));
       blocks[static_cast<size_t>(device)] = std::move(outs);
       return Status::ok();
@@ -268,7 +273,9 @@ MeshRunner::runDevices(const std::vector<Tensor> &inputs) {
   Expected<std::vector<Tensor>> outs = [&]() -> Expected<std::vector<Tensor>> {
     ScopedSpan span(tracer_.get(), device, kProgramTrack, "run");
     std::vector<Tensor> local = blocksOf(inputs, sig.inputs, mesh, device);
-    VITC_ASSIGN(std::vector<Tensor> result, programs_[0]->run(local, *comm_));
+    VITC_ASSIGN(std::vector<Tensor> result, firstUpdate
+                                                ? programs_[0]->runStep(local, *comm_, *firstUpdate)
+                                                : programs_[0]->run(local, *comm_));
     VITC_TRY(checkOutputs(sig, result));
     return result;
   }();

@@ -86,7 +86,10 @@ public:
 private:
   MeshRunner() = default;
   // Every device's output blocks (under MPI, this process's device's only).
-  Expected<std::vector<std::vector<Tensor>>> runDevices(const std::vector<Tensor> &inputs);
+  // Every device's blocks of the outputs; for a training step (`firstUpdate` given), the params'
+  // next values are the programs' views of them (DeviceProgram::runStep).
+  Expected<std::vector<std::vector<Tensor>>>
+  runDevices(const std::vector<Tensor> &inputs, std::optional<size_t> firstUpdate = std::nullopt);
   // The global tensors of `specs` from each device's blocks (`blocks`, by device; under MPI this
   // process's only, gathered on rank 0; the other ranks get an empty list).
   Expected<std::vector<Tensor>> assembleAll(const std::vector<std::vector<Tensor>> &blocks,

@@ -58,6 +58,9 @@ public:
   float *mutableData();
 
   Tensor clone() const;
+  // Whether this tensor may write its memory and no other tensor shares it (copies of a Tensor
+  // share memory): then writing it in place changes no one else's value.
+  bool exclusive() const { return writable_ && owner_.use_count() == 1; }
   // The same data under another shape with the same element count.
   Tensor reshaped(Shape shape) const;
 

@@ -136,6 +136,18 @@ int runStats(int argc, char **argv) {
       "and activations = {} per device\n",
       bytes(trained.weightBytesPerDevice), bytes(trained.activationPeakBytesPerDevice),
       bytes(trained.weightBytesPerDevice + trained.activationPeakBytesPerDevice));
+  // What the llvm backend's program of the step holds, as `vitc train` prints it beside what the
+  // run measures: the weights also as its matmuls read them, and its kernels' scratch.
+  int threads = defaultThreads(step->mesh.numDevices());
+  Expected<DeviceMemoryPlan> program = deviceMemoryPlan("llvm", *step, threads);
+  if (!program)
+    return report(program.error());
+  std::cout << fmt::format("train program  {} weights and optimizer state + {} packed weights + {} "
+                           "gradients and activations + {} kernel scratch ({} thread{}) = {} per "
+                           "device (llvm)\n",
+                           bytes(program->params), bytes(program->prepared),
+                           bytes(program->workspace), bytes(program->scratch), threads,
+                           threads == 1 ? "" : "s", bytes(program->total()));
   return 0;
 }
 

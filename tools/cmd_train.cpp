@@ -151,6 +151,13 @@ Expected<double> testAccuracy(runtime::MeshRunner &runner, const train::Dataset 
   return data.count ? static_cast<double>(correct) / static_cast<double>(data.count) : 0.0;
 }
 
+// The most this process has held in memory so far.
+int64_t peakResidentBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t{usage.ru_maxrss} * 1024;
+}
+
 // `module` compiled by `compile`, ready to run with `params` on its mesh.
 Expected<std::unique_ptr<runtime::MeshRunner>>
 compileRunner(const backends::Compiler &compile, std::unique_ptr<ir::Module> module,
@@ -276,6 +283,9 @@ int runTrain(int argc, char **argv) {
   runtime::RunnerOptions &runnerOptions = *options;
   auto report = [&runnerOptions](const Error &e) { return reportOnce(runnerOptions, e); };
 
+  // What the process holds before any of the run's data (the binary, its libraries): the memory
+  // line at the end says how far above it the run went.
+  int64_t startResident = peakResidentBytes();
   // The data first: its image size and classes are checked against the model once it is built.
   Expected<train::DataSplits> data = train::loadDataset(f.data);
   if (!data)
@@ -452,10 +462,12 @@ int runTrain(int argc, char **argv) {
   }
 
   int64_t devices = forward.mesh.numDevices();
-  // What the memory plan says a device needs: weights and optimizer state (the step's params),
-  // and the peak of its gradients and activations (its workspace).
-  passes::ModuleStats planned = passes::analyze(**step);
   int threads = f.threads > 0 ? f.threads : defaultThreads(runnerOptions.processes ? 1 : devices);
+  // What the plans say a device needs: weights and optimizer state (the step's params), the
+  // weights as the kernels read them, the peak of its gradients and activations (the workspace).
+  Expected<DeviceMemoryPlan> planned = deviceMemoryPlan(f.backend, **step, threads);
+  if (!planned)
+    return report(planned.error());
   // MPI ranks compile alike: only a single process says what it compiled.
   Expected<backends::Compiler> compile =
       backendCompiler(f.backend, threads, runnerOptions.processes ? nullptr : &std::cerr);
@@ -592,15 +604,17 @@ int runTrain(int argc, char **argv) {
     int64_t held = 0;
     for (const runtime::DeviceProgram::Memory &m : (*runner)->memory())
       held += m.weightBytes + m.activationPeakBytes;
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    int64_t local = runnerOptions.processes ? 1 : devices;
+    int64_t local = runnerOptions.processes ? 1 : devices, peak = peakResidentBytes();
     std::cout << fmt::format(
-        "memory: plan {} per device ({} weights and optimizer state + {} gradients and "
-        "activations); the {} device{} of this process hold {}; peak resident set {}\n",
-        byteSize(planned.weightBytesPerDevice + planned.activationPeakBytesPerDevice),
-        byteSize(planned.weightBytesPerDevice), byteSize(planned.activationPeakBytesPerDevice),
-        local, local == 1 ? "" : "s", byteSize(held), byteSize(int64_t{usage.ru_maxrss} * 1024));
+        "memory: plan {} per device ({} weights and optimizer state + {} packed weights + {} "
+        "gradients and activations + {} kernel scratch); the {} device{} of this process hold "
+        "{}; peak resident set {}, {} above the {} it held before loading the model (the plan "
+        "for its devices is {:.1f}% of that)\n",
+        byteSize(planned->total()), byteSize(planned->params), byteSize(planned->prepared),
+        byteSize(planned->workspace), byteSize(planned->scratch), local, local == 1 ? "" : "s",
+        byteSize(held), byteSize(peak), byteSize(peak - startResident), byteSize(startResident),
+        100.0 * static_cast<double>(planned->total() * local) /
+            static_cast<double>(std::max<int64_t>(1, peak - startResident)));
   }
   if (writer && !stepSeconds.empty()) {
     std::vector<double> sorted = stepSeconds;

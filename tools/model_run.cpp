@@ -11,6 +11,7 @@
 
 #include "backends/interpreter/interpreter.h"
 #include "backends/llvm/llvm_backend.h"
+#include "passes/analysis.h"
 #include "passes/registry.h"
 #include "runtime/mpi/mpi_runtime.h"
 
@@ -55,20 +56,45 @@ Expected<std::vector<Tensor>> bindParams(const Signature &signature, frontend::W
   return params;
 }
 
+namespace {
+
+// The llvm backend's options for `threads` per device, with the matmul tiles measured on this host
+// once, then cached (VITC_TILES=default skips the tuning).
+Expected<llvmbe::Options> llvmOptions(int threads) {
+  llvmbe::Options options;
+  options.threads = std::max(1, threads);
+  const char *choice = std::getenv("VITC_TILES");
+  if (!choice || std::string(choice) != "default") {
+    const char *home = std::getenv("HOME");
+    std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
+    VITC_ASSIGN(options.tiles, llvmbe::tunedTiles(options, dir));
+  }
+  return options;
+}
+
+} // namespace
+
+Expected<DeviceMemoryPlan> deviceMemoryPlan(const std::string &backend, const ir::Module &m,
+                                            int threads) {
+  DeviceMemoryPlan plan;
+  if (backend == "llvm") {
+    VITC_ASSIGN(llvmbe::Options options, llvmOptions(threads));
+    VITC_ASSIGN(llvmbe::ProgramMemory p, llvmbe::programMemory(m, options));
+    plan = {p.paramBytes, p.preparedBytes, p.workspaceBytes, p.scratchBytes};
+    return plan;
+  }
+  passes::ModuleStats s = passes::analyze(m);
+  plan.params = s.weightBytesPerDevice;
+  plan.workspace = s.activationPeakBytesPerDevice;
+  return plan;
+}
+
 Expected<backends::Compiler> backendCompiler(const std::string &name, int threads,
                                              std::ostream *remarks) {
   if (name == "interpreter")
     return interp::compiler();
   if (name == "llvm") {
-    llvmbe::Options options;
-    options.threads = std::max(1, threads);
-    // Tiles measured on this host once, then cached (VITC_TILES=default skips the tuning).
-    const char *choice = std::getenv("VITC_TILES");
-    if (!choice || std::string(choice) != "default") {
-      const char *home = std::getenv("HOME");
-      std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
-      VITC_ASSIGN(options.tiles, llvmbe::tunedTiles(options, dir));
-    }
+    VITC_ASSIGN(llvmbe::Options options, llvmOptions(threads));
     if (remarks)
       options.onCompiled = [remarks](const llvmbe::CompileReport &r) {
         *remarks << fmt::format(

@@ -31,6 +31,15 @@ Expected<std::vector<Tensor>> bindParams(const Signature &signature, frontend::W
 // "interpreter". With `remarks`, the llvm backend says there what it compiled and how long it took.
 Expected<backends::Compiler> backendCompiler(const std::string &name, int threads,
                                              std::ostream *remarks = nullptr);
+// What one device needs to run the compiled module `m` on `backend` with `threads`, from the
+// plans alone: for llvm its program's (params, packed weights, workspace, kernel scratch); for the
+// interpreter the passes' (params and prepared weights, and the workspace).
+struct DeviceMemoryPlan {
+  int64_t params = 0, prepared = 0, workspace = 0, scratch = 0;
+  int64_t total() const { return params + prepared + workspace + scratch; }
+};
+Expected<DeviceMemoryPlan> deviceMemoryPlan(const std::string &backend, const ir::Module &m,
+                                            int threads);
 // A `--backend` value that names no backend is an error (for a usage error before any file is
 // read).
 Status checkBackendName(const std::string &name);

@@ -41,7 +41,7 @@ public:
     if (params.size() != paramOps.size())
       return makeError(Loc{}, "{} parameter tensors for {} parameters", params.size(),
                        paramOps.size());
-    std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(*m_);
+    std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(*m_);
     std::unordered_map<const Op *, Tensor> values;
     for (size_t i = 0; i < paramOps.size(); ++i) {
       Shape local = paramOps[i]->type.localShape(m_->mesh);

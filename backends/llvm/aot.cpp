@@ -276,4 +276,20 @@ Status emitExecutable(const ir::Module &m, const std::string &path, const Option
   return Status::ok();
 }
 
+Expected<ProgramMemory> programMemory(const ir::Module &m, const Options &options) {
+  VITC_ASSIGN(Target target, resolveTarget(options));
+  VITC_ASSIGN(Plan plan, planModule(m, target.tiles));
+  ProgramMemory memory;
+  for (const NamedShape &p : plan.params)
+    memory.paramBytes += numElements(p.shape) * static_cast<int64_t>(sizeof(float));
+  for (size_t i = 0; i < plan.constBytes.size(); ++i)
+    if (plan.constAfterLoad[i])
+      memory.preparedBytes += plan.constBytes[i];
+  memory.workspaceBytes = plan.workspaceBytes;
+  for (int64_t bytes : plan.stagingBytes)
+    memory.workspaceBytes += bytes;
+  memory.scratchBytes = plan.scratchBytes * std::max(1, options.threads);
+  return memory;
+}
+
 } // namespace vitc::llvmbe

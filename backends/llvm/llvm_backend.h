@@ -73,6 +73,20 @@ Expected<Tiles> tunedTiles(const Options &options, const std::string &cacheDir,
 Expected<std::shared_ptr<const runtime::Executable>> compile(const ir::Module &m,
                                                              const Options &options = {});
 
+// What one device's program of a module holds, from its plan alone (nothing is generated): every
+// param (a runner keeps them, the program the ones its run reads), the weight-only values the run
+// reads (packed matmul panels, concatenated weights: a param read both by a matmul and by other
+// ops, as in a training step's update, is held twice), plan-memory's workspace with the
+// collectives' staging buffers, and each thread's kernel scratch.
+struct ProgramMemory {
+  int64_t paramBytes = 0;
+  int64_t preparedBytes = 0;
+  int64_t workspaceBytes = 0;
+  int64_t scratchBytes = 0;
+  int64_t total() const { return paramBytes + preparedBytes + workspaceBytes + scratchBytes; }
+};
+Expected<ProgramMemory> programMemory(const ir::Module &m, const Options &options = {});
+
 // `compile` with these options, as a value for code that takes any backend.
 backends::Compiler compiler(Options options = {});
 

@@ -137,7 +137,7 @@ public:
       plan_.workspaceBytes = std::get<int64_t>(*ws);
     plan_.ops = static_cast<int64_t>(m_.size());
 
-    std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(m_);
+    std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(m_);
     // Slices attention reads in place, where plan-memory made them views (at their operand's
     // offset; a module planned otherwise copies them).
     for (const Op *view : ir::attentionViews(m_)) {

@@ -161,6 +161,40 @@ public:
 
   Expected<std::vector<Tensor>> run(const std::vector<Tensor> &inputs,
                                     runtime::Communicator &comm) override {
+    return runKernels(inputs, comm, plan_.outputs.size());
+  }
+
+  Expected<std::vector<Tensor>> runStep(const std::vector<Tensor> &inputs,
+                                        runtime::Communicator &comm, size_t firstUpdate) override {
+    return runKernels(inputs, comm, firstUpdate);
+  }
+
+  Expected<std::vector<Tensor>> commitStep(const std::vector<Tensor> &next) override {
+    VITC_TRY(checkParams(next));
+    std::vector<Tensor> params(next.size());
+    for (size_t i = 0; i < next.size(); ++i) {
+      Tensor &held = params_[i]; // empty where only the load calls read the param
+      if (!held.empty() && held.exclusive()) {
+        // memmove: a next value may be the param itself, where an update leaves it as it is.
+        std::memmove(held.mutableData(), next[i].data(),
+                     static_cast<size_t>(held.numel()) * sizeof(float));
+        params[i] = held;
+        continue;
+      }
+      VITC_ASSIGN(params[i], Tensor::tryZeros(next[i].shape(),
+                                              fmt::format("the parameters of device {}", device_)));
+      std::memcpy(params[i].mutableData(), next[i].data(),
+                  static_cast<size_t>(next[i].numel()) * sizeof(float));
+    }
+    VITC_TRY(bindParams(params));
+    return params;
+  }
+
+private:
+  // Runs the program; outputs from `viewsFrom` on are views of where it left them (in the
+  // workspace), the others copies.
+  Expected<std::vector<Tensor>> runKernels(const std::vector<Tensor> &inputs,
+                                           runtime::Communicator &comm, size_t viewsFrom) {
     if (inputs.size() != plan_.inputs.size())
       return makeError(Loc{}, "{} inputs given, the program takes {}", inputs.size(),
                        plan_.inputs.size());
@@ -185,6 +219,14 @@ public:
     }
     std::vector<Tensor> outputs;
     for (size_t i = 0; i < plan_.outputs.size(); ++i) {
+      if (i >= viewsFrom) {
+        // An owner with no control block (shared_ptr's aliasing constructor): the view keeps
+        // nothing alive, the program does.
+        const float *at = address(plan_.outputs[i], &inputs);
+        outputs.push_back(Tensor::borrow(plan_.outputShapes[i], at,
+                                         std::shared_ptr<const void>(std::shared_ptr<void>(), at)));
+        continue;
+      }
       VITC_ASSIGN(Tensor t, Tensor::tryZeros(plan_.outputShapes[i],
                                              fmt::format("the outputs of device {}", device_)));
       std::memcpy(t.mutableData(), address(plan_.outputs[i], &inputs),
@@ -194,7 +236,6 @@ public:
     return outputs;
   }
 
-private:
   float *address(const BufferRef &ref, const std::vector<Tensor> *inputs) const {
     char *base = nullptr;
     switch (ref.storage) {

@@ -1,5 +1,8 @@
 // setParams, as a training loop uses it: a program run, given other weights, and run again
-// computes what a fresh program with those weights computes, in both backends and on a mesh.
+// computes what a fresh program with those weights computes, in both backends and on a mesh; and
+// a training step's params updated by MeshRunner::step.
+#include <limits>
+
 #include "tests/backends/llvm/llvm_test_util.h"
 
 namespace vitc {
@@ -134,6 +137,78 @@ TEST(SetParams, RefusesParametersOfTheWrongCountOrShape) {
     ASSERT_FALSE(s);
     EXPECT_NE(s.error().str().find("2 parameter tensors for 3 parameters"), std::string::npos)
         << s.error().str();
+  }
+}
+
+// A training step's shape: the loss, then each param's next value (here w - lr * w). The matmul
+// reads w as packed panels and the update reads w itself, so the llvm program keeps both.
+const char *kStep = R"(module @s mesh(data=1, model=1) attributes {param_updates = 1} {
+  %lr = input {name = "lr"} : f32[]
+  %x = input {name = "x"} : f32[3,8]
+  %w = param {name = "w"} : f32[5,8]
+  %h = matmul %x, %w {transpose_b = true} : f32[3,5]
+  %r = sum %h {axis = 1} : f32[3]
+  %loss = sum %r {axis = 0} : f32[]
+  %u = mul %w, %lr : f32[5,8]
+  %next = sub %w, %u : f32[5,8]
+  output %loss, %next
+}
+)";
+
+// MeshRunner::step: the next values become the params (written over the old ones where nothing
+// else holds them: the llvm program keeps one buffer per param from step to step), the loss is
+// the old params', and a non-finite step changes nothing.
+TEST(Step, UpdatesTheParamsInPlaceAndAsAFreshProgramWould) {
+  auto m = test::parseAndPlan(kStep);
+  ASSERT_TRUE(m) << m.error().str();
+  Tensor w = test::normalTensor({5, 8}, 1), x = test::normalTensor({3, 8}, 2);
+  Tensor lr = Tensor::zeros({}), bad = Tensor::zeros({});
+  lr.mutableData()[0] = 0.25f;
+  bad.mutableData()[0] = std::numeric_limits<float>::quiet_NaN();
+  for (const Backend &backend : backends()) {
+    SCOPED_TRACE(backend.name);
+    auto exe = backend.compile(*m);
+    ASSERT_TRUE(exe) << exe.error().str();
+    auto runner = runtime::MeshRunner::create(*exe, {w.clone()});
+    ASSERT_TRUE(runner) << runner.error().str();
+    std::vector<const float *> where;
+    std::vector<Tensor> losses;
+    for (int step = 0; step < 3; ++step) {
+      auto out = (*runner)->step({lr, x}, 1);
+      ASSERT_TRUE(out) << out.error().str();
+      EXPECT_FALSE(out->nonFinite);
+      losses.push_back(out->outputs[0]);
+      auto params = (*runner)->params();
+      ASSERT_TRUE(params) << params.error().str();
+      where.push_back((*params)[0].data()); // the tensor goes: the program may write over it
+    }
+    // w * (1 - lr)^3, and each loss the one of the params before its step.
+    auto params = (*runner)->params();
+    ASSERT_TRUE(params) << params.error().str();
+    for (int64_t i = 0; i < w.numel(); ++i)
+      EXPECT_FLOAT_EQ((*params)[0].data()[i], w.data()[i] * 0.75f * 0.75f * 0.75f) << i;
+    Tensor scaled = w.clone();
+    for (int64_t i = 0; i < w.numel(); ++i)
+      scaled.mutableData()[i] *= 0.75f * 0.75f;
+    auto fresh = runtime::MeshRunner::create(*exe, {scaled});
+    ASSERT_TRUE(fresh) << fresh.error().str();
+    auto third = (*fresh)->step({lr, x}, 1);
+    ASSERT_TRUE(third) << third.error().str();
+    EXPECT_FLOAT_EQ(losses[2].data()[0], third->outputs[0].data()[0]);
+    if (std::string(backend.name) == "llvm") {
+      EXPECT_EQ(where[1], where[0]) << "the second update was not written in place";
+      EXPECT_EQ(where[2], where[0]) << "the third update was not written in place";
+    }
+    // NaN learning rate: the loss is fine, the update is not, and nothing changes.
+    Tensor before = (*params)[0].clone();
+    params->clear();
+    auto nan = (*runner)->step({bad, x}, 1);
+    ASSERT_TRUE(nan) << nan.error().str();
+    ASSERT_TRUE(nan->nonFinite);
+    EXPECT_EQ(*nan->nonFinite, 1u);
+    auto after = (*runner)->params();
+    ASSERT_TRUE(after) << after.error().str();
+    EXPECT_TRUE(identical({before}, *after));
   }
 }
 
