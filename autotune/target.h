@@ -62,7 +62,7 @@ using OpSeconds = std::unordered_map<std::string, double>;
 
 // What one step of a compiled program took on this host.
 struct Profile {
-  OpSeconds ops; // each op's median compute time, averaged over the devices
+  OpSeconds ops; // each op's mean compute time, averaged over the devices
   // The rest of a step's wall time, which no op's span holds: the thread runtime's collectives and
   // the waits for them, copying the outputs out of the devices' workspaces and, for a training
   // step, the runner's check that every output is finite and the load calls (weight packing) that
@@ -83,7 +83,7 @@ Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
                                         std::unique_ptr<runtime::MeshRunner> *runner = nullptr);
 
 // Profiles a compiled program on this host: runs `m` (timeSteps) with communication free (a
-// warm-up and five runs, then as many traced) and returns each op's median compute time, averaged
+// warm-up and five runs, then as many traced) and returns each op's mean compute time, averaged
 // over the devices, and the rest of the median step. The devices share the host's cores as they do
 // when the program runs for real, so what sharing costs is in the times.
 Expected<Profile> profileProgram(const ir::Module &m, const backends::Compiler &compile);
