@@ -8,9 +8,9 @@
 // in milliseconds) and simulated on the target (cost_model.h). A fixed graph (an imported ONNX
 // model, which has one depth) is compiled from the graph itself and simulated whole instead.
 // Candidates that do not fit in the device's memory are dropped with the reason. On a target this
-// host can run, each candidate that fits is profiled first: its one- and two-layer programs (or
-// the whole graph) run on this host, and their ops and the rest of their steps cost what they
-// took.
+// host can run, each candidate that fits is profiled first: its two-layer program (or the whole
+// graph) runs on this host, its ops cost what they took, and the rest of its step (host work,
+// target.h: Profile) scales to the other program's bytes.
 #pragma once
 
 #include <functional>

@@ -270,7 +270,7 @@ std::vector<Tensor> timingParams(const ir::Module &m) {
 Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
                                         const backends::Compiler &compile,
                                         const runtime::RunnerOptions &options, int runs,
-                                        int64_t stepsPerRun,
+                                        int64_t stepsPerRun, double minSeconds,
                                         std::unique_ptr<runtime::MeshRunner> *runnerOut) {
   std::vector<Tensor> params = timingParams(*m);
   std::vector<Tensor> inputs;
@@ -295,11 +295,13 @@ Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
   };
   VITC_TRY(step()); // the warm-up: first touches of every buffer
   std::vector<double> seconds;
-  for (int run = 0; run < runs; ++run) {
+  double total = 0;
+  for (int run = 0; run < runs || (total < minSeconds && run < 10 * runs); ++run) {
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < stepsPerRun; ++i)
       VITC_TRY(step());
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += seconds.back();
   }
   if (runnerOut)
     *runnerOut = std::move(runner);
@@ -307,17 +309,18 @@ Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
 }
 
 Expected<Profile> profileProgram(const ir::Module &module, const backends::Compiler &compile) {
-  constexpr int kRuns = 5; // timed, after one warm-up
+  constexpr int kRuns = 5;            // timed, after one warm-up
+  constexpr double kMinSeconds = 0.5; // and more, up to ten times as many, for short programs
   auto m = std::shared_ptr<const ir::Module>(module.clone());
   VITC_ASSIGN(std::shared_ptr<const runtime::Executable> executable, compile(m));
   backends::Compiler compiled = [&](std::shared_ptr<const ir::Module>) { return executable; };
   // Steps as they run (tracing costs time in every span, which small programs would notice),
   // then traced ones for the ops.
   runtime::RunnerOptions options;
-  VITC_ASSIGN(std::vector<double> walls, timeSteps(m, compiled, options, kRuns));
+  VITC_ASSIGN(std::vector<double> walls, timeSteps(m, compiled, options, kRuns, 1, kMinSeconds));
   options.trace = true;
   std::unique_ptr<runtime::MeshRunner> runner;
-  VITC_TRY(timeSteps(m, compiled, options, kRuns, 1, &runner));
+  VITC_TRY(timeSteps(m, compiled, options, kRuns, 1, kMinSeconds, &runner));
   nlohmann::json events = nlohmann::json::parse(runner->tracer()->eventsJson());
   // Every device names its compute track alike; spans on it are named after their op, one a run.
   std::set<std::pair<int, int>> computeTracks; // (device, thread id)

@@ -75,17 +75,19 @@ struct Profile {
 // users run it: a forward pass (vitc run), or a training step (a module with param updates) whose
 // params' next values stay on the devices (vitc train, runtime::MeshRunner::step). Params are
 // random, inputs zero; one step warms up first, then each of `runs` runs takes `stepsPerRun`
-// steps (the micro-batches of one batch). `runner` gets the runner afterwards, for its trace.
+// steps (the micro-batches of one batch), and more runs follow (up to ten times as many) until
+// they took `minSeconds`: short programs are timed often enough that the host's other work
+// averages out. `runner` gets the runner afterwards, for its trace.
 Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
                                         const backends::Compiler &compile,
                                         const runtime::RunnerOptions &options, int runs,
-                                        int64_t stepsPerRun = 1,
+                                        int64_t stepsPerRun = 1, double minSeconds = 0,
                                         std::unique_ptr<runtime::MeshRunner> *runner = nullptr);
 
 // Profiles a compiled program on this host: runs `m` (timeSteps) with communication free (a
-// warm-up and five runs, then as many traced) and returns each op's mean compute time, averaged
-// over the devices, and the rest of the median step. The devices share the host's cores as they do
-// when the program runs for real, so what sharing costs is in the times.
+// warm-up and five runs or half a second of them, then as many traced) and returns each op's mean
+// compute time, averaged over the devices, and the rest of the median step. The devices share the
+// host's cores as they do when the program runs for real, so what sharing costs is in the times.
 Expected<Profile> profileProgram(const ir::Module &m, const backends::Compiler &compile);
 
 // Refines a cpu target on the model itself: profiles a one-layer version of it on one device and

@@ -33,15 +33,15 @@ void printRow(size_t rank, const autotune::Evaluation &e) {
 
 // Runs a candidate's compiled program on this machine's thread runtime as its users run it (a
 // forward pass, or the real sharded training step: AdamW, each device updating its own shards of
-// the params, as `vitc train` runs it) and returns the median time of a batch, its micro-batches
-// one after the other.
+// the params, as `vitc train` runs it) and returns the median time of a batch (its micro-batches
+// one after the other) over `runs` runs or a second of them.
 Expected<double> measure(std::unique_ptr<ir::Module> compiled, const autotune::Candidate &c,
                          const runtime::LinkModel &link, const backends::Compiler &compile,
                          int runs) {
   runtime::RunnerOptions options;
   options.link = link;
-  VITC_ASSIGN(std::vector<double> times,
-              autotune::timeSteps(std::move(compiled), compile, options, runs, c.microbatches));
+  VITC_ASSIGN(std::vector<double> times, autotune::timeSteps(std::move(compiled), compile, options,
+                                                             runs, c.microbatches, 1.0));
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
