@@ -80,7 +80,20 @@ int64_t collectiveCount(const Op &op, const ir::Mesh &mesh) {
 
 } // namespace
 
-Prediction simulate(const ir::Module &m, const Target &target, const OpSeconds *measured) {
+int64_t hostBytes(const ir::Module &m) {
+  int64_t perDevice = 0;
+  for (const auto &op : m.ops()) {
+    if (op->is(OpKind::Output))
+      for (const Op *o : op->operands)
+        perDevice += o->type.localBytes(m.mesh);
+    if (op->info().has(ir::kCollective) && !op->info().has(ir::kAsyncDone))
+      perDevice += collectiveCount(*op, m.mesh) * 4;
+  }
+  return perDevice * m.mesh.numDevices();
+}
+
+Prediction simulate(const ir::Module &m, const Target &target, const Profile *profile) {
+  const OpSeconds *measured = profile ? &profile->ops : nullptr;
   Prediction p;
   int64_t devices = m.mesh.numDevices();
   double flopsRate = target.effectiveFlops(devices);
@@ -134,7 +147,14 @@ Prediction simulate(const ir::Module &m, const Target &target, const OpSeconds *
     p.computeSeconds += seconds;
     now += seconds;
   }
-  p.stepSeconds = now;
+  // The profiled program's host time, scaled to this program's bytes (the search profiles the
+  // two-layer program and predicts the one-layer one with it too).
+  if (profile && profile->hostBytes > 0)
+    p.hostSeconds = profile->hostSeconds * static_cast<double>(hostBytes(m)) /
+                    static_cast<double>(profile->hostBytes);
+  else if (profile)
+    p.hostSeconds = profile->hostSeconds;
+  p.stepSeconds = now + p.hostSeconds;
   passes::ModuleStats stats = passes::analyze(m);
   p.weightBytes = static_cast<int64_t>(static_cast<double>(stats.weightBytesPerDevice) * scale);
   p.activationBytes =

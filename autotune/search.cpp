@@ -43,7 +43,12 @@ Expected<std::unique_ptr<ir::Module>> compileCandidate(const frontend::ModelConf
   frontend::ModelConfig cfg = config;
   if (depth > 0)
     cfg.depth = depth;
-  std::unique_ptr<ir::Module> m = frontend::buildVit(cfg, batch);
+  return compileCandidate(*frontend::buildVit(cfg, batch), c, train);
+}
+
+Expected<std::unique_ptr<ir::Module>> compileCandidate(const ir::Module &forward,
+                                                       const Candidate &c, bool train) {
+  std::unique_ptr<ir::Module> m = forward.clone();
   m->mesh = c.mesh;
   passes::PassContext ctx;
   ctx.options.layout = c.layout;
@@ -73,6 +78,7 @@ Prediction extrapolate(const Prediction &p1, const Prediction &p2, int64_t depth
   p.computeSeconds = lin(p1.computeSeconds, p2.computeSeconds);
   p.commSeconds = lin(p1.commSeconds, p2.commSeconds);
   p.exposedCommSeconds = std::max(0.0, lin(p1.exposedCommSeconds, p2.exposedCommSeconds));
+  p.hostSeconds = std::max(0.0, lin(p1.hostSeconds, p2.hostSeconds));
   p.stepSeconds = lin(p1.stepSeconds, p2.stepSeconds);
   p.weightBytes = lini(p1.weightBytes, p2.weightBytes);
   p.activationBytes = std::max(p1.activationBytes, p2.activationBytes);
@@ -109,14 +115,29 @@ std::vector<Candidate> enumerate(int64_t devices, int64_t batch) {
   return out;
 }
 
-} // namespace
+// What the search needs of a model: its compiled programs for a candidate, and how they make one
+// prediction.
+struct TunedModel {
+  // The forward pass for `batch` images, for the model's FLOPs.
+  std::function<Expected<std::unique_ptr<ir::Module>>(int64_t batch)> forward;
+  // The candidate's programs for `batch` images: one (the whole model), or two (depth 1 and 2)
+  // whose predictions are extrapolated to `depth` layers.
+  std::function<Expected<std::vector<std::unique_ptr<ir::Module>>>(int64_t batch,
+                                                                   const Candidate &c)>
+      programs;
+  int64_t depth = 1;
+};
 
-Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchOptions &o,
-                              const Progress &progress) {
+// The prediction of a candidate from its programs' (see TunedModel::programs).
+Prediction combine(const std::vector<Prediction> &p, int64_t depth) {
+  return p.size() == 2 ? extrapolate(p[0], p[1], depth) : p.front();
+}
+
+Expected<SearchResult> searchModel(const TunedModel &model, const SearchOptions &o,
+                                   const Progress &progress) {
   SearchResult result;
   {
-    frontend::ModelConfig one = config;
-    std::unique_ptr<ir::Module> m = frontend::buildVit(one, o.batch);
+    VITC_ASSIGN(std::unique_ptr<ir::Module> m, model.forward(o.batch));
     result.modelFlopsPerStep = passes::analyze(*m).flops * (o.train ? 3.0 : 1.0);
   }
   std::vector<Candidate> candidates = enumerate(o.devices, o.batch);
@@ -142,21 +163,17 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
         break;
       }
       int64_t perStepBatch = o.batch / micro;
-      Expected<std::unique_ptr<ir::Module>> m1 =
-          compileCandidate(config, perStepBatch, e.candidate, 1, o.train);
-      if (!m1) {
-        e.rejected = m1.error().message();
+      Expected<std::vector<std::unique_ptr<ir::Module>>> programs =
+          model.programs(perStepBatch, e.candidate);
+      if (!programs) {
+        e.rejected = programs.error().message();
         best = e;
         break;
       }
-      Expected<std::unique_ptr<ir::Module>> m2 =
-          config.depth > 1 ? compileCandidate(config, perStepBatch, e.candidate, 2, o.train)
-                           : Expected<std::unique_ptr<ir::Module>>(nullptr);
-      if (!m2)
-        return m2.error();
-      Prediction p1 = simulate(**m1, o.target);
-      Prediction p =
-          config.depth > 1 ? extrapolate(p1, simulate(**m2, o.target), config.depth) : p1;
+      std::vector<Prediction> simulated;
+      for (const auto &program : *programs)
+        simulated.push_back(simulate(*program, o.target));
+      Prediction p = combine(simulated, model.depth);
       // Memory does not depend on timing: check it before profiling anything.
       // A training step's params are the weights and AdamW's two moments (laid out as their
       // weights: split over the data axis too where the weights are), its activations the
@@ -166,21 +183,24 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
         e.optimizerBytes = p.weightBytes * 2 / 3;
       e.memoryBytes = memory;
       bool fits = memory <= o.target.memoryBytes;
-      // The profile runs the largest compiled program (two layers; every op of the one-layer
-      // program is in it under the same name), and only where all its devices fit in memory.
-      const ir::Module &largest = config.depth > 1 ? **m2 : **m1;
+      // The profile runs the largest program (two layers: every op of the one-layer program is
+      // in it under the same name, and its host time scales to the other's bytes), and only
+      // where all its devices fit in this host's memory.
+      const ir::Module &largest = *programs->back();
       if (o.profile &&
           memory <= o.target.memoryBytes / std::max<int64_t>(1, largest.mesh.numDevices())) {
-        VITC_ASSIGN(OpSeconds measured, o.profile(largest));
-        p1 = simulate(**m1, o.target, &measured);
-        p = config.depth > 1 ? extrapolate(p1, simulate(**m2, o.target, &measured), config.depth)
-                             : p1;
+        VITC_ASSIGN(Profile measured, o.profile(largest));
+        simulated.clear();
+        for (const auto &program : *programs)
+          simulated.push_back(simulate(*program, o.target, &measured));
+        p = combine(simulated, model.depth);
       }
       double m = static_cast<double>(micro);
       Prediction step = p;
       step.computeSeconds *= m;
       step.commSeconds *= m;
       step.exposedCommSeconds *= m;
+      step.hostSeconds *= m;
       step.stepSeconds *= m;
       e.perStep = step;
       e.mfu = result.modelFlopsPerStep /
@@ -214,6 +234,44 @@ Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchO
                      return a.perStep.stepSeconds < b.perStep.stepSeconds;
                    });
   return result;
+}
+
+} // namespace
+
+Expected<SearchResult> search(const frontend::ModelConfig &config, const SearchOptions &o,
+                              const Progress &progress) {
+  TunedModel model;
+  model.depth = config.depth;
+  model.forward = [&](int64_t batch) -> Expected<std::unique_ptr<ir::Module>> {
+    return frontend::buildVit(config, batch);
+  };
+  // Identical blocks cost the same: depth 1 and 2 give the cost of the rest and of a block.
+  model.programs = [&](int64_t batch,
+                       const Candidate &c) -> Expected<std::vector<std::unique_ptr<ir::Module>>> {
+    std::vector<std::unique_ptr<ir::Module>> programs;
+    for (int64_t depth = 1; depth <= std::min<int64_t>(2, config.depth); ++depth) {
+      VITC_ASSIGN(std::unique_ptr<ir::Module> m,
+                  compileCandidate(config, batch, c, depth, o.train));
+      programs.push_back(std::move(m));
+    }
+    return programs;
+  };
+  return searchModel(model, o, progress);
+}
+
+Expected<SearchResult> search(const GraphBuilder &graph, const SearchOptions &o,
+                              const Progress &progress) {
+  TunedModel model;
+  model.forward = graph;
+  model.programs = [&](int64_t batch,
+                       const Candidate &c) -> Expected<std::vector<std::unique_ptr<ir::Module>>> {
+    VITC_ASSIGN(std::unique_ptr<ir::Module> forward, graph(batch));
+    VITC_ASSIGN(std::unique_ptr<ir::Module> m, compileCandidate(*forward, c, o.train));
+    std::vector<std::unique_ptr<ir::Module>> programs;
+    programs.push_back(std::move(m));
+    return programs;
+  };
+  return searchModel(model, o, progress);
 }
 
 } // namespace vitc::autotune

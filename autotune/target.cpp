@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -16,6 +17,7 @@
 #include "frontend/weights.h"
 #include "ir/builder.h"
 #include "ir/signature.h"
+#include "passes/optimizer.h"
 #include "passes/plan_memory.h"
 #include "runtime/runner.h"
 #include "runtime/single_device.h"
@@ -86,6 +88,10 @@ Expected<Target> parseTarget(std::string_view text, const std::string &path) {
       return makeError(at, "'{}' must be a string", key);
   t.name = j.value("name", std::filesystem::path(path).stem().string());
   t.comment = j.value("comment", "");
+  if (j.contains("calibrated_at") && !j["calibrated_at"].is_string())
+    return makeError(at, "'calibrated_at' must be a string");
+  t.calibratedAt = j.value("calibrated_at", "");
+  VITC_TRY(number("load_average", t.calibrationLoad, false));
   if (auto links = j.find("links"); links != j.end()) {
     if (!links->is_object())
       return makeError(at, "'links' must map mesh axes (or \"*\") to {{\"gbps\", \"latency_us\"}}");
@@ -118,6 +124,10 @@ std::string writeTarget(const Target &t) {
   j["dtype_bytes"] = t.dtypeBytes;
   j["memory_bytes"] = t.memoryBytes;
   j["cores_per_host"] = t.coresPerHost;
+  if (!t.calibratedAt.empty()) {
+    j["calibrated_at"] = t.calibratedAt;
+    j["load_average"] = t.calibrationLoad;
+  }
   nlohmann::ordered_json links = nlohmann::ordered_json::object();
   if (const runtime::Link *d = t.links.link("*"))
     links["*"] = {{"gbps", d->gbps}, {"latency_us", d->latencyUs}};
@@ -172,9 +182,18 @@ Expected<double> timeProgram(std::shared_ptr<ir::Module> m, const backends::Comp
 Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::string &backend,
                               const std::string &cacheDir, bool recalibrate) {
   std::string cache = cacheDir + "/cpu-" + backend + ".json";
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  int64_t memoryBytes = static_cast<int64_t>(pages) * pageSize;
+  int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  double load = 0;
+  if (double avg[1]; getloadavg(avg, 1) == 1)
+    load = avg[0];
   if (!recalibrate) {
     if (Expected<std::string> text = readFile(cache); text) {
-      if (Expected<Target> t = parseTarget(*text, cache); t)
+      Expected<Target> t = parseTarget(*text, cache);
+      bool busyThen = t && t->calibrationLoad >= static_cast<double>(cores);
+      if (t && t->coresPerHost == cores && t->memoryBytes == memoryBytes &&
+          !t->calibratedAt.empty() && !(busyThen && load < t->calibrationLoad))
         return t;
     }
   }
@@ -206,9 +225,15 @@ Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::stri
   t.memoryBandwidth = 16 * 2.5 * 4.0 * 1024 * 1024 / elementwiseSeconds;
   t.opOverheadSeconds = 5e-6;
   t.dtypeBytes = 4;
-  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
-  t.memoryBytes = static_cast<int64_t>(pages) * pageSize;
-  t.coresPerHost = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  t.memoryBytes = memoryBytes;
+  t.coresPerHost = cores;
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  t.calibratedAt = stamp;
+  t.calibrationLoad = load;
   std::error_code ec;
   std::filesystem::create_directories(cacheDir, ec);
   if (!ec)
@@ -219,28 +244,83 @@ Expected<Target> calibrateCpu(const backends::Compiler &compile, const std::stri
 std::vector<Tensor> timingParams(const ir::Module &m) {
   std::vector<Tensor> params;
   std::set<std::string> scales = frontend::layerNormScales(m);
-  for (const TensorSpec &p : ir::signatureOf(m).params)
-    params.push_back(frontend::randomTensor(p, scales.contains(p.name), 0));
+  Signature signature = ir::signatureOf(m);
+  // A training step's optimizer state starts at zero, as vitc train starts it: random moments
+  // would make the update non-finite (a negative second moment), and a step that is not finite
+  // replaces no params, so it would be timed without its load calls.
+  std::set<std::string> state;
+  if (!m.paramUpdates().empty())
+    for (auto kind : {passes::OptimizerOptions::Kind::Sgd, passes::OptimizerOptions::Kind::AdamW,
+                      passes::OptimizerOptions::Kind::Adafactor})
+      for (bool momentum : {false, true}) {
+        passes::OptimizerOptions o;
+        o.kind = kind;
+        o.momentum = momentum ? 0.9 : 0.0;
+        for (const TensorSpec &p : signature.params)
+          for (std::string &name : passes::optimizerStateNames(o, p.name, p.shape))
+            state.insert(std::move(name));
+      }
+  for (const TensorSpec &p : signature.params)
+    params.push_back(state.contains(p.name)
+                         ? Tensor::zeros(p.shape)
+                         : frontend::randomTensor(p, scales.contains(p.name), 0));
   return params;
 }
 
-Expected<OpSeconds> profileOps(const ir::Module &module, const backends::Compiler &compile) {
-  constexpr int kRuns = 5; // timed, after one warm-up (first touches of every buffer)
-  auto m = std::shared_ptr<const ir::Module>(module.clone());
+Expected<std::vector<double>> timeSteps(std::shared_ptr<const ir::Module> m,
+                                        const backends::Compiler &compile,
+                                        const runtime::RunnerOptions &options, int runs,
+                                        int64_t stepsPerRun, double minSeconds,
+                                        std::unique_ptr<runtime::MeshRunner> *runnerOut) {
   std::vector<Tensor> params = timingParams(*m);
   std::vector<Tensor> inputs;
   for (const ir::Op *in : m->inputs())
     inputs.push_back(Tensor::zeros(in->shape()));
-  runtime::RunnerOptions options;
-  options.trace = true;
+  std::vector<size_t> updates = m->paramUpdates();
   VITC_ASSIGN(auto executable, compile(m));
   VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params, options));
-  std::vector<double> walls;
-  for (int run = 0; run <= kRuns; ++run) {
+  params.clear();
+  auto step = [&]() -> Status {
+    if (updates.empty()) {
+      VITC_ASSIGN(std::vector<Tensor> outputs, runner->run(inputs));
+      return Status::ok();
+    }
+    // Zero images, labels and optimizer scalars keep every output finite, so that each step
+    // replaces the params as a real one does.
+    VITC_ASSIGN(runtime::MeshRunner::StepResult result, runner->step(inputs, updates.front()));
+    if (result.nonFinite)
+      return makeError(Loc{}, "timing a training step: output #{} is not finite",
+                       *result.nonFinite);
+    return Status::ok();
+  };
+  VITC_TRY(step()); // the warm-up: first touches of every buffer
+  std::vector<double> seconds;
+  double total = 0;
+  for (int run = 0; run < runs || (total < minSeconds && run < 10 * runs); ++run) {
     auto t0 = std::chrono::steady_clock::now();
-    VITC_TRY(runner->run(inputs));
-    walls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    for (int64_t i = 0; i < stepsPerRun; ++i)
+      VITC_TRY(step());
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += seconds.back();
   }
+  if (runnerOut)
+    *runnerOut = std::move(runner);
+  return seconds;
+}
+
+Expected<Profile> profileProgram(const ir::Module &module, const backends::Compiler &compile) {
+  constexpr int kRuns = 5;            // timed, after one warm-up
+  constexpr double kMinSeconds = 0.5; // and more, up to ten times as many, for short programs
+  auto m = std::shared_ptr<const ir::Module>(module.clone());
+  VITC_ASSIGN(std::shared_ptr<const runtime::Executable> executable, compile(m));
+  backends::Compiler compiled = [&](std::shared_ptr<const ir::Module>) { return executable; };
+  // Steps as they run (tracing costs time in every span, which small programs would notice),
+  // then traced ones for the ops.
+  runtime::RunnerOptions options;
+  VITC_ASSIGN(std::vector<double> walls, timeSteps(m, compiled, options, kRuns, 1, kMinSeconds));
+  options.trace = true;
+  std::unique_ptr<runtime::MeshRunner> runner;
+  VITC_TRY(timeSteps(m, compiled, options, kRuns, 1, kMinSeconds, &runner));
   nlohmann::json events = nlohmann::json::parse(runner->tracer()->eventsJson());
   // Every device names its compute track alike; spans on it are named after their op, one a run.
   std::set<std::pair<int, int>> computeTracks; // (device, thread id)
@@ -256,29 +336,38 @@ Expected<OpSeconds> profileOps(const ir::Module &module, const backends::Compile
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  // Each op's median over the timed runs, averaged over the devices.
-  OpSeconds seconds;
+  // Each op's mean over the timed runs (not its median: a kernel that another process preempted
+  // took that long, and the real runs meet preemption as often), averaged over the devices.
+  Profile profile;
+  profile.hostBytes = hostBytes(*m);
   double devices = static_cast<double>(m->mesh.numDevices());
   for (auto &[key, durations] : spans) {
     if (durations.size() > 1)
       durations.erase(durations.begin()); // the warm-up
-    seconds[key.second] += median(durations) / devices;
+    double sum = 0;
+    for (double d : durations)
+      sum += d;
+    profile.ops[key.second] += sum / static_cast<double>(durations.size()) / devices;
   }
   double total = 0;
-  for (const auto &[name, s] : seconds)
+  for (const auto &[name, s] : profile.ops)
     total += s;
+  double wall = median(walls);
   // With more devices than cores, a device also waits for a core, mostly between its spans (the
   // scheduler rarely preempts a kernel): spread the run's time over its ops.
-  double wall = median(std::vector<double>(walls.begin() + 1, walls.end()));
-  if (devices > std::thread::hardware_concurrency() && total > 0 && wall > total)
-    for (auto &[name, s] : seconds)
+  if (devices > std::thread::hardware_concurrency() && total > 0 && wall > total) {
+    for (auto &[name, s] : profile.ops)
       s *= wall / total;
-  return seconds;
+    return profile;
+  }
+  profile.hostSeconds = std::max(0.0, wall - total);
+  return profile;
 }
 
 Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
                         const backends::Compiler &compile) {
-  VITC_ASSIGN(OpSeconds seconds, profileOps(oneLayer, compile));
+  VITC_ASSIGN(Profile profile, profileProgram(oneLayer, compile));
+  const OpSeconds &seconds = profile.ops;
   std::map<std::string, std::pair<double, double>> byKind; // keyword -> (seconds, work)
   for (const auto &op : oneLayer.ops()) {
     auto it = seconds.find(op->name);
@@ -297,13 +386,13 @@ Status calibrateOnModel(Target &target, const ir::Module &oneLayer,
 }
 
 Expected<Target> loadTarget(const std::string &spec, const backends::Compiler &compile,
-                            const std::string &backend) {
+                            const std::string &backend, bool recalibrate) {
   if (spec == "tpuv4")
     return tpuv4();
   if (spec == "cpu") {
     const char *home = std::getenv("HOME");
     std::string dir = std::string(home && *home ? home : "/tmp") + "/.cache/vitc";
-    return calibrateCpu(compile, backend, dir);
+    return calibrateCpu(compile, backend, dir, recalibrate);
   }
   VITC_ASSIGN(std::string text, readFile(spec));
   return parseTarget(text, spec);

@@ -1,6 +1,7 @@
 // `vitc autotune`: choose a mesh and layout for a model on a number of devices.
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <unistd.h>
 
 #include "autotune/search.h"
@@ -30,39 +31,17 @@ void printRow(size_t rank, const autotune::Evaluation &e) {
                            duration(e.perStep.exposedCommSeconds));
 }
 
-// Runs a candidate on this machine's thread runtime and returns the median step time: of the
-// forward pass, or with `train` of the real sharded training step (AdamW, each device updating its
-// own shards of the params), as `vitc train` runs it.
-Expected<double> measure(const frontend::ModelConfig &config, int64_t batch,
-                         const autotune::Candidate &c, const runtime::LinkModel &link,
-                         const backends::Compiler &compile, int runs, bool train) {
-  VITC_ASSIGN(std::unique_ptr<ir::Module> compiled,
-              autotune::compileCandidate(config, batch / c.microbatches, c, 0, train));
-  std::shared_ptr<const ir::Module> m = std::move(compiled);
-  std::vector<Tensor> params = autotune::timingParams(*m);
+// Runs a candidate's compiled program on this machine's thread runtime as its users run it (a
+// forward pass, or the real sharded training step: AdamW, each device updating its own shards of
+// the params, as `vitc train` runs it) and returns the median time of a batch (its micro-batches
+// one after the other) over `runs` runs or a second of them.
+Expected<double> measure(std::unique_ptr<ir::Module> compiled, const autotune::Candidate &c,
+                         const runtime::LinkModel &link, const backends::Compiler &compile,
+                         int runs) {
   runtime::RunnerOptions options;
   options.link = link;
-  VITC_ASSIGN(auto executable, compile(m));
-  VITC_ASSIGN(auto runner, runtime::MeshRunner::create(executable, params, options));
-  std::vector<Tensor> inputs;
-  for (const ir::Op *in : m->inputs())
-    inputs.push_back(Tensor::zeros(in->shape()));
-  auto once = [&]() -> Status {
-    if (!train) {
-      VITC_ASSIGN(std::vector<Tensor> outputs, runner->run(inputs));
-      return Status::ok();
-    }
-    VITC_ASSIGN(runtime::MeshRunner::StepResult result, runner->step(inputs, 1));
-    return Status::ok();
-  };
-  VITC_TRY(once()); // warm-up
-  std::vector<double> times;
-  for (int i = 0; i < runs; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (int64_t part = 0; part < c.microbatches; ++part)
-      VITC_TRY(once());
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+  VITC_ASSIGN(std::vector<double> times, autotune::timeSteps(std::move(compiled), compile, options,
+                                                             runs, c.microbatches, 1.0));
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
@@ -73,14 +52,17 @@ int runAutotune(int argc, char **argv) {
   std::string model, targetSpec = "cpu", mode = "infer", output, link, backend = "llvm";
   int64_t devices = 0, batch = 0;
   int measureTop = 0, top = 10;
-  bool verbose = false;
+  bool verbose = false, recalibrate = false;
   po::options_description desc("vitc autotune options");
-  desc.add_options()("help,h", "show this help")("model", po::value(&model)->required(),
-                                                 "model: spec or Hugging Face config")(
+  desc.add_options()("help,h",
+                     "show this help")("model", po::value(&model)->required(),
+                                       "model: a spec, a Hugging Face config or an ONNX file")(
       "devices", po::value(&devices)->required(), "number of devices")(
       "batch", po::value(&batch), "global batch (default: one image per device)")(
       "target", po::value(&targetSpec)->default_value("cpu"),
       "cpu (this host, calibrated), tpuv4, or a target JSON file")(
+      "recalibrate", po::bool_switch(&recalibrate),
+      "measure this host again for --target=cpu instead of using the cached calibration")(
       "mode", po::value(&mode)->default_value("infer"), "infer (forward) or train (a step)")(
       "link", po::value(&link), "links between devices, as vitc run --link (overrides the target)")(
       "measure", po::value(&measureTop)->implicit_value(3),
@@ -123,18 +105,42 @@ int runAutotune(int argc, char **argv) {
   if (Status s = checkWritable(output); !s)
     return report(s.error());
 
-  Expected<frontend::LoadedModel> loaded = frontend::loadModel(model, {1});
+  Expected<frontend::LoadedModel> loaded = frontend::loadModel(model, {batch});
   if (!loaded)
     return report(loaded.error());
-  if (!loaded->config)
-    return report(
-        makeError(Loc::inFile(loaded->path),
-                  "autotune needs a model description (a spec or a Hugging Face "
-                  "config) to build each candidate at depth 1 and 2{}",
-                  loaded->format == frontend::ModelFormat::IrText
-                      ? ", not IR text: the IR is already for one mesh"
-                      : ", which an ONNX file does not give (its graph is one fixed depth)"));
-  const frontend::ModelConfig &config = *loaded->config;
+  if (loaded->format == frontend::ModelFormat::IrText)
+    return report(makeError(Loc::inFile(loaded->path),
+                            "autotune needs a model description (a spec, a Hugging Face config or "
+                            "an ONNX file), not IR text: the IR is already for one mesh"));
+  // A spec or config is built at any depth (the search extrapolates from depth 1 and 2); an ONNX
+  // graph has one depth and is compiled whole, from its own module, imported once per batch.
+  const frontend::ModelConfig *config = loaded->config ? &*loaded->config : nullptr;
+  std::map<int64_t, std::unique_ptr<ir::Module>> imported;
+  imported[loaded->fixedBatch.value_or(batch)] = std::move(loaded->module);
+  autotune::GraphBuilder graph = [&](int64_t b) -> Expected<std::unique_ptr<ir::Module>> {
+    if (!imported.count(b)) {
+      if (loaded->fixedBatch)
+        return makeError(Loc::inFile(loaded->path),
+                         "the model was exported for a batch of {}, not {}", *loaded->fixedBatch,
+                         b);
+      VITC_ASSIGN(frontend::LoadedModel m, frontend::loadModel(loaded->path, {b}));
+      imported[b] = std::move(m.module);
+    }
+    return imported.at(b)->clone();
+  };
+  if (!config && loaded->fixedBatch && *loaded->fixedBatch != batch)
+    return report(makeError(Loc::inFile(loaded->path),
+                            "the model was exported for a batch of {}: give --batch {}",
+                            *loaded->fixedBatch, *loaded->fixedBatch));
+  // The candidate's whole program, as --measure runs it.
+  auto compileWhole = [&](const autotune::Candidate &c) -> Expected<std::unique_ptr<ir::Module>> {
+    int64_t b = batch / c.microbatches;
+    if (config)
+      return autotune::compileCandidate(*config, b, c, 0, mode == "train");
+    VITC_ASSIGN(std::unique_ptr<ir::Module> forward, graph(b));
+    return autotune::compileCandidate(*forward, c, mode == "train");
+  };
+  std::string modelName = config ? config->name : imported.begin()->second->name;
 
   // Each device gets its share of the host's cores, as vitc run gives it.
   Expected<backends::Compiler> compiler = backendCompiler(backend, defaultThreads(devices));
@@ -143,7 +149,8 @@ int runAutotune(int argc, char **argv) {
   bool terminal = isatty(STDERR_FILENO);
   if (terminal && targetSpec == "cpu")
     std::cerr << "calibrating this CPU (once; cached in ~/.cache/vitc)...\r" << std::flush;
-  Expected<autotune::Target> target = autotune::loadTarget(targetSpec, *compiler, backend);
+  Expected<autotune::Target> target =
+      autotune::loadTarget(targetSpec, *compiler, backend, recalibrate);
   if (!target)
     return report(target.error());
   if (!link.empty()) {
@@ -160,8 +167,18 @@ int runAutotune(int argc, char **argv) {
       std::cerr << "\r\033[Kmeasuring the kernels of a one-layer model..." << std::flush;
     autotune::Candidate single;
     single.mesh = ir::Mesh::single();
+    int64_t perDevice = std::max<int64_t>(1, batch / devices);
     Expected<std::unique_ptr<ir::Module>> oneLayer =
-        autotune::compileCandidate(config, std::max<int64_t>(1, batch / devices), single, 1);
+        config ? autotune::compileCandidate(*config, perDevice, single, 1)
+               : [&]() -> Expected<std::unique_ptr<ir::Module>> {
+      // A graph at the batch one device gets, or at its fixed one.
+      Expected<std::unique_ptr<ir::Module>> forward = graph(perDevice);
+      if (!forward)
+        forward = graph(batch);
+      if (!forward)
+        return forward.error();
+      return autotune::compileCandidate(**forward, single);
+    }();
     if (!oneLayer)
       return report(oneLayer.error());
     if (Status s = autotune::calibrateOnModel(*target, **oneLayer, *compiler); !s)
@@ -174,13 +191,14 @@ int runAutotune(int argc, char **argv) {
   options.train = mode == "train";
   options.target = *target;
   if (targetSpec == "cpu")
-    options.profile = [&](const ir::Module &m) { return autotune::profileOps(m, *compiler); };
+    options.profile = [&](const ir::Module &m) { return autotune::profileProgram(m, *compiler); };
   auto started = std::chrono::steady_clock::now();
-  Expected<autotune::SearchResult> result =
-      autotune::search(config, options, [&](size_t done, size_t total, const std::string &what) {
-        if (terminal)
-          std::cerr << fmt::format("\r\033[K[{}/{}] {}", done, total, what) << std::flush;
-      });
+  autotune::Progress progress = [&](size_t done, size_t total, const std::string &what) {
+    if (terminal)
+      std::cerr << fmt::format("\r\033[K[{}/{}] {}", done, total, what) << std::flush;
+  };
+  Expected<autotune::SearchResult> result = config ? autotune::search(*config, options, progress)
+                                                   : autotune::search(graph, options, progress);
   if (terminal)
     std::cerr << "\r\033[K" << std::flush;
   if (!result)
@@ -190,7 +208,13 @@ int runAutotune(int argc, char **argv) {
 
   std::cout << fmt::format("autotune {} for {} devices on {} ({}, batch {}): {} candidates in "
                            "{:.2f} s\n",
-                           config.name, devices, target->name,
+                           modelName, devices,
+                           target->calibratedAt.empty()
+                               ? target->name
+                               : fmt::format("{} (calibrated {} at load {:.1f}; --recalibrate "
+                                             "measures again)",
+                                             target->name, target->calibratedAt,
+                                             target->calibrationLoad),
                            mode == "train" ? "training step" : "inference", batch,
                            result->ranked.size() + result->rejected.size(), searchSeconds);
   if (result->ranked.empty()) {
@@ -237,6 +261,8 @@ int runAutotune(int argc, char **argv) {
   if (measureTop > 0) {
     std::cout << "measured on this machine (thread runtime"
               << (link.empty() ? "" : ", emulated link") << "):\n";
+    std::cout << fmt::format("{:>3}  {:<20} {:<34} {:>11} {:>11} {:>11} {:>7}\n", "#", "mesh",
+                             "layout", "predicted", "(host)", "measured", "error");
     double fastest = 0;
     size_t fastestIndex = 0;
     for (size_t i = 0; i < result->ranked.size() && static_cast<int>(i) < measureTop; ++i) {
@@ -245,16 +271,19 @@ int runAutotune(int argc, char **argv) {
         std::cerr << fmt::format("\r\033[Kmeasuring {} {}", e.candidate.meshString(),
                                  e.candidate.layoutString())
                   << std::flush;
+      Expected<std::unique_ptr<ir::Module>> compiled = compileWhole(e.candidate);
       Expected<double> seconds =
-          measure(config, batch, e.candidate, target->links, *compiler, 5, mode == "train");
+          compiled ? measure(std::move(*compiled), e.candidate, target->links, *compiler, 5)
+                   : Expected<double>(compiled.error());
       if (terminal)
         std::cerr << "\r\033[K" << std::flush;
       if (!seconds)
         return report(seconds.error());
       double error = (e.perStep.stepSeconds - *seconds) / *seconds;
-      std::cout << fmt::format("{:>3}  {:<20} {:<34} predicted {:>11} measured {:>11} ({:+.0f}%)\n",
-                               i + 1, e.candidate.meshString(), e.candidate.layoutString(),
-                               duration(e.perStep.stepSeconds), duration(*seconds), 100 * error);
+      std::cout << fmt::format("{:>3}  {:<20} {:<34} {:>11} {:>11} {:>11} {:>+6.0f}%\n", i + 1,
+                               e.candidate.meshString(), e.candidate.layoutString(),
+                               duration(e.perStep.stepSeconds), duration(e.perStep.hostSeconds),
+                               duration(*seconds), 100 * error);
       if (i == 0 || *seconds < fastest) {
         fastest = *seconds;
         fastestIndex = i;
