@@ -75,10 +75,10 @@ struct KeyOf {
   }
   std::string operator()(const AttentionDesc &d) const {
     return fmt::format(
-        "attention batch{} tq{} tk{} heads{} dh{} chunks{} rows{},{},{} scale{} qknorm{} bias{} "
-        "eps{} {}",
-        d.batch, d.tq, d.tk, d.heads, d.dh, d.queryChunks, d.qRow, d.kRow, d.vRow,
-        floatKey(d.scale), d.qkNorm, d.normBias, floatKey(d.eps), tilesKey(d.tiles));
+        "attention batch{} tq{} tk{} heads{} dh{}{} chunks{} rows{},{},{} scale{} qknorm{} "
+        "bias{} eps{} {}",
+        d.batch, d.tq, d.tk, d.heads, d.dh, d.bf16 ? " bf16" : "", d.queryChunks, d.qRow, d.kRow,
+        d.vRow, floatKey(d.scale), d.qkNorm, d.normBias, floatKey(d.eps), tilesKey(d.tiles));
   }
 };
 
@@ -271,12 +271,16 @@ AttentionScratch attentionScratch(const AttentionDesc &d) {
     at += roundUp(floats, 16);
     return here;
   };
-  s.qStride = oddLineStride(d.dh);
+  // The depth of each product in 32-bit words: features, and keys, or pairs of them with bf16.
+  int64_t features = d.bf16 ? d.dh / 2 : d.dh, keys = d.bf16 ? ceilDiv(d.tk, 2) : d.tk;
+  s.qStride = oddLineStride(features);
   s.sStride = oddLineStride(roundUp(d.tk, t.nr));
-  s.kPanels = take(roundUp(d.tk, t.nr) * d.dh);
-  s.vPanels = take(roundUp(d.dh, t.nr) * d.tk);
+  s.pStride = d.bf16 ? oddLineStride(keys) : 0;
+  s.kPanels = take(roundUp(d.tk, t.nr) * features);
+  s.vPanels = take(roundUp(d.dh, t.nr) * keys);
   s.q = take(t.mr * s.qStride);
   s.s = take(t.mr * s.sStride);
+  s.p = take(t.mr * s.pStride);
   s.rowScale = take(t.mr);
   s.total = at;
   return s;
