@@ -139,6 +139,31 @@ std::vector<Bf16AttentionCase> bf16AttentionCases() {
   return cases;
 }
 
+// The interpreter's attention of bf16 inputs is its f32 attention of the same values widened:
+// bit for bit, QK-norm included (its parameters stay f32).
+TEST(Bf16Attention, TheInterpreterWidensItsInputsExactly) {
+  const char *text = R"(module @widen mesh(data=1, model=1) {
+  %q = input {name = "q"} : f32[2,9,16]
+  %k = input {name = "k"} : f32[2,7,16]
+  %s = param {name = "s"} : f32[8]
+  %b = param {name = "b"} : f32[8]
+  %qb = convert %q : bf16[2,9,16]
+  %kb = convert %k : bf16[2,7,16]
+  %qw = convert %qb : f32[2,9,16]
+  %kw = convert %kb : f32[2,7,16]
+  %mixed = attention %qb, %kb, %kb, %s, %b, %s, %b {eps = 1e-06, heads = 2, norm_bias = true, qk_norm = true, scale = 0.3} : f32[2,9,16]
+  %wide = attention %qw, %kw, %kw, %s, %b, %s, %b {eps = 1e-06, heads = 2, norm_bias = true, qk_norm = true, scale = 0.3} : f32[2,9,16]
+  output %mixed, %wide
+}
+)";
+  auto cmp = test::compareText(text);
+  ASSERT_TRUE(cmp) << cmp.error().str();
+  const Tensor &mixed = cmp->reference[0], &wide = cmp->reference[1];
+  ASSERT_EQ(mixed.numel(), wide.numel());
+  for (int64_t i = 0; i < mixed.numel(); ++i)
+    ASSERT_EQ(mixed.data()[i], wide.data()[i]) << "element " << i;
+}
+
 // The target CPU chooses how bf16 attention multiplies, as it does for matmuls: vdpbf16ps where
 // it has AVX512-BF16 (AMX CPUs included), f32 FMAs on the widened pairs elsewhere. Compiled, not
 // run, so that it holds on any x86 host.
