@@ -205,7 +205,10 @@ inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 // The tiles for an m x n product: row blocks of equal size (a multiple of mr) of about mc rows,
 // and column blocks (a multiple of nr) of about nc columns; one block where two would be small.
 // With several threads (t.threads), more blocks: by rows where B is small, else by columns.
-TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int64_t batch = 1);
+// A bf16 product (k counting pairs) deeper than one block of t.kc takes blocks twice as deep and
+// row blocks half as tall (see matmulTiles).
+TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int64_t batch = 1,
+                       bool bf16 = false);
 // Depth of the cache blocks of a k-long product: at most kc, all blocks but the last equal.
 int64_t depthBlock(int64_t k, const TileConfig &t);
 // A row stride (floats) of at least `n` that is an odd number of 64-byte lines, so that the rows

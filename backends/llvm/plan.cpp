@@ -550,7 +550,7 @@ private:
       d.bf16 = true;
       d.k /= 2;
     }
-    d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch);
+    d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch, d.bf16);
     if (op.is(OpKind::FusedLinear)) {
       d.bias = op.attrs.getBool("bias");
       d.gelu = op.attrs.getBool("gelu");
