@@ -513,16 +513,21 @@ Expected<TensorType> inferAttention(const Op &op, const Mesh &mesh) {
   if (axis != kNoAxis && heads % mesh.axisSize(axis) != 0)
     return fail("heads ({}) cannot be split {} ways over '{}'", heads, mesh.axisSize(axis),
                 axisName(mesh, axis));
+  // bf16 queries, keys and values are widened for f32 math (QK-norm, softmax) and the products
+  // accumulate in f32: the QK-norm parameters and the result are f32 as with f32 inputs.
   for (size_t i = 3; i < op.operands.size(); ++i) {
     const TensorType &p = op.operand(i)->type;
     if (p.shape != Shape{d / heads} || !p.sharding.isReplicated())
       return fail("qk_norm parameters must be replicated [{}], got {}", d / heads,
                   shapeString(p.shape));
-    VITC_TRY(requireSameDType(q, p, "a qk_norm parameter"));
+    if (p.dtype != DType::F32)
+      return fail("qk_norm parameters must be f32, got {}", dtypeName(p.dtype));
   }
   if (!op.attrs.has("eps") && qkNorm)
     return fail("attention with qk_norm needs eps");
-  return q;
+  TensorType r = q;
+  r.dtype = DType::F32;
+  return r;
 }
 
 Expected<TensorType> inferReshard(const Op &op, const Mesh &) {

@@ -293,23 +293,9 @@ llvm::Function *packFunction(Emitter &e, int64_t n, int64_t k, bool transposeB, 
     Value *dstPanel = e.at(dst, b.CreateMul(panel, e.c64(k * nr)));
     // Pairs of `lanes` bf16 columns from the row starting at element `at` and the row below it,
     // as a vector of 32-bit words (the even row's element in the low half).
-    llvm::Type *i16 = b.getInt16Ty();
-    auto *halves = llvm::FixedVectorType::get(i16, static_cast<unsigned>(e.vw));
-    std::vector<int> zip;
-    for (int i = 0; i < e.vw; ++i) {
-      zip.push_back(i);
-      zip.push_back(static_cast<int>(e.vw) + i);
-    }
     auto interleavedRows = [&](Value *at, int64_t lanes) {
-      auto row = [&](Value *first) {
-        Value *p = b.CreateGEP(i16, src, first);
-        if (lanes >= e.vw)
-          return static_cast<Value *>(b.CreateAlignedLoad(halves, p, llvm::Align(2)));
-        return static_cast<Value *>(b.CreateMaskedLoad(halves, p, llvm::Align(2), e.mask(lanes),
-                                                       llvm::Constant::getNullValue(halves)));
-      };
-      Value *pairs = b.CreateShuffleVector(row(at), row(b.CreateAdd(at, e.c64(n))), zip);
-      return b.CreateBitCast(pairs, e.vec);
+      return e.pairHalves(e.loadHalves(e.halfAt(src, at), lanes),
+                          e.loadHalves(e.halfAt(src, b.CreateAdd(at, e.c64(n))), lanes));
     };
     // The columns this panel holds are static for every panel but a ragged last one.
     auto emitPanel = [&](int64_t cols) {
@@ -515,34 +501,78 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     kScale = e.arg(next++);
     kBias = d.normBias ? e.arg(next++) : nullptr;
   }
+  // With bf16 both products take pairs (AMX tiles are left to the matmuls: a head's 64 features
+  // are only two tiles deep).
+  Product product = !d.bf16               ? Product::F32
+                    : e.target.avx512Bf16 ? Product::Bf16Dot
+                                          : Product::Bf16Widened;
+  // The depths of the two products in 32-bit words: a head's features and the keys, or pairs of
+  // them with bf16 (the last pair of an odd tk is padded with a zero key).
+  int64_t features = d.bf16 ? d.dh / 2 : d.dh, keyDepth = d.bf16 ? ceilDiv(d.tk, 2) : d.tk;
   AttentionScratch as = attentionScratch(d);
   Value *kPanels = e.at(e.scratch, as.kPanels), *vPanels = e.at(e.scratch, as.vPanels);
   Value *qBlock = e.at(e.scratch, as.q), *sBlock = e.at(e.scratch, as.s);
-  Value *rowScale = e.at(e.scratch, as.rowScale);
+  Value *pBlock = e.at(e.scratch, as.p), *rowScale = e.at(e.scratch, as.rowScale);
   int64_t width = d.heads * d.dh; // row stride of out
-  // Row strides of q, k and v (wider when they are views of a fused projection).
+  // Row strides of q, k and v in elements (wider when they are views of a fused projection).
   int64_t qRow = d.qRow > 0 ? d.qRow : width, kRow = d.kRow > 0 ? d.kRow : width;
   int64_t vRow = d.vRow > 0 ? d.vRow : width;
   int64_t keyPanels = ceilDiv(d.tk, t.nr);
+  Value *zeroHalves = llvm::Constant::getNullValue(e.halves);
 
-  // Normalized (when qk_norm) values of a row of dh features, handed out a vector at a time.
-  auto normalizedRow = [&](Value *row, Value *scale, Value *bias,
-                           const std::function<void(Value * j, int64_t lanes, Value * x)> &use) {
+  // &x[index] for an element of q, k or v.
+  auto element = [&](Value *base, Value *index) {
+    return d.bf16 ? e.halfAt(base, index) : e.at(base, index);
+  };
+  // `lanes` features of a row from feature j on, as f32 (lanes past them read as `fill`).
+  auto loadFeatures = [&](Value *row, Value *j, int64_t lanes, Value *fill = nullptr) {
+    if (!d.bf16)
+      return e.load(e.at(row, j), lanes, fill);
+    Value *x = e.widenHalves(e.loadHalves(e.halfAt(row, j), lanes));
+    return fill && lanes < e.vw ? b.CreateSelect(e.mask(lanes), x, fill) : x;
+  };
+  // The LayerNorm of QK-norm (mean and 1 / sqrt(var + eps) of the row), or nothing.
+  struct Moments {
     Value *mean = nullptr, *inv = nullptr;
-    if (d.qkNorm) {
-      auto [m, s] = e.rowMoments(row, d.dh, d.eps);
-      mean = e.splat(m);
-      inv = e.splat(s);
+  };
+  auto moments = [&](Value *row) {
+    Moments m;
+    if (!d.qkNorm)
+      return m;
+    auto [mean, inv] = e.rowMoments(
+        [&](Value *j, int64_t lanes, Value *fill) { return loadFeatures(row, j, lanes, fill); },
+        d.dh, d.eps);
+    m.mean = e.splat(mean);
+    m.inv = e.splat(inv);
+    return m;
+  };
+  // Features j.. of a row after QK-norm (with its parameters `scale` and `bias`), when qk_norm.
+  auto normalize = [&](Value *x, const Moments &m, Value *scale, Value *bias, Value *j,
+                       int64_t lanes) {
+    if (!d.qkNorm)
+      return x;
+    x = b.CreateFMul(b.CreateFMul(b.CreateFSub(x, m.mean), m.inv), e.load(e.at(scale, j), lanes));
+    return bias ? b.CreateFAdd(x, e.load(e.at(bias, j), lanes)) : x;
+  };
+  // One vector of the depth of a product, words w.. (`lanes` of them) of a row whose f32 values
+  // `load(j, n)` gives: elements w.. after `f`, or with bf16 the pairs of elements 2w.. after
+  // `f`, rounded to bf16.
+  using Load = std::function<Value *(Value * j, int64_t lanes)>;
+  using Map = std::function<Value *(Value * x, Value * j, int64_t lanes)>;
+  auto depthVector = [&](const Load &load, Value *w, int64_t lanes, const Map &f) {
+    if (!d.bf16)
+      return f(load(w, lanes), w, lanes);
+    Value *first = b.CreateMul(w, e.c64(2));
+    Values half;
+    for (int64_t h = 0; h < 2; ++h) {
+      int64_t n = std::min(e.vw, 2 * lanes - h * e.vw);
+      Value *j = b.CreateAdd(first, e.c64(h * e.vw));
+      half.push_back(n > 0 ? e.roundToHalves(f(load(j, n), j, n)) : zeroHalves);
     }
-    e.chunks(d.dh, [&](Value *j, int64_t lanes) {
-      Value *x = e.load(e.at(row, j), lanes);
-      if (d.qkNorm) {
-        x = b.CreateFMul(b.CreateFMul(b.CreateFSub(x, mean), inv), e.load(e.at(scale, j), lanes));
-        if (bias)
-          x = b.CreateFAdd(x, e.load(e.at(bias, j), lanes));
-      }
-      use(j, lanes, x);
-    });
+    return e.joinHalves(half[0], half[1]);
+  };
+  auto featuresOf = [&](Value *row) -> Load {
+    return [&, row](Value *j, int64_t lanes) { return loadFeatures(row, j, lanes); };
   };
 
   e.forEachWorkItem([&](Value *w) {
@@ -551,74 +581,90 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
     Value *batch = b.CreateUDiv(batchHead, e.c64(d.heads));
     Value *head = b.CreateURem(batchHead, e.c64(d.heads));
     Value *headCol = b.CreateMul(head, e.c64(d.dh));
-    Value *qHead = e.at(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * qRow)), headCol));
-    Value *kHead = e.at(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * kRow)), headCol));
-    Value *vHead = e.at(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * vRow)), headCol));
+    Value *qHead = element(q, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * qRow)), headCol));
+    Value *kHead = element(k, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * kRow)), headCol));
+    Value *vHead = element(v, b.CreateAdd(b.CreateMul(batch, e.c64(d.tk * vRow)), headCol));
     Value *oHead = e.at(out, b.CreateAdd(b.CreateMul(batch, e.c64(d.tq * width)), headCol));
 
-    // K^T in panels of nr keys: key t's features go down column t % nr of panel t / nr. Keys
-    // come in blocks of vw (a panel holds whole blocks), and each vw x vw block of (key, feature)
-    // is transposed in registers, so every store is a whole vector. Keys past tk are zero up to
-    // the end of the last panel: they score zero and are never read, but stay free of stale values.
+    // K^T in panels of nr keys: key t's features (or pairs of them) go down column t % nr of
+    // panel t / nr. Keys come in blocks of vw (a panel holds whole blocks), and each vw x vw block
+    // of (key, word) is transposed in registers, so every store is a whole vector. Keys past tk
+    // are zero up to the end of the last panel: they score zero and are never read, but stay free
+    // of stale values.
     e.loop(0, keyPanels * t.nr, e.vw, [&](Value *k0) {
-      Value *panelBase =
-          e.at(kPanels, b.CreateAdd(b.CreateMul(b.CreateUDiv(k0, e.c64(t.nr)), e.c64(d.dh * t.nr)),
-                                    b.CreateURem(k0, e.c64(t.nr))));
-      std::vector<Value *> rowPtr, valid, mean, inv;
+      Value *panelBase = e.at(
+          kPanels, b.CreateAdd(b.CreateMul(b.CreateUDiv(k0, e.c64(t.nr)), e.c64(features * t.nr)),
+                               b.CreateURem(k0, e.c64(t.nr))));
+      std::vector<Value *> rowPtr, valid;
+      std::vector<Moments> rowMoments;
       for (int64_t r = 0; r < e.vw; ++r) {
         Value *key = b.CreateAdd(k0, e.c64(r));
         valid.push_back(b.CreateICmpULT(key, e.c64(d.tk)));
         // Past tk, read the last key (always there) and zero it below.
         Value *clamped = b.CreateSelect(valid.back(), key, e.c64(d.tk - 1));
-        rowPtr.push_back(e.at(kHead, b.CreateMul(clamped, e.c64(kRow))));
-        if (d.qkNorm) {
-          auto [m, sInv] = e.rowMoments(rowPtr.back(), d.dh, d.eps);
-          mean.push_back(e.splat(m));
-          inv.push_back(e.splat(sInv));
-        }
+        rowPtr.push_back(element(kHead, b.CreateMul(clamped, e.c64(kRow))));
+        rowMoments.push_back(moments(rowPtr.back()));
       }
-      for (int64_t f0 = 0; f0 < d.dh; f0 += e.vw) {
-        int64_t lanes = std::min(e.vw, d.dh - f0);
+      for (int64_t f0 = 0; f0 < features; f0 += e.vw) {
+        int64_t lanes = std::min(e.vw, features - f0);
         std::vector<Value *> rows;
-        for (int64_t r = 0; r < e.vw; ++r) {
-          Value *x = e.load(e.at(rowPtr[static_cast<size_t>(r)], f0), lanes);
-          if (d.qkNorm) {
-            x = b.CreateFMul(b.CreateFMul(b.CreateFSub(x, mean[static_cast<size_t>(r)]),
-                                          inv[static_cast<size_t>(r)]),
-                             e.load(e.at(kScale, f0), lanes));
-            if (kBias)
-              x = b.CreateFAdd(x, e.load(e.at(kBias, f0), lanes));
-          }
-          rows.push_back(b.CreateSelect(valid[static_cast<size_t>(r)], x, e.vf(0.0f)));
+        for (size_t r = 0; r < rowPtr.size(); ++r) {
+          Value *x = depthVector(featuresOf(rowPtr[r]), e.c64(f0), lanes,
+                                 [&](Value *x, Value *j, int64_t n) {
+                                   return normalize(x, rowMoments[r], kScale, kBias, j, n);
+                                 });
+          rows.push_back(b.CreateSelect(valid[r], x, e.vf(0.0f)));
         }
         std::vector<Value *> cols = e.transpose(rows);
         for (int64_t f = 0; f < lanes; ++f)
           e.store(cols[static_cast<size_t>(f)], e.at(panelBase, (f0 + f) * t.nr));
       }
     });
-    // V in panels of nr features: [panel][t][nr], zero past dh.
-    e.loop(0, d.tk, 1, [&](Value *key) {
-      Value *row = e.at(vHead, b.CreateMul(key, e.c64(vRow)));
+    // V in panels of nr features: [panel][t][nr], zero past dh; with bf16, word [kk][j] of a
+    // panel is the pair of keys 2kk and 2kk + 1 of its feature j (zero past tk).
+    auto storeValues = [&](Value *kk, const std::function<Value *(int64_t col, int64_t)> &load) {
       for (int64_t p = 0; p < ceilDiv(d.dh, t.nr); ++p)
         for (int64_t u = 0; u < t.nr / e.vw; ++u) {
           int64_t col = p * t.nr + u * e.vw;
           int64_t lanes = std::min(e.vw, d.dh - col);
-          Value *x = lanes > 0 ? e.load(e.at(row, col), lanes) : e.vf(0.0f);
-          e.store(x, e.at(vPanels, b.CreateAdd(e.c64(p * d.tk * t.nr + u * e.vw),
-                                               b.CreateMul(key, e.c64(t.nr)))));
+          Value *x = lanes > 0 ? load(col, lanes) : e.vf(0.0f);
+          e.store(x, e.at(vPanels, b.CreateAdd(e.c64(p * keyDepth * t.nr + u * e.vw),
+                                               b.CreateMul(kk, e.c64(t.nr)))));
         }
-    });
+    };
+    if (!d.bf16) {
+      e.loop(0, d.tk, 1, [&](Value *key) {
+        Value *row = e.at(vHead, b.CreateMul(key, e.c64(vRow)));
+        storeValues(key, [&](int64_t col, int64_t lanes) { return e.load(e.at(row, col), lanes); });
+      });
+    } else {
+      auto pairOfKeys = [&](Value *kk, bool lastOfOdd) {
+        Value *even = element(vHead, b.CreateMul(kk, e.c64(2 * vRow)));
+        storeValues(kk, [&](int64_t col, int64_t lanes) {
+          Value *odd =
+              lastOfOdd ? zeroHalves : e.loadHalves(e.halfAt(even, e.c64(vRow + col)), lanes);
+          return e.pairHalves(e.loadHalves(e.halfAt(even, e.c64(col)), lanes), odd);
+        });
+      };
+      e.loop(0, d.tk / 2, 1, [&](Value *kk) { pairOfKeys(kk, false); });
+      if (d.tk % 2 != 0)
+        pairOfKeys(e.c64(d.tk / 2), true);
+    }
 
     // One block of `rows` queries starting at q0.
     auto queryBlock = [&](Value *q0, int64_t rows) {
       for (int64_t i = 0; i < rows; ++i) {
-        Value *row = e.at(qHead, b.CreateMul(b.CreateAdd(q0, e.c64(i)), e.c64(qRow)));
-        normalizedRow(row, qScale, qBias, [&](Value *j, int64_t lanes, Value *x) {
-          e.store(b.CreateFMul(x, e.vf(d.scale)),
-                  e.at(qBlock, b.CreateAdd(j, e.c64(i * as.qStride))), lanes);
+        Value *row = element(qHead, b.CreateMul(b.CreateAdd(q0, e.c64(i)), e.c64(qRow)));
+        Moments m = moments(row);
+        e.chunks(features, [&](Value *j, int64_t lanes) {
+          Value *x = depthVector(featuresOf(row), j, lanes, [&](Value *x, Value *f, int64_t n) {
+            return b.CreateFMul(normalize(x, m, qScale, qBias, f, n), e.vf(d.scale));
+          });
+          e.store(x, e.at(qBlock, b.CreateAdd(j, e.c64(i * as.qStride))), lanes);
         });
       }
       TileShape scores;
+      scores.product = product;
       scores.rows = rows;
       scores.vecs = t.nr / e.vw;
       scores.lastLanes = e.vw;
@@ -626,8 +672,8 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
       scores.bStride = t.nr;
       scores.ldc = as.sStride;
       auto scorePanel = [&](const TileShape &shape, Value *p) {
-        callTile(e, shape, qBlock, e.at(kPanels, b.CreateMul(p, e.c64(d.dh * t.nr))),
-                 e.at(sBlock, b.CreateMul(p, e.c64(t.nr))), nullptr, nullptr, e.c64(d.dh),
+        callTile(e, shape, qBlock, e.at(kPanels, b.CreateMul(p, e.c64(features * t.nr))),
+                 e.at(sBlock, b.CreateMul(p, e.c64(t.nr))), nullptr, nullptr, e.c64(features),
                  b.getFalse());
       };
       e.loop(0, d.tk / t.nr, 1, [&](Value *p) { scorePanel(scores, p); });
@@ -669,20 +715,40 @@ void emitAttention(Emitter &e, const AttentionDesc &d, const std::string &name) 
       for (size_t i = 0; i < nRows; ++i)
         e.storeScalar(b.CreateFDiv(e.cf(1.0f), e.sumOf(sum[i])),
                       e.at(rowScale, static_cast<int64_t>(i)));
+      // With bf16, the numerators (the sums above are of the f32 ones) rounded into pairs of
+      // keys; an odd tk's last pair takes a zero (the score block's rows are longer than tk).
+      Value *pv = sBlock;
+      int64_t pvRow = as.sStride;
+      if (d.bf16) {
+        for (size_t i = 0; i < nRows; ++i) {
+          if (d.tk % 2 != 0)
+            e.storeScalar(e.cf(0.0f), e.at(rowAt[i], d.tk));
+          Value *pRow = e.at(pBlock, static_cast<int64_t>(i) * as.pStride);
+          e.chunks(keyDepth, [&](Value *j, int64_t lanes) {
+            Value *x =
+                depthVector([&](Value *key, int64_t n) { return e.load(e.at(rowAt[i], key), n); },
+                            j, lanes, [](Value *x, Value *, int64_t) { return x; });
+            e.store(x, e.at(pRow, j), lanes);
+          });
+        }
+        pv = pBlock;
+        pvRow = as.pStride;
+      }
       // O = P V / sum, written straight into the head's columns of the output.
       Value *oRows = e.at(oHead, b.CreateMul(q0, e.c64(width)));
       for (int64_t p = 0; p < ceilDiv(d.dh, t.nr); ++p) {
         int64_t cols = std::min(t.nr, d.dh - p * t.nr);
-        TileShape pv;
-        pv.rows = rows;
-        pv.vecs = ceilDiv(cols, e.vw);
-        pv.lastLanes = cols - (pv.vecs - 1) * e.vw;
-        pv.aRow = as.sStride;
-        pv.bStride = t.nr;
-        pv.ldc = width;
-        pv.rowScale = true;
-        callTile(e, pv, sBlock, e.at(vPanels, p * d.tk * t.nr), e.at(oRows, p * t.nr), rowScale,
-                 nullptr, e.c64(d.tk), b.getFalse());
+        TileShape pvTile;
+        pvTile.product = product;
+        pvTile.rows = rows;
+        pvTile.vecs = ceilDiv(cols, e.vw);
+        pvTile.lastLanes = cols - (pvTile.vecs - 1) * e.vw;
+        pvTile.aRow = pvRow;
+        pvTile.bStride = t.nr;
+        pvTile.ldc = width;
+        pvTile.rowScale = true;
+        callTile(e, pvTile, pv, e.at(vPanels, p * keyDepth * t.nr), e.at(oRows, p * t.nr), rowScale,
+                 nullptr, e.c64(keyDepth), b.getFalse());
       }
     };
     // This work item's queries: whole row tiles of its chunk, then (in the last chunk) the rest.

@@ -357,40 +357,14 @@ void emitConvert(Emitter &e, const ConvertDesc &d, const std::string &name) {
   auto &b = e.b;
   e.beginKernel(name);
   Value *out = e.arg(0), *in = e.arg(1);
-  llvm::Type *i16 = b.getInt16Ty();
-  auto *halves = llvm::FixedVectorType::get(i16, static_cast<unsigned>(e.vw));
-  auto *words = llvm::FixedVectorType::get(e.i32, static_cast<unsigned>(e.vw));
-  auto word = [&](uint32_t v) { return llvm::ConstantInt::get(words, v); };
-  // bf16 elements are 2 bytes: rows and vectors of them are addressed as i16.
-  auto halfAt = [&](Value *base, Value *index) { return b.CreateGEP(i16, base, index); };
   e.forEachWorkItem([&](Value *row) {
     Value *first = b.CreateMul(row, e.c64(d.cols));
     e.chunks(d.cols, [&](Value *j, int64_t lanes) {
       Value *at = b.CreateAdd(first, j);
-      llvm::Constant *mask = e.mask(lanes);
-      if (d.toBf16) {
-        // Round to nearest even as support/bfloat16.h does: add 0x7fff and the lowest kept bit;
-        // a NaN keeps its upper half, made quiet.
-        Value *x = e.load(e.at(in, at), lanes);
-        Value *bits = b.CreateBitCast(x, words);
-        Value *lsb = b.CreateAnd(b.CreateLShr(bits, word(16)), word(1));
-        Value *rounded = b.CreateLShr(b.CreateAdd(b.CreateAdd(bits, word(0x7fff)), lsb), word(16));
-        Value *nan = b.CreateOr(b.CreateLShr(bits, word(16)), word(0x40));
-        Value *y = b.CreateTrunc(b.CreateSelect(b.CreateFCmpUNO(x, x), nan, rounded), halves);
-        if (lanes < e.vw)
-          b.CreateMaskedStore(y, halfAt(out, at), llvm::Align(2), mask);
-        else
-          b.CreateAlignedStore(y, halfAt(out, at), llvm::Align(2));
-        return;
-      }
-      Value *h = nullptr;
-      if (lanes < e.vw)
-        h = b.CreateMaskedLoad(halves, halfAt(in, at), llvm::Align(2), mask,
-                               llvm::Constant::getNullValue(halves));
+      if (d.toBf16)
+        e.storeHalves(e.roundToHalves(e.load(e.at(in, at), lanes)), e.halfAt(out, at), lanes);
       else
-        h = b.CreateAlignedLoad(halves, halfAt(in, at), llvm::Align(2));
-      Value *x = b.CreateBitCast(b.CreateShl(b.CreateZExt(h, words), word(16)), e.vec);
-      e.store(x, e.at(out, at), lanes);
+        e.store(e.widenHalves(e.loadHalves(e.halfAt(in, at), lanes)), e.at(out, at), lanes);
     });
   });
   b.CreateRetVoid();

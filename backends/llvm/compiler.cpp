@@ -102,13 +102,18 @@ TileConfig defaultTiles(int64_t vw, const Tiles &user) {
   return t;
 }
 
-// What compiling says about the plan's bf16 matmuls (CompileReport::bf16Kernels).
+// What compiling says about the plan's bf16 matmuls and attention (CompileReport::bf16Kernels).
 std::string bf16KernelsOf(const Plan &plan, const Target &t) {
-  if (!hasBf16Matmuls(plan))
+  bool matmuls = hasBf16Matmuls(plan), attention = false;
+  for (const KernelDesc &k : plan.kernels)
+    if (const auto *at = std::get_if<AttentionDesc>(&k); at && at->bf16)
+      attention = true;
+  if (!matmuls && !attention)
     return "";
-  return t.amxBf16      ? "AMX tdpbf16ps tiles (amx-bf16)"
-         : t.avx512Bf16 ? "vdpbf16ps (avx512bf16)"
-                        : "f32 FMAs on bf16 values (no avx512bf16)";
+  // Attention multiplies with vdpbf16ps on AMX CPUs too.
+  return t.amxBf16 && matmuls ? "AMX tdpbf16ps tiles (amx-bf16)"
+         : t.avx512Bf16       ? "vdpbf16ps (avx512bf16)"
+                              : "f32 FMAs on bf16 values (no avx512bf16)";
 }
 
 // The kernels of `plan` in a new module for `tm`, verified when asked.

@@ -21,6 +21,7 @@ Emitter::Emitter(llvm::Module &module, const CodegenTarget &t)
   i64 = b.getInt64Ty();
   ptr = b.getPtrTy();
   vec = llvm::FixedVectorType::get(f32, static_cast<unsigned>(vw));
+  halves = llvm::FixedVectorType::get(b.getInt16Ty(), static_cast<unsigned>(vw));
 }
 
 void Emitter::setKernelAttributes(llvm::Function *f) {
@@ -245,6 +246,54 @@ void Emitter::scatter(Value *v, Value *p, int64_t stride, int64_t lanes) {
   b.CreateMaskedScatter(v, ptrs, llvm::Align(4), mask(lanes < 0 ? vw : lanes));
 }
 
+Emitter::Value *Emitter::loadHalves(Value *p, int64_t lanes) {
+  if (lanes < 0 || lanes >= vw)
+    return b.CreateAlignedLoad(halves, p, llvm::Align(2));
+  return b.CreateMaskedLoad(halves, p, llvm::Align(2), mask(lanes),
+                            llvm::Constant::getNullValue(halves));
+}
+
+void Emitter::storeHalves(Value *h, Value *p, int64_t lanes) {
+  if (lanes < 0 || lanes >= vw) {
+    b.CreateAlignedStore(h, p, llvm::Align(2));
+    return;
+  }
+  b.CreateMaskedStore(h, p, llvm::Align(2), mask(lanes));
+}
+
+Emitter::Value *Emitter::widenHalves(Value *h) {
+  auto *words = llvm::FixedVectorType::get(i32, static_cast<unsigned>(vw));
+  return b.CreateBitCast(b.CreateShl(b.CreateZExt(h, words), llvm::ConstantInt::get(words, 16)),
+                         vec);
+}
+
+Emitter::Value *Emitter::roundToHalves(Value *x) {
+  auto *words = llvm::FixedVectorType::get(i32, static_cast<unsigned>(vw));
+  auto word = [&](uint32_t v) { return llvm::ConstantInt::get(words, v); };
+  // Add 0x7fff and the lowest kept bit, then keep the upper half.
+  Value *bits = b.CreateBitCast(x, words);
+  Value *lsb = b.CreateAnd(b.CreateLShr(bits, word(16)), word(1));
+  Value *rounded = b.CreateLShr(b.CreateAdd(b.CreateAdd(bits, word(0x7fff)), lsb), word(16));
+  Value *nan = b.CreateOr(b.CreateLShr(bits, word(16)), word(0x40));
+  return b.CreateTrunc(b.CreateSelect(b.CreateFCmpUNO(x, x), nan, rounded), halves);
+}
+
+Emitter::Value *Emitter::pairHalves(Value *even, Value *odd) {
+  std::vector<int> zip;
+  for (int i = 0; i < vw; ++i) {
+    zip.push_back(i);
+    zip.push_back(static_cast<int>(vw) + i);
+  }
+  return b.CreateBitCast(b.CreateShuffleVector(even, odd, zip), vec);
+}
+
+Emitter::Value *Emitter::joinHalves(Value *low, Value *high) {
+  std::vector<int> both;
+  for (int i = 0; i < 2 * vw; ++i)
+    both.push_back(i);
+  return b.CreateBitCast(b.CreateShuffleVector(low, high, both), vec);
+}
+
 std::vector<Emitter::Value *> Emitter::transpose(std::vector<Value *> r) {
   // Swap the off-diagonal blocks of size s, for s = vw/2 down to 1: element (i, k) moves to
   // (k, i) after the last stage. Two shuffles per pair of rows per stage.
@@ -269,6 +318,12 @@ std::vector<Emitter::Value *> Emitter::transpose(std::vector<Value *> r) {
 
 std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(Value *row, int64_t d,
                                                                   float eps) {
+  return rowMoments(
+      [&](Value *j, int64_t lanes, Value *fill) { return load(at(row, j), lanes, fill); }, d, eps);
+}
+
+std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(const RowLoader &loadRow,
+                                                                  int64_t d, float eps) {
   // The sum over the row of step(x, acc), in 4 accumulators (a ViT row is a chain of 12 or more
   // vectors: one accumulator would wait on each add in turn); lanes past d read as `fill`.
   constexpr int64_t kAccumulators = 4;
@@ -280,12 +335,11 @@ std::pair<Emitter::Value *, Emitter::Value *> Emitter::rowMoments(Value *row, in
         Values out;
         for (int64_t a = 0; a < kAccumulators; ++a)
           out.push_back(
-              step(load(at(row, b.CreateAdd(j, c64(a * vw)))), in[static_cast<size_t>(a)]));
+              step(loadRow(b.CreateAdd(j, c64(a * vw)), vw, fill), in[static_cast<size_t>(a)]));
         return out;
       });
-    Value *rest = at(row, blocked);
     acc[0] = chunks(d - blocked, {acc[0]}, [&](Value *j, int64_t lanes, const Values &in) {
-      return Values{step(load(at(rest, j), lanes, fill), in[0])};
+      return Values{step(loadRow(b.CreateAdd(j, c64(blocked)), lanes, fill), in[0])};
     })[0];
     return sumOf(b.CreateFAdd(b.CreateFAdd(acc[0], acc[1]), b.CreateFAdd(acc[2], acc[3])));
   };

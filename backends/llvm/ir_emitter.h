@@ -31,6 +31,7 @@ public:
   const int64_t vw; // floats per vector
   llvm::Type *f32, *i1, *i32, *i64, *ptr;
   llvm::FixedVectorType *vec;
+  llvm::FixedVectorType *halves; // vw bf16 values as 16-bit integers
 
   // Starts `void name(ptr args, i64 begin, i64 end, ptr scratch)`; sets the four members below.
   llvm::Function *beginKernel(const std::string &name);
@@ -85,8 +86,25 @@ public:
   Value *loadScalar(Value *p) { return b.CreateAlignedLoad(f32, p, llvm::MaybeAlign(4)); }
   void storeScalar(Value *v, Value *p) { b.CreateAlignedStore(v, p, llvm::MaybeAlign(4)); }
 
+  // bf16 storage: &base[index] for a bf16 pointer (2-byte elements), vectors of vw of them
+  // (lanes < vw masked, zero beyond), the exact f32 values of such a vector, and f32 rounded to
+  // bf16 to nearest even (NaN kept, made quiet) as support/bfloat16.h does.
+  Value *halfAt(Value *base, Value *index) { return b.CreateGEP(b.getInt16Ty(), base, index); }
+  Value *loadHalves(Value *p, int64_t lanes = -1);
+  void storeHalves(Value *h, Value *p, int64_t lanes = -1);
+  Value *widenHalves(Value *h);
+  Value *roundToHalves(Value *x);
+  // A vector of vw 32-bit words (typed as floats, as the bf16 tiles read them) holding bf16 pairs:
+  // word i is (even[i], odd[i]) (the even element in the low half), or, from `joinHalves`, the 2 vw
+  // consecutive values of `low` then `high` two at a time.
+  Value *pairHalves(Value *even, Value *odd);
+  Value *joinHalves(Value *low, Value *high);
+
   // The mean of a row of `d` floats and 1 / sqrt(variance + eps), as LayerNorm needs them
-  // (two passes: the sum, then the squared deviations).
+  // (two passes: the sum, then the squared deviations); the row's vectors come from
+  // `loadRow(j, lanes, fill)` (lanes past the row's end read as `fill`), or from `row`'s floats.
+  using RowLoader = std::function<Value *(Value *j, int64_t lanes, Value *fill)>;
+  std::pair<Value *, Value *> rowMoments(const RowLoader &loadRow, int64_t d, float eps);
   std::pair<Value *, Value *> rowMoments(Value *row, int64_t d, float eps);
 
   // The transpose of a vw x vw block held as vw row vectors: result i holds column i.

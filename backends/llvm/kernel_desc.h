@@ -156,8 +156,14 @@ struct FillDesc {
 // (mr x tk) computed with the matmul tile, soft-maxed in scratch and multiplied by V; the score
 // matrix never exists whole. Work items: batch * heads. Args: out, q, k, v, [qScale, [qBias],
 // kScale, [kBias]].
+// With `bf16`, q, k and v hold bfloat16 (dh even; strides and offsets count elements): the two
+// products take bf16 pairs as the bf16 matmul does (K^T's panels hold pairs of features, V's
+// pairs of keys, VNNI order) and accumulate in f32; QK-norm, the scale and softmax are f32 on the
+// widened values, the normalized queries and keys and the softmax numerators P are rounded to
+// bf16 for the products (P as flash-attention does), and 1 / sum stays f32.
 struct AttentionDesc {
   int64_t batch = 0, tq = 0, tk = 0, heads = 0, dh = 0;
+  bool bf16 = false;
   // Work items per head: its queries in this many parts of whole row tiles (each packs the head's
   // K and V again), so that few heads still split evenly over threads.
   int64_t queryChunks = 1;
@@ -199,7 +205,10 @@ inline int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 // The tiles for an m x n product: row blocks of equal size (a multiple of mr) of about mc rows,
 // and column blocks (a multiple of nr) of about nc columns; one block where two would be small.
 // With several threads (t.threads), more blocks: by rows where B is small, else by columns.
-TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int64_t batch = 1);
+// A bf16 product (k counting pairs) deeper than one block of t.kc takes blocks twice as deep and
+// row blocks half as tall (see matmulTiles).
+TileConfig matmulTiles(int64_t m, int64_t n, int64_t k, const TileConfig &t, int64_t batch = 1,
+                       bool bf16 = false);
 // Depth of the cache blocks of a k-long product: at most kc, all blocks but the last equal.
 int64_t depthBlock(int64_t k, const TileConfig &t);
 // A row stride (floats) of at least `n` that is an odd number of 64-byte lines, so that the rows
@@ -224,13 +233,16 @@ int64_t attentionQueryChunks(const AttentionDesc &desc);
 int64_t attentionChunkRows(const AttentionDesc &desc);
 
 // Where an attention kernel keeps one head's data (offsets and sizes in floats).
+// With bf16, K^T's and V's panels and the query block hold pairs (dh / 2 of features, ceil(tk / 2)
+// of keys) and the numerators P are rounded into a block of pairs of their own.
 struct AttentionScratch {
   int64_t kPanels = 0;  // K^T in panels of nr keys: [ceil(tk/nr)][dh][nr]
   int64_t vPanels = 0;  // V in panels of nr features: [ceil(dh/nr)][tk][nr]
   int64_t q = 0;        // the query block, mr rows of qStride
   int64_t s = 0;        // the score block, mr rows of sStride
+  int64_t p = 0;        // with bf16: the numerators' pairs, mr rows of pStride
   int64_t rowScale = 0; // 1 / sum of each score row
-  int64_t qStride = 0, sStride = 0;
+  int64_t qStride = 0, sStride = 0, pStride = 0;
   int64_t total = 0;
 };
 AttentionScratch attentionScratch(const AttentionDesc &desc);

@@ -35,8 +35,9 @@ struct CompileReport {
   int64_t uniqueKernels = 0; // distinct kernels generated and compiled
   std::string cpu;           // the CPU compiled for
   int64_t vectorWidth = 0;   // floats per vector register used
-  // How bf16 matmuls multiply, when the module has any: "vdpbf16ps (avx512bf16)" or "f32 FMAs on
-  // bf16 values (no avx512bf16)"; empty when every matmul is f32.
+  // How bf16 matmuls (and attention) multiply, when the module has any: "AMX tdpbf16ps tiles
+  // (amx-bf16)", "vdpbf16ps (avx512bf16)" or "f32 FMAs on bf16 values (no avx512bf16)"; empty when
+  // every product is f32.
   std::string bf16Kernels;
   double planSeconds = 0, codegenSeconds = 0, optimizeSeconds = 0, machineSeconds = 0;
   double seconds = 0; // all of it: module to callable machine code (or to the output file)

@@ -116,28 +116,6 @@ public:
 
   Expected<Plan> plan() {
     const ir::Mesh &mesh = m_.mesh;
-    // bf16 values are matmul inputs: converts (and reshapes of them) that only matmuls, converts
-    // and reshapes read.
-    for (const auto &op : m_.ops()) {
-      bool bf16Result = op->hasResult() && op->type.dtype != ir::DType::F32;
-      bool movesBf16 = op->is(OpKind::Convert) || op->is(OpKind::Reshape);
-      if (bf16Result && !movesBf16)
-        return makeError(op->loc, "%{}: the llvm backend computes f32 only, got {}", op->name,
-                         ir::dtypeName(op->type.dtype));
-      if (movesBf16 || op->is(OpKind::MatMul) || op->is(OpKind::FusedLinear))
-        continue;
-      for (const Op *o : op->operands)
-        if (o->type.dtype != ir::DType::F32)
-          return makeError(op->loc,
-                           "'{}' reads {} %{}: the llvm backend reads bf16 only in matmuls",
-                           op->keyword(), ir::dtypeName(o->type.dtype), o->name);
-    }
-    plan_.mesh = mesh;
-    if (const ir::AttrValue *ws = m_.attrs.find("workspace_bytes"))
-      plan_.workspaceBytes = std::get<int64_t>(*ws);
-    plan_.ops = static_cast<int64_t>(m_.size());
-
-    std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(m_);
     // Slices attention reads in place, where plan-memory made them views (at their operand's
     // offset; a module planned otherwise copies them).
     for (const Op *view : ir::attentionViews(m_)) {
@@ -146,6 +124,31 @@ public:
       if ((at == nullptr) == (from == nullptr) && (!at || *at == *from))
         views_.insert(view);
     }
+    // bf16 values are matmul and attention inputs: converts (and reshapes and attention's views
+    // of them) that only matmuls, attention, converts and reshapes read.
+    for (const auto &op : m_.ops()) {
+      bool bf16Result = op->hasResult() && op->type.dtype != ir::DType::F32;
+      bool movesBf16 =
+          op->is(OpKind::Convert) || op->is(OpKind::Reshape) || isAttentionView(op.get());
+      if (bf16Result && !movesBf16)
+        return makeError(op->loc, "%{}: the llvm backend computes f32 only, got {}", op->name,
+                         ir::dtypeName(op->type.dtype));
+      if (movesBf16 || op->is(OpKind::MatMul) || op->is(OpKind::FusedLinear) ||
+          op->is(OpKind::Attention))
+        continue;
+      for (const Op *o : op->operands)
+        if (o->type.dtype != ir::DType::F32)
+          return makeError(op->loc,
+                           "'{}' reads {} %{}: the llvm backend reads bf16 only in matmuls and "
+                           "attention",
+                           op->keyword(), ir::dtypeName(o->type.dtype), o->name);
+    }
+    plan_.mesh = mesh;
+    if (const ir::AttrValue *ws = m_.attrs.find("workspace_bytes"))
+      plan_.workspaceBytes = std::get<int64_t>(*ws);
+    plan_.ops = static_cast<int64_t>(m_.size());
+
+    std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(m_);
     // Weight-only values the forward pass (or the outputs) read, and everything they need.
     std::unordered_set<const Op *> readByRun;
     for (const auto &op : m_.ops())
@@ -176,7 +179,8 @@ public:
         if (auto it = where_.find(op->operand(0)); it != where_.end())
           where_[op] = it->second;
       } else if (isAttentionView(op)) {
-        where_[op] = shifted(where_.at(op->operand(0)), op->attrs.getInt("start"));
+        where_[op] = shifted(where_.at(op->operand(0)),
+                             op->attrs.getInt("start") * dtypeBytes(op->type.dtype));
       } else if (weightOnly.count(op)) {
         if (neededAtLoad.count(op))
           where_[op] = newConst(op->type.localBytes(mesh));
@@ -287,8 +291,8 @@ private:
 
   Shape local(const Op *op) const { return op->type.localShape(m_.mesh); }
   BufferRef at(const Op *op) const { return where_.at(op); }
-  BufferRef shifted(BufferRef ref, int64_t floats) const {
-    ref.offset += floats * 4;
+  BufferRef shifted(BufferRef ref, int64_t bytes) const {
+    ref.offset += bytes;
     return ref;
   }
 
@@ -424,7 +428,7 @@ private:
       int64_t start = op.attrs.getInt("start");
       // The source pointer is shifted so that equal slices at other starts share one kernel.
       call(makeCopy(out, inStrides, 0, rowMajorStrides(out), 0, vw),
-           args({result, shifted(operands[0], start * inStrides[axis])}), op, atLoad);
+           args({result, shifted(operands[0], start * inStrides[axis] * 4)}), op, atLoad);
       return Status::ok();
     }
     case OpKind::Concat: {
@@ -436,7 +440,7 @@ private:
         // Each operand is copied into its place in the result; the result pointer is shifted so
         // that the copies of equal operands share one kernel.
         call(makeCopy(in, rowMajorStrides(in), 0, outStrides, 0, vw),
-             args({shifted(result, along * outStrides[axis]), operands[i]}), op, atLoad);
+             args({shifted(result, along * outStrides[axis] * 4), operands[i]}), op, atLoad);
         along += in[axis];
       }
       return Status::ok();
@@ -546,7 +550,7 @@ private:
       d.bf16 = true;
       d.k /= 2;
     }
-    d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch);
+    d.tiles = matmulTiles(d.m, d.n, d.k, tiles_, d.batch, d.bf16);
     if (op.is(OpKind::FusedLinear)) {
       d.bias = op.attrs.getBool("bias");
       d.gelu = op.attrs.getBool("gelu");
@@ -610,9 +614,18 @@ private:
     d.qkNorm = op.attrs.getBool("qk_norm");
     d.normBias = d.qkNorm && op.attrs.getBool("norm_bias");
     d.eps = d.qkNorm ? static_cast<float>(op.attrs.getFloat("eps")) : 0.0f;
+    if (op.operand(0)->type.dtype == ir::DType::BF16) {
+      // bf16 kernels multiply pairs of a head's features at a time.
+      if (d.dh % 2 != 0)
+        return makeError(op.loc,
+                         "%{}: the llvm backend runs bf16 attention on an even head size only, "
+                         "got {}",
+                         op.name, d.dh);
+      d.bf16 = true;
+    }
     d.tiles = tiles_;
     d.queryChunks = attentionQueryChunks(d);
-    // Rows of q, k and v are `width` floats apart, or their operand's width for views.
+    // Rows of q, k and v are `width` elements apart, or their operand's width for views.
     int64_t *strides[] = {&d.qRow, &d.kRow, &d.vRow};
     for (size_t i = 0; i < 3; ++i)
       *strides[i] = isAttentionView(op.operand(i)) ? local(op.operand(i)->operand(0)).back()

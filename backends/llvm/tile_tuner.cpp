@@ -77,7 +77,7 @@ Expected<StandaloneMatmul> compileStandaloneMatmul(const Target &target, int64_t
   int64_t depth = bf16 ? k / 2 : k;
   s.matmul.m = m, s.matmul.n = n, s.matmul.k = depth, s.matmul.bPacked = true;
   s.matmul.bf16 = s.pack.bf16 = bf16;
-  s.matmul.tiles = matmulTiles(m, n, depth, target.tiles);
+  s.matmul.tiles = matmulTiles(m, n, depth, target.tiles, 1, bf16);
   s.pack.n = n, s.pack.k = depth, s.pack.transposeB = true, s.pack.nr = target.tiles.nr;
   s.pack.vectorWidth = target.tiles.vectorWidth;
   Plan plan;

@@ -88,6 +88,30 @@ TEST(Bf16, OperandsMustAgreeOnTheirElementType) {
   EXPECT_NE(text.find("attention's keys is bf16, unlike the f32"), std::string::npos) << text;
 }
 
+TEST(Bf16, AttentionOfBf16IsF32WithF32QkNormParameters) {
+  auto good = verifyText(R"(module @att mesh(data=1, model=1) {
+  %q = input {name = "q"} : bf16[1,4,8]
+  %k = input {name = "k"} : bf16[1,4,8]
+  %s = param {name = "s"} : f32[4]
+  %a = attention %q, %k, %k, %s, %s {eps = 1e-06, heads = 2, qk_norm = true, scale = 0.5} : f32[1,4,8]
+  output %a
+})");
+  EXPECT_TRUE(good.empty()) << good.str();
+  auto bad = verifyText(R"(module @bad mesh(data=1, model=1) {
+  %q = input {name = "q"} : bf16[1,4,8]
+  %s = param {name = "s"} : bf16[4]
+  %a = attention %q, %q, %q {heads = 2, scale = 0.5} : bf16[1,4,8]
+  %n = attention %q, %q, %q, %s, %s {eps = 1e-06, heads = 2, qk_norm = true, scale = 0.5} : f32[1,4,8]
+  output %a, %n
+})");
+  std::string text = bad.str();
+  EXPECT_NE(text.find("'%a' (attention): result type is bf16[1,4,8] but its operands give "
+                      "f32[1,4,8]"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("qk_norm parameters must be f32, got bf16"), std::string::npos) << text;
+}
+
 TEST(Bf16, BuilderConvertsAndItsGradientConvertsBack) {
   Module m;
   Builder b(m);

@@ -1,4 +1,4 @@
-// The fused attention kernel against the interpreter.
+// The fused attention kernel against the interpreter, on f32 and on bf16 queries, keys and values.
 #include <fmt/format.h>
 
 #include "backends/llvm/kernel_desc.h"
@@ -13,7 +13,8 @@ struct AttentionCase {
   bool qkNorm, normBias;
 };
 
-std::string attentionModule(const AttentionCase &c) {
+// With `bf16`, the queries, keys and values are converted to bf16 before attention.
+std::string attentionModule(const AttentionCase &c, bool bf16 = false) {
   int64_t d = c.heads * c.dh;
   std::string text = fmt::format(R"(module @attn mesh(data=1, model=1) {{
   %q = input {{name = "q"}} : f32[{0},{1},{3}]
@@ -22,6 +23,13 @@ std::string attentionModule(const AttentionCase &c) {
 )",
                                  c.batch, c.tq, c.tk, d);
   std::string operands = "%q, %k, %v";
+  if (bf16) {
+    text += fmt::format("  %q.bf16 = convert %q : bf16[{0},{1},{3}]\n"
+                        "  %k.bf16 = convert %k : bf16[{0},{2},{3}]\n"
+                        "  %v.bf16 = convert %v : bf16[{0},{2},{3}]\n",
+                        c.batch, c.tq, c.tk, d);
+    operands = "%q.bf16, %k.bf16, %v.bf16";
+  }
   std::string attrs;
   if (c.qkNorm) {
     text += fmt::format("  %qs = param {{name = \"qs\"}} : f32[{0}]\n"
@@ -93,6 +101,111 @@ TEST(AttentionKernel, FewHeadsSplitTheirQueriesOverThreads) {
     EXPECT_MATCHES_INTERPRETER(attentionModule({"", 1, 13, 11, 1, 24, true, false}), small);
   }
 }
+
+// bf16 attention against the interpreter, which widens the same bf16 values and computes in f32.
+// The kernel rounds what it multiplies to bf16 besides (the scaled, and normalized, queries and
+// keys, and the softmax numerators P, as flash-attention does): each a relative error of at most
+// 2^-9, which shows in the output after the scores' exponentials as a few 1e-3 of its scale. The
+// tolerance, 1e-2 of the output's scale, is still 100 times f32's (EXPECT_MATCHES_INTERPRETER).
+struct Bf16AttentionCase {
+  AttentionCase shape;
+  test::Path path;
+};
+
+class Bf16Attention : public ::testing::TestWithParam<Bf16AttentionCase> {};
+
+TEST_P(Bf16Attention, MatchesTheInterpreter) {
+  const Bf16AttentionCase &c = GetParam();
+  std::string text = attentionModule(c.shape, /*bf16=*/true);
+  auto cmp = test::compareText(text, test::optionsFor(c.path));
+  ASSERT_TRUE(cmp) << cmp.error().str() << "\n" << text;
+  EXPECT_LE(cmp->maxRelDiff, 1e-2) << text;
+  if (std::getenv("VITC_TEST_VERBOSE"))
+    std::printf("max diff %g (relative %g)\n", cmp->maxDiff, cmp->maxRelDiff);
+}
+
+std::vector<Bf16AttentionCase> bf16AttentionCases() {
+  // Head sizes are even (bf16 kernels take pairs of features); odd key counts pad their last pair.
+  const std::vector<AttentionCase> shapes = {
+      {"VitB", 1, 197, 197, 2, 64, false, false},     {"Small", 2, 13, 13, 4, 16, false, false},
+      {"QkNorm", 2, 13, 13, 3, 16, true, false},      {"QkNormBias", 2, 17, 17, 2, 20, true, true},
+      {"OneQuery", 2, 1, 17, 4, 16, false, false},    {"EvenKeys", 1, 9, 32, 2, 8, false, false},
+      {"RaggedHeads", 1, 7, 40, 3, 12, false, false}, {"WideHeads", 1, 9, 9, 1, 100, true, true},
+      {"TwoKeys", 1, 3, 2, 1, 2, false, false}};
+  std::vector<Bf16AttentionCase> cases;
+  for (test::Path path : {test::Path::Host, test::Path::Widened, test::Path::Avx2})
+    for (const AttentionCase &shape : shapes)
+      cases.push_back({shape, path});
+  return cases;
+}
+
+// The interpreter's attention of bf16 inputs is its f32 attention of the same values widened:
+// bit for bit, QK-norm included (its parameters stay f32).
+TEST(Bf16Attention, TheInterpreterWidensItsInputsExactly) {
+  const char *text = R"(module @widen mesh(data=1, model=1) {
+  %q = input {name = "q"} : f32[2,9,16]
+  %k = input {name = "k"} : f32[2,7,16]
+  %s = param {name = "s"} : f32[8]
+  %b = param {name = "b"} : f32[8]
+  %qb = convert %q : bf16[2,9,16]
+  %kb = convert %k : bf16[2,7,16]
+  %qw = convert %qb : f32[2,9,16]
+  %kw = convert %kb : f32[2,7,16]
+  %mixed = attention %qb, %kb, %kb, %s, %b, %s, %b {eps = 1e-06, heads = 2, norm_bias = true, qk_norm = true, scale = 0.3} : f32[2,9,16]
+  %wide = attention %qw, %kw, %kw, %s, %b, %s, %b {eps = 1e-06, heads = 2, norm_bias = true, qk_norm = true, scale = 0.3} : f32[2,9,16]
+  output %mixed, %wide
+}
+)";
+  auto cmp = test::compareText(text);
+  ASSERT_TRUE(cmp) << cmp.error().str();
+  const Tensor &mixed = cmp->reference[0], &wide = cmp->reference[1];
+  ASSERT_EQ(mixed.numel(), wide.numel());
+  for (int64_t i = 0; i < mixed.numel(); ++i)
+    ASSERT_EQ(mixed.data()[i], wide.data()[i]) << "element " << i;
+}
+
+// The target CPU chooses how bf16 attention multiplies, as it does for matmuls: vdpbf16ps where
+// it has AVX512-BF16 (AMX CPUs included), f32 FMAs on the widened pairs elsewhere. Compiled, not
+// run, so that it holds on any x86 host.
+TEST(Bf16Attention, TheTargetCpuChoosesTheProduct) {
+  auto m = test::parseAndPlan(attentionModule({"", 1, 197, 197, 2, 64, true, true}, true));
+  ASSERT_TRUE(m) << m.error().str();
+  struct Want {
+    const char *cpu, *kernels;
+    bool dot;
+  };
+  for (Want w : {Want{"sapphirerapids", "vdpbf16ps (avx512bf16)", true},
+                 Want{"znver4", "vdpbf16ps (avx512bf16)", true},
+                 Want{"x86-64-v4", "f32 FMAs on bf16 values (no avx512bf16)", false},
+                 Want{"x86-64-v3", "f32 FMAs on bf16 values (no avx512bf16)", false}}) {
+    SCOPED_TRACE(w.cpu);
+    llvmbe::Options o = test::verifiedOptions();
+    o.cpu = w.cpu;
+    llvmbe::CompileReport report;
+    auto assembly = llvmbe::emitAssembly(**m, o, &report);
+    ASSERT_TRUE(assembly) << assembly.error().str();
+    EXPECT_EQ(report.bf16Kernels, w.kernels);
+    EXPECT_EQ(assembly->find("vdpbf16ps") != std::string::npos, w.dot);
+    EXPECT_EQ(assembly->find("tdpbf16ps"), std::string::npos);
+  }
+}
+
+// bf16 attention needs pairs of a head's features: an odd head size is refused in one line.
+TEST(Bf16Attention, AnOddHeadSizeIsRefused) {
+  auto m = test::parseAndPlan(attentionModule({"", 1, 5, 5, 2, 3, false, false}, true));
+  ASSERT_TRUE(m) << m.error().str();
+  auto r = llvmbe::emitLlvmIr(**m, test::verifiedOptions());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("runs bf16 attention on an even head size only, got 3"),
+            std::string::npos)
+      << r.error().str();
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Bf16Attention, ::testing::ValuesIn(bf16AttentionCases()),
+                         [](const auto &info) {
+                           return std::string(info.param.shape.name) +
+                                  test::pathName(info.param.path);
+                         });
 
 } // namespace
 } // namespace vitc

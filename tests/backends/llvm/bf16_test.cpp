@@ -13,21 +13,9 @@
 namespace vitc {
 namespace {
 
-// How the matmuls of a test multiply: as the host can, or forced to another path.
-enum class Path { Host, Widened, Avx2 };
-
-llvmbe::Options optionsFor(Path path, bool smallTiles = false) {
-  llvmbe::Options o = smallTiles ? test::smallTileOptions() : test::verifiedOptions();
-  if (path == Path::Widened)
-    o.features = "-avx512bf16";
-  if (path == Path::Avx2)
-    o.cpu = "x86-64-v3";
-  return o;
-}
-
-std::string pathName(Path path) {
-  return path == Path::Host ? "Host" : path == Path::Widened ? "Widened" : "Avx2";
-}
+using test::optionsFor;
+using test::Path;
+using test::pathName;
 
 struct Shape3 {
   int64_t m, n, k;

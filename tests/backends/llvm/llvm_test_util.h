@@ -48,6 +48,23 @@ inline llvmbe::Options smallTileOptions() {
   return o;
 }
 
+// How the bf16 products of a test multiply: as the host can (vdpbf16ps where it has
+// AVX512-BF16), or forced to f32 math on bf16 values with AVX-512 or AVX2.
+enum class Path { Host, Widened, Avx2 };
+
+inline llvmbe::Options optionsFor(Path path, bool smallTiles = false) {
+  llvmbe::Options o = smallTiles ? smallTileOptions() : verifiedOptions();
+  if (path == Path::Widened)
+    o.features = "-avx512bf16";
+  if (path == Path::Avx2)
+    o.cpu = "x86-64-v3";
+  return o;
+}
+
+inline std::string pathName(Path path) {
+  return path == Path::Host ? "Host" : path == Path::Widened ? "Widened" : "Avx2";
+}
+
 inline Expected<std::shared_ptr<const ir::Module>> parseAndPlan(const std::string &text,
                                                                 bool planMemory = true) {
   VITC_ASSIGN(std::unique_ptr<ir::Module> m, ir::parseModule(text, "test.ir"));

@@ -95,6 +95,21 @@ TEST(MatmulKernels, ThreadsSplitSmallWeightsByRowsAndLargeOnesByColumns) {
   EXPECT_EQ(llvmbe::matmulTiles(197, 768, 192, t).mc, 200);
 }
 
+TEST(MatmulKernels, DeepBf16ProductsTakeDeeperShorterBlocks) {
+  llvmbe::TileConfig t;
+  t.mr = 14, t.mc = 168, t.kc = 768;
+  // ViT-B/16's MLP-out in bf16 (1536 pairs deep): blocks of 1536 pairs and 84 rows.
+  llvmbe::TileConfig deep = llvmbe::matmulTiles(1576, 768, 1536, t, 1, /*bf16=*/true);
+  EXPECT_EQ(deep.kc, 1536);
+  EXPECT_EQ(deep.mc, 84);
+  EXPECT_EQ(llvmbe::depthBlock(1536, deep), 1536);
+  // One block deep already, or f32: the tiles as asked.
+  EXPECT_EQ(llvmbe::matmulTiles(1576, 3072, 384, t, 1, true).kc, 768);
+  EXPECT_EQ(llvmbe::matmulTiles(1576, 3072, 384, t, 1, true).mc, 168);
+  EXPECT_EQ(llvmbe::matmulTiles(1576, 768, 3072, t).kc, 768);
+  EXPECT_EQ(llvmbe::matmulTiles(1576, 768, 3072, t).mc, 168);
+}
+
 TEST(MatmulKernels, ACopiedOnlyWhereItsRowsWouldShareAnL1Set) {
   // Rows 1024 floats apart all fall into one L1 set: 14-row tiles read a copy of A's block,
   // 8-row tiles A itself, at K = 1024 and (both) at ViT-B/16's 768.
