@@ -99,7 +99,8 @@ Prediction simulate(const ir::Module &m, const Target &target, const Profile *pr
   double flopsRate = target.effectiveFlops(devices);
   double bandwidth = target.effectiveBandwidth(devices);
   double scale = static_cast<double>(target.dtypeBytes) / 4.0; // the IR counts f32
-  std::unordered_set<const Op *> weightOnly = ir::weightOnlyOps(m);
+  // What a program computes when its params are bound is not part of a run.
+  std::unordered_set<const Op *> weightOnly = ir::loadTimeOps(m);
 
   double now = 0;
   std::map<int, double> linkFree; // per mesh axis: when its link is idle again
