@@ -298,22 +298,8 @@ private:
     }
     case OpKind::Add:
     case OpKind::Mul:
-    case OpKind::Broadcast: {
-      // Operands aligned on the right; broadcast dimensions stay whole.
-      for (size_t i = 0; i < w.operands.size(); ++i) {
-        const ir::Shape &in = w.operand(i)->shape();
-        Sharding s = Sharding::replicated(in.size());
-        for (size_t d = 0; d < in.size(); ++d) {
-          size_t od = out.size() - in.size() + d;
-          if (in[d] == out[od])
-            s.dims[d] = want.dims[od];
-          else if (want.dims[od].axis != kNoAxis)
-            return false;
-        }
-        needs[i] = s;
-      }
-      return true;
-    }
+    case OpKind::Broadcast:
+      return alignedShardings(w, want, needs);
     case OpKind::MatMul: {
       // Weight-only products (the MAP head's query of its probe): no sums across devices.
       const Op &a = *w.operand(0), &b = *w.operand(1);
@@ -333,8 +319,30 @@ private:
       return true;
     }
     default:
-      return false;
+      // Other elementwise ops (AdamW's beta1 * m of its state) follow their operands alike, so
+      // that optimizer state takes the sharding its update asks of it.
+      return w.info().has(ir::kElementwise) && alignedShardings(w, want, needs);
     }
+  }
+
+  // The operands of a broadcasting op `w`, aligned on the right: the dimensions they share with
+  // the result as `want` has them, broadcast ones whole.
+  static bool alignedShardings(const Op &w, const Sharding &want,
+                               std::vector<std::optional<Sharding>> &needs) {
+    const ir::Shape &out = w.shape();
+    for (size_t i = 0; i < w.operands.size(); ++i) {
+      const ir::Shape &in = w.operand(i)->shape();
+      Sharding s = Sharding::replicated(in.size());
+      for (size_t d = 0; d < in.size(); ++d) {
+        size_t od = out.size() - in.size() + d;
+        if (in[d] == out[od])
+          s.dims[d] = want.dims[od];
+        else if (want.dims[od].axis != kNoAxis)
+          return false;
+      }
+      needs[i] = s;
+    }
+    return true;
   }
 
   // --- activations ---

@@ -405,7 +405,7 @@ INSTANTIATE_TEST_SUITE_P(
                        R"(^--link: error: link spec 'abc')"},
         BadCommandLine{
             "passes", compileArgs({"--passes=nosuchpass"}),
-            R"(^--passes: error: unknown pass 'nosuchpass' \(known passes: autodiff, canonicalize.*\)\n$)"},
+            R"(^--passes: error: unknown pass 'nosuchpass' \(known passes: accumulate-microbatches, autodiff.*\)\n$)"},
         BadCommandLine{"run-passes", runArgs({"--passes=nosuchpass"}),
                        R"(^--passes: error: unknown pass 'nosuchpass')"},
         BadCommandLine{"print-after", compileArgs({"--print-after=nope"}),

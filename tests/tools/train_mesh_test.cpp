@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 
 #include <gtest/gtest.h>
 
@@ -202,13 +203,23 @@ TEST(TrainMesh, CheckpointsMoveBetweenMeshes) {
 TEST(TrainMesh, ParamsOverDataReduceScatterTheirGradients) {
   std::string dir = makeTempDir("train_mesh_pod");
   std::string out = dir + "/out.safetensors";
-  auto r =
-      runVitc(with(trainArgs("parallel_map", "adamw", out),
-                   {"--mesh", "data=2,model=2", "--pass-option", "layout.params-over-data=true",
-                    "--pass-option", "layout.params-over-data-min-bytes=4096"}));
+  auto r = runVitc(with(
+      trainArgs("parallel_map", "adamw", out),
+      {"--mesh", "data=2,model=2", "--pass-option", "layout.params-over-data=true", "--pass-option",
+       "layout.params-over-data-min-bytes=4096", "--print-after=propagate-sharding"}));
   ASSERT_EQ(r.exit, 0) << r.err;
   EXPECT_EQ(r.err.find(" 0 reduce-scattered"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("reduce-scattered over 'data'"), std::string::npos) << r.err;
+  // The AdamW moments are stored as their weight is, split over both axes: not whole on every
+  // device and gathered after each update.
+  std::smatch moment;
+  ASSERT_TRUE(std::regex_search(
+      r.err, moment,
+      std::regex(
+          R"(= param \{name = "vit.encoder.layer.0.intermediate.dense.weight/adamw.m"\} : (\S+))")))
+      << r.err;
+  EXPECT_NE(moment[1].str().find("@model"), std::string::npos) << moment[1];
+  EXPECT_NE(moment[1].str().find("@data"), std::string::npos) << moment[1];
   expectSameAsOneDevice("parallel_map", "adamw", out);
 }
 
