@@ -476,7 +476,26 @@ private:
     // ring steps, whose blocks rotate): the left one is gathered, which leaves the gradient split
     // as the row-parallel weight it belongs to is.
     Op *a = op->operand(0), *b = op->operand(1);
-    size_t bn = op->attrs.getBool("transpose_b") ? b->rank() - 2 : b->rank() - 1;
+    bool tb = op->attrs.getBool("transpose_b");
+    // A product over the batch split over the data axis on one side only (a weight gradient whose
+    // other factor was computed from weights alone, as the query of an exported MAP head's probe
+    // expanded over the batch): the whole side is split alike, a local slice, and the product is
+    // a partial sum over the data axis that the gradient's reduction completes.
+    size_t ak = a->rank() - 1, bk = tb ? b->rank() - 1 : b->rank() - 2;
+    int aData = a->type.sharding.dimAxis(ak), bData = b->type.sharding.dimAxis(bk);
+    if (data_ >= 0 && aData != bData && (aData == data_ || bData == data_) &&
+        (aData == kNoAxis || bData == kNoAxis)) {
+      size_t whole = aData == kNoAxis ? 0 : 1;
+      Op *w = op->operand(whole);
+      if (!w->type.sharding.isPartial(data_)) {
+        Sharding s = w->type.sharding;
+        s.dims[whole == 0 ? ak : bk] = DimSharding{data_, 0};
+        require(op, whole, s);
+      }
+    }
+    a = op->operand(0);
+    b = op->operand(1);
+    size_t bn = tb ? b->rank() - 2 : b->rank() - 1;
     int axis = b->type.sharding.dimAxis(bn);
     if (axis != kNoAxis) {
       Sharding s = a->type.sharding;

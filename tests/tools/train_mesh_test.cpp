@@ -223,6 +223,28 @@ TEST(TrainMesh, ParamsOverDataReduceScatterTheirGradients) {
   expectSameAsOneDevice("parallel_map", "adamw", out);
 }
 
+// The ViT-22B-style model exported to ONNX (its MAP head's probe expanded over the batch, so that
+// one weight gradient contracts a batch-split gradient with a whole value) trains on the mesh as
+// on one device: one SGD step within 1e-5 of the update.
+TEST(TrainMesh, AnImportedModelTrainsAsOnOneDevice) {
+  std::string dir = makeTempDir("train_mesh_onnx");
+  auto run = [&](const std::string &out, const std::string &lr, const std::string &mesh) {
+    auto r = runVitc({"train", fixture("parallel_map", "model.onnx"), "--data",
+                      fixture("parallel_map", "train.npz"), "--steps", "1", "--batch", "2",
+                      "--optimizer", "sgd", "--lr", lr, "--seed", "3", "--mesh", mesh, "-o", out});
+    EXPECT_EQ(r.exit, 0) << r.err;
+    return readAll(out);
+  };
+  // A step at lr 0 writes the model's own weights under their ONNX names.
+  auto initial = run(dir + "/initial.safetensors", "0", "data=1,model=1");
+  auto one = run(dir + "/one.safetensors", "0.5", "data=1,model=1");
+  for (const char *mesh : {"data=2,model=1", "data=2,model=2"}) {
+    SCOPED_TRACE(mesh);
+    expectUpdates(initial, run(dir + "/mesh.safetensors", "0.5", mesh), one, 1e-5, 1e-7, 0,
+                  [](const std::string &, int64_t) { return false; });
+  }
+}
+
 // The fixture's two training images twice over (the copies negated, their labels reversed): a
 // batch of 4, which two micro-batches and a data axis of 2 can split together.
 std::string fourImages(const std::string &name, const std::string &dir) {
