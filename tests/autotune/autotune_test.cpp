@@ -229,11 +229,22 @@ TEST(Autotune, StaleCalibrationsAreMeasuredAgain) {
   ASSERT_TRUE(fresh) << fresh.error().str();
   EXPECT_NE(fresh->peakFlops, 1234);
   EXPECT_FALSE(fresh->calibratedAt.empty());
-  // What it wrote is this host's now: kept as it is.
+  // What it wrote is this host's now: kept as it is, when it was taken on an idle host (a
+  // calibration taken while the host was busier than now is measured again, so the test says
+  // which, whatever the load while it runs).
+  autotune::Target idle = *fresh;
+  idle.calibrationLoad = 0;
+  std::ofstream(dir + "/cpu-interpreter.json") << autotune::writeTarget(idle);
   auto again = autotune::calibrateCpu(interp::compiler(), "interpreter", dir);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->peakFlops, fresh->peakFlops);
   EXPECT_EQ(again->calibratedAt, fresh->calibratedAt);
+  autotune::Target busy = *fresh;
+  busy.calibrationLoad = 1e6;
+  std::ofstream(dir + "/cpu-interpreter.json") << autotune::writeTarget(busy);
+  auto quieter = autotune::calibrateCpu(interp::compiler(), "interpreter", dir);
+  ASSERT_TRUE(quieter);
+  EXPECT_LT(quieter->calibrationLoad, 1e6);
   // Unless asked to measure again.
   auto forced = autotune::calibrateCpu(interp::compiler(), "interpreter", dir, true);
   ASSERT_TRUE(forced);
