@@ -10,7 +10,6 @@
 #include "frontend/formats/safetensors.h"
 #include "ir/signature.h"
 #include "passes/accumulate_microbatches.h"
-#include "passes/analysis.h"
 #include "passes/optimizer.h"
 #include "passes/registry.h"
 #include "tools/model_run.h"
